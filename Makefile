@@ -1,0 +1,114 @@
+# shmbroker: `make` builds into build/, `make check` runs every test, `make run` starts
+# the daemon in the foreground on a socket in the build tree.
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
+SYSCONFDIR ?= /etc
+
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+PYTHON ?= /usr/bin/python3
+
+# Debian packages the build and the tests need; `make deps` installs the missing ones.
+BUILD_DEPS := gcc make pkg-config libsystemd-dev libcjson-dev check
+TEST_DEPS := python3 python3-numpy python3-pytest systemd procps util-linux
+DEPS := $(BUILD_DEPS) $(TEST_DEPS)
+
+PKGS := libsystemd libcjson
+WARNINGS := -Wall -Wextra -Werror -Wmissing-prototypes -Wshadow -Wno-missing-field-initializers
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARNINGS) -Iinclude -Idaemon -fno-strict-aliasing
+PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+CHECK_CFLAGS = $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
+CHECK_LIBS = $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
+
+CFLAGS ?= -O2 -g
+ALL_CFLAGS = $(BASE_CFLAGS) $(PKG_CFLAGS) $(CFLAGS)
+SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+
+COMMON_SRC := $(wildcard common/*.c)
+DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
+UNIT_SRC := $(wildcard tests/unit/*.c)
+
+obj = $(patsubst %.c,$(1)/obj/%.o,$(2))
+
+all: deps-build build/shmbrokerd build/handoff-bench
+
+# --- dependencies ---------------------------------------------------------------------
+
+# Installs what is missing when run as root; otherwise prints the apt-get line to run.
+deps deps-build:
+	@missing=""; for p in $(if $(filter deps,$@),$(DEPS),$(BUILD_DEPS)); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    (apt-get install -y -q $$missing || (apt-get update -q && apt-get install -y -q $$missing)) >build-deps.log 2>&1 \
+	      || { cat build-deps.log; exit 1; }; rm -f build-deps.log; \
+	  else echo "missing packages; run: sudo apt-get install -y$$missing"; exit 1; fi; \
+	fi
+
+.PHONY: all deps deps-build check unit integration run install clean asan
+
+# --- objects ----------------------------------------------------------------------------
+
+build/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+build/asan/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(PKG_CFLAGS) $(SAN_FLAGS) -MMD -MP -c $< -o $@
+
+build/obj/tests/%.o: ALL_CFLAGS += $(CHECK_CFLAGS)
+build/asan/obj/tests/%.o: BASE_CFLAGS += $(CHECK_CFLAGS)
+
+-include $(shell find build -name '*.d' 2>/dev/null)
+
+# --- programs ---------------------------------------------------------------------------
+
+build/shmbrokerd: $(call obj,build,daemon/main.c $(DAEMON_SRC) $(COMMON_SRC))
+	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+
+build/asan/shmbrokerd: $(call obj,build/asan,daemon/main.c $(DAEMON_SRC) $(COMMON_SRC))
+	$(CC) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS) -lm
+
+build/test-unit: $(call obj,build,$(UNIT_SRC) $(DAEMON_SRC) $(COMMON_SRC))
+	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS) -lm
+
+build/asan/test-unit: $(call obj,build/asan,$(UNIT_SRC) $(DAEMON_SRC) $(COMMON_SRC))
+	$(CC) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS) -lm
+
+build/handoff-bench: $(call obj,build,bench/handoff.c)
+	$(CC) $(CFLAGS) -o $@ $^
+
+asan: build/asan/shmbrokerd build/asan/test-unit
+
+# --- running and testing -----------------------------------------------------------------
+
+run: all
+	build/shmbrokerd --socket $(CURDIR)/build/shmbroker.sock --config conf/shmbroker.conf
+
+unit: build/test-unit
+	build/test-unit
+
+integration: all
+	$(PYTHON) -m pytest -q tests/integration
+
+check: deps all build/test-unit build/asan/shmbrokerd build/asan/test-unit
+	PYTHON=$(PYTHON) tests/run-all.sh
+
+bench-handoff: all
+	build/handoff-bench --daemon build/shmbrokerd
+
+# --- installing ---------------------------------------------------------------------------
+
+install: all
+	install -D -m 0755 build/shmbrokerd $(DESTDIR)$(SBINDIR)/shmbrokerd
+	install -D -m 0644 conf/shmbroker.conf $(DESTDIR)$(SYSCONFDIR)/shmbroker/shmbroker.conf
+
+clean:
+	rm -rf build

@@ -1,0 +1,87 @@
+/*
+ * json.c: strict readers of cJSON values and UTF-8 validation.
+ */
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+#include "sb-json.h"
+#include "sb-size.h"
+
+int sb_json_uint(const cJSON *v, uint64_t max, uint64_t *ret) {
+        double d;
+
+        if (!cJSON_IsNumber(v))
+                return -EINVAL;
+        d = v->valuedouble;
+        if (!isfinite(d) || d != floor(d))
+                return -EINVAL;
+        if (d < 0 || d > (double)max || d > (double)SB_JSON_INT_MAX)
+                return -ERANGE;
+        *ret = (uint64_t)d;
+        return 0;
+}
+
+int sb_json_size(const cJSON *v, uint64_t *ret) {
+        if (cJSON_IsString(v))
+                return sb_parse_size(v->valuestring, ret);
+        return sb_json_uint(v, SB_JSON_INT_MAX, ret);
+}
+
+int sb_json_mode(const cJSON *v, unsigned *ret) {
+        uint64_t m = 0;
+
+        if (cJSON_IsString(v)) {
+                const char *p = v->valuestring;
+                if (!*p || strlen(p) > 4)
+                        return -EINVAL;
+                for (; *p; p++) {
+                        if (*p < '0' || *p > '7')
+                                return -EINVAL;
+                        m = m * 8 + (uint64_t)(*p - '0');
+                }
+        } else {
+                int r = sb_json_uint(v, 0777, &m);
+                if (r < 0)
+                        return r;
+        }
+        if (m > 0777)
+                return -ERANGE;
+        *ret = (unsigned)m;
+        return 0;
+}
+
+bool sb_utf8_valid(const char *str, size_t len) {
+        const unsigned char *s = (const unsigned char *)str, *end = s + len;
+
+        while (s < end) {
+                unsigned c = *s, n;
+                uint32_t cp, min;
+
+                if (c == 0)
+                        return false;
+                if (c < 0x80) {
+                        s++;
+                        continue;
+                }
+                if ((c & 0xe0) == 0xc0) {
+                        n = 1; cp = c & 0x1f; min = 0x80;
+                } else if ((c & 0xf0) == 0xe0) {
+                        n = 2; cp = c & 0x0f; min = 0x800;
+                } else if ((c & 0xf8) == 0xf0) {
+                        n = 3; cp = c & 0x07; min = 0x10000;
+                } else
+                        return false;
+                if ((size_t)(end - s) <= n)
+                        return false;
+                for (unsigned i = 1; i <= n; i++) {
+                        if ((s[i] & 0xc0) != 0x80)
+                                return false;
+                        cp = (cp << 6) | (s[i] & 0x3f);
+                }
+                if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                        return false;
+                s += n + 1;
+        }
+        return true;
+}

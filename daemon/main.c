@@ -1,0 +1,262 @@
+/*
+ * main.c: shmbrokerd's command line, signals, service notifications and main loop.
+ *
+ * Only this file turns errors into exit codes: 0 after SIGTERM or SIGINT, 1 when the
+ * daemon cannot start (bad configuration, socket in use), 2 for bad usage.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+
+#include "broker.h"
+#include "config.h"
+#include "log.h"
+#include "sb-macro.h"
+#include "socket.h"
+
+#define SHMBROKERD_VERSION "0.1.0"
+
+typedef struct Options {
+        const char *socket;
+        const char *config;
+        bool verbose;
+} Options;
+
+typedef struct Daemon {
+        Broker *broker;
+        const char *config_path;
+        bool config_explicit;
+} Daemon;
+
+static void help(void) {
+        printf("Usage: shmbrokerd [OPTIONS]\n\n"
+               "Hand out SysV shared-memory batch slots to producers and consumers.\n\n"
+               "  --socket PATH   listen on PATH (default: $SHMBROKER_SOCKET, the configuration's\n"
+               "                  \"socket\", or " CONFIG_DEFAULT_SOCKET ")\n"
+               "  --config PATH   read PATH (default: " CONFIG_DEFAULT_PATH ", if it exists)\n"
+               "  -v, --verbose   log debug messages\n"
+               "  -h, --help      show this help\n"
+               "  --version       show the version\n");
+}
+
+static int parse_argv(int argc, char **argv, Options *o) {
+        enum { ARG_SOCKET = 0x100, ARG_CONFIG, ARG_VERSION };
+        static const struct option options[] = {
+                { "socket", required_argument, NULL, ARG_SOCKET },
+                { "config", required_argument, NULL, ARG_CONFIG },
+                { "verbose", no_argument, NULL, 'v' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, ARG_VERSION },
+                { 0 }
+        };
+        int c;
+
+        while ((c = getopt_long(argc, argv, "vh", options, NULL)) >= 0) {
+                switch (c) {
+                case ARG_SOCKET:
+                        o->socket = optarg;
+                        break;
+                case ARG_CONFIG:
+                        o->config = optarg;
+                        break;
+                case 'v':
+                        o->verbose = true;
+                        break;
+                case 'h':
+                        help();
+                        return 0;
+                case ARG_VERSION:
+                        printf("shmbrokerd " SHMBROKERD_VERSION "\n");
+                        return 0;
+                default:
+                        return -EINVAL;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "shmbrokerd: unexpected argument \"%s\"\n", argv[optind]);
+                return -EINVAL;
+        }
+        return 1;
+}
+
+static void notify_status(Broker *b) {
+        (void)sd_notifyf(false, "STATUS=%u pools, %u clients", b->n_pools, b->n_conns);
+}
+
+static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        (void)userdata;
+        log_info("received %s, shutting down", strsignal((int)si->ssi_signo));
+        (void)sd_notify(false, "STOPPING=1");
+        return sd_event_exit(sd_event_source_get_event(s), 0);
+}
+
+static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Daemon *d = userdata;
+        Config *config;
+        char err[640];
+        int r;
+
+        (void)s;
+        (void)si;
+        (void)sd_notify(false, "RELOADING=1");
+        r = config_load(d->config_path, !d->config_explicit, &config, err, sizeof(err));
+        if (r < 0)
+                log_error("configuration not reloaded, the running one stays: %s", err);
+        else {
+                broker_reload(d->broker, config);
+                log_info("configuration reloaded from %s", d->config_path);
+        }
+        (void)sd_notify(false, "READY=1");
+        notify_status(d->broker);
+        return 0;
+}
+
+static int setup_signals(sd_event *event, Daemon *d) {
+        sigset_t mask;
+        int r;
+
+        /* Signals arrive through sd-event's signalfd, which needs them blocked. A write to
+         * a client that went away must fail with EPIPE, not kill the daemon. */
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+                return -errno;
+        signal(SIGPIPE, SIG_IGN);
+        if ((r = sd_event_add_signal(event, NULL, SIGTERM, on_terminate, d)) < 0 ||
+            (r = sd_event_add_signal(event, NULL, SIGINT, on_terminate, d)) < 0 ||
+            (r = sd_event_add_signal(event, NULL, SIGHUP, on_reload, d)) < 0)
+                return r;
+        return 0;
+}
+
+static const char *socket_path(const Options *o, const Config *c) {
+        const char *env = getenv("SHMBROKER_SOCKET");
+
+        if (o->socket)
+                return o->socket;
+        if (env && *env)
+                return env;
+        return c->socket ? c->socket : CONFIG_DEFAULT_SOCKET;
+}
+
+static int socket_group(const Config *c, gid_t *gid) {
+        char buf[4096];
+        struct group gr, *res = NULL;
+
+        *gid = (gid_t)-1;
+        if (!c->socket_group)
+                return 0;
+        if (getgrnam_r(c->socket_group, &gr, buf, sizeof(buf), &res) != 0 || !res) {
+                log_warning("socket_group \"%s\" does not exist: the socket keeps the daemon's group",
+                            c->socket_group);
+                return 0;
+        }
+        *gid = res->gr_gid;
+        return 0;
+}
+
+/* Returns the listening fd, and whether we bound it ourselves (and must unlink it). */
+static int open_listener(const Options *o, const Config *c, const char **path, bool *own) {
+        gid_t gid;
+        int fd = -1, r;
+
+        /* A socket from systemd (socket activation) wins over every path. */
+        r = socket_from_systemd(&fd);
+        if (r < 0)
+                return log_error_errno(r, "cannot use the socket passed by systemd");
+        if (r > 0) {
+                *own = false;
+                *path = NULL;
+                log_info("listening on the socket passed by systemd");
+                return fd;
+        }
+        *path = socket_path(o, c);
+        (void)socket_group(c, &gid);
+        r = socket_listen_unix(*path, c->socket_mode, gid, &fd);
+        if (r == -EADDRINUSE)
+                return log_error_errno(r, "%s: another shmbrokerd is listening there", *path);
+        if (r < 0)
+                return log_error_errno(r, "cannot listen on %s", *path);
+        *own = true;
+        log_info("listening on %s", *path);
+        return fd;
+}
+
+static int run(const Options *o) {
+        _cleanup_(broker_freep) Broker *b = NULL;
+        sd_event *event = NULL;
+        Daemon d = { .config_path = o->config ? o->config : CONFIG_DEFAULT_PATH, .config_explicit = !!o->config };
+        const char *path = NULL;
+        Config *config;
+        char err[640];
+        bool own = false;
+        int fd, r;
+
+        r = config_load(d.config_path, !d.config_explicit, &config, err, sizeof(err));
+        if (r < 0) {
+                log_error("bad configuration: %s", err);
+                return r;
+        }
+        r = sd_event_default(&event);
+        if (r < 0) {
+                config_free(config);
+                return log_error_errno(r, "cannot create the event loop");
+        }
+        r = broker_new(&b, event, config);
+        sd_event_unref(event);
+        if (r < 0)
+                return log_error_errno(r, "cannot create the broker");
+        d.broker = b;
+        r = setup_signals(b->event, &d);
+        if (r < 0)
+                return log_error_errno(r, "cannot set up signals");
+        /* With WATCHDOG_USEC set, sd-event sends WATCHDOG=1 pings on its own. */
+        (void)sd_event_set_watchdog(b->event, true);
+
+        r = broker_create_configured_pools(b, err, sizeof(err));
+        if (r < 0) {
+                log_error("cannot create the configured pools: %s", err);
+                return r;
+        }
+        fd = open_listener(o, b->config, &path, &own);
+        if (fd < 0)
+                return fd;
+        r = broker_listen(b, fd);
+        if (r < 0) {
+                log_error_errno(r, "cannot watch the socket");
+        } else {
+                (void)sd_notify(false, "READY=1");
+                notify_status(b);
+                r = sd_event_loop(b->event);
+                if (r < 0)
+                        log_error_errno(r, "event loop failed");
+        }
+        /* Detach every segment; each goes once its last client detaches too. */
+        b = broker_free(b);
+        if (own)
+                (void)unlink(path);
+        close(fd);
+        return r < 0 ? r : 0;
+}
+
+int main(int argc, char **argv) {
+        Options o = { 0 };
+        int r;
+
+        r = parse_argv(argc, argv, &o);
+        if (r <= 0)
+                return r < 0 ? 2 : 0;
+        log_set_max_priority(o.verbose ? LOG_DEBUG : LOG_INFO);
+        r = run(&o);
+        return r < 0 ? 1 : 0;
+}

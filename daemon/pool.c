@@ -1,0 +1,471 @@
+/*
+ * pool.c: a pool's slots, their state machine, streams and waiters.
+ *
+ * Every slot is in exactly one place: the free list, a ready queue (or the ordered
+ * heap), or its holder's held list; so every transition is an O(1) unlink and link,
+ * and a dying client's slots are found by walking its own held list only.
+ *
+ * Streams: producers publish into stream p->stream. The stream ends once at least one
+ * producer has sent end and every producer has sent it or left; then p->stream moves on.
+ * A producer that has sent end and publishes again, before the others end, publishes
+ * into the next stream (the "early" queue): a fast data-loading worker may start the
+ * next epoch while a slow one finishes this one. A consumer reads stream m->stream:
+ * it gets batches of that stream (or older ones), and once none is ready and the stream
+ * has ended, one end-of-stream reply, and moves to the next stream.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pool.h"
+#include "sb-error.h"
+#include "sb-size.h"
+#include "sb-time.h"
+
+static const char *const slot_state_names[_SLOT_STATE_MAX] = {
+        [SLOT_FREE] = "free",
+        [SLOT_WRITING] = "writing",
+        [SLOT_READY] = "ready",
+        [SLOT_READING] = "reading",
+};
+
+static const char *const role_names[_ROLE_MAX] = {
+        [ROLE_ADMIN] = "admin",
+        [ROLE_PRODUCER] = "producer",
+        [ROLE_CONSUMER] = "consumer",
+};
+
+const char *slot_state_name(SlotState s) {
+        return s < _SLOT_STATE_MAX ? slot_state_names[s] : "?";
+}
+
+const char *pool_role_name(PoolRole r) {
+        return r < _ROLE_MAX ? role_names[r] : "?";
+}
+
+int pool_role_from_name(const char *name) {
+        for (int i = 0; i < _ROLE_MAX; i++)
+                if (strcmp(role_names[i], name) == 0)
+                        return i;
+        return -EINVAL;
+}
+
+int pool_spec_layout(const PoolSpec *spec, uint64_t *stride, uint64_t *size, char *why, size_t len) {
+        uint64_t page = segment_page_size(spec->huge_pages), st, total;
+
+        if (spec->slot_size == 0 || spec->slots == 0) {
+                snprintf(why, len, "slot_size and slots must be at least 1");
+                return SB_E_BAD_REQUEST;
+        }
+        if (spec->slots > POOL_SLOTS_MAX) {
+                snprintf(why, len, "%u slots exceed the limit of %u slots per pool", spec->slots, POOL_SLOTS_MAX);
+                return SB_E_LIMIT;
+        }
+        if (!sb_round_up(spec->slot_size, page, &st) ||
+            __builtin_mul_overflow(st, (uint64_t)spec->slots, &total)) {
+                snprintf(why, len, "%u slots of %llu bytes overflow a 64-bit size", spec->slots,
+                         (unsigned long long)spec->slot_size);
+                return SB_E_LIMIT;
+        }
+        *stride = st;
+        *size = total;
+        return 0;
+}
+
+static void slot_set_state(Pool *p, Slot *s, SlotState state) {
+        p->count[s->state]--;
+        p->count[state]++;
+        s->state = state;
+        s->since_usec = sb_now_usec();
+}
+
+int pool_new(Pool **ret, const PoolSpec *spec, char *why, size_t len) {
+        Pool *p;
+        uint64_t stride, size;
+        int r;
+
+        r = pool_spec_layout(spec, &stride, &size, why, len);
+        if (r != 0)
+                return r;
+
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        p->spec = *spec;
+        p->stride = stride;
+        p->seg = SEGMENT_NULL;
+        p->created_usec = sb_now_usec();
+        sb_list_init(&p->free_slots);
+        sb_list_init(&p->ready);
+        sb_list_init(&p->early);
+        sb_list_init(&p->members);
+        sb_list_init(&p->acquire_waiters);
+        sb_list_init(&p->consume_waiters);
+        sb_list_init(&p->owner_link);
+
+        p->slots = calloc(spec->slots, sizeof(*p->slots));
+        if (!p->slots) {
+                pool_free(p);
+                return -ENOMEM;
+        }
+        if (spec->ordered && order_init(&p->order, p->slots, spec->slots) < 0) {
+                pool_free(p);
+                return -ENOMEM;
+        }
+        for (uint32_t i = 0; i < spec->slots; i++) {
+                Slot *s = &p->slots[i];
+                s->index = i;
+                s->state = SLOT_FREE;
+                s->since_usec = p->created_usec;
+                sb_list_init(&s->link);
+                sb_list_append(&p->free_slots, &s->link);
+        }
+        p->count[SLOT_FREE] = spec->slots;
+
+        r = segment_create(&p->seg, size, spec->huge_pages, spec->uid, spec->gid, spec->mode, why, len);
+        if (r < 0) {
+                pool_free(p);
+                return (r == -E2BIG || r == -ENOSPC || r == -ENOMEM || r == -EPERM) ? SB_E_LIMIT : r;
+        }
+        *ret = p;
+        return 0;
+}
+
+static void member_free_held(Member *m);
+
+Pool *pool_free(Pool *p) {
+        SbList *it, *tmp;
+
+        if (!p)
+                return NULL;
+        sb_list_for_each_safe(it, tmp, &p->acquire_waiters) {
+                PoolWaiter *w = sb_list_entry(it, PoolWaiter, link);
+                pool_unwait(w);
+                w->fn(w, SB_E_NO_SUCH_POOL, NULL);
+        }
+        sb_list_for_each_safe(it, tmp, &p->consume_waiters) {
+                PoolWaiter *w = sb_list_entry(it, PoolWaiter, link);
+                pool_unwait(w);
+                w->fn(w, SB_E_NO_SUCH_POOL, NULL);
+        }
+        sb_list_for_each_safe(it, tmp, &p->members) {
+                Member *m = sb_list_entry(it, Member, pool_link);
+                member_free_held(m);
+                sb_list_unlink(&m->owner_link);
+                sb_list_unlink(&m->pool_link);
+                free(m);
+        }
+        if (p->slots)
+                for (uint32_t i = 0; i < p->spec.slots; i++)
+                        cJSON_Delete(p->slots[i].meta);
+        if (p->spec.ordered)
+                order_done(&p->order);
+        segment_release(&p->seg);
+        sb_list_unlink(&p->owner_link);
+        free(p->slots);
+        free(p);
+        return NULL;
+}
+
+/* --- transitions ------------------------------------------------------------------ */
+
+static void slot_to_free(Pool *p, Slot *s) {
+        sb_list_unlink(&s->link);
+        if (s->holder)
+                s->holder->n_held--;
+        s->holder = NULL;
+        cJSON_Delete(s->meta);
+        s->meta = NULL;
+        slot_set_state(p, s, SLOT_FREE);
+        /* Last freed, first reused: its pages are the likeliest to be warm. */
+        sb_list_prepend(&p->free_slots, &s->link);
+}
+
+static void slot_to_holder(Pool *p, Slot *s, Member *m, SlotState state) {
+        sb_list_unlink(&s->link);
+        s->holder = m;
+        m->n_held++;
+        slot_set_state(p, s, state);
+        sb_list_append(&m->held, &s->link);
+}
+
+/* A batch being read goes back, ahead of everything ready, for the next consumer. */
+static void slot_requeue(Pool *p, Slot *s) {
+        sb_list_unlink(&s->link);
+        s->holder->n_held--;
+        s->holder = NULL;
+        slot_set_state(p, s, SLOT_READY);
+        sb_list_prepend(&p->ready, &s->link);
+}
+
+static Slot *next_deliverable(Pool *p, uint64_t stream) {
+        Slot *s = sb_list_first_entry(&p->ready, Slot, link);
+
+        if (s && s->stream <= stream)
+                return s;
+        if (!p->spec.ordered)
+                return NULL;
+        s = order_peek(&p->order);
+        if (!s || s->stream > stream)
+                return NULL;
+        /* An ended stream is drained in seq order over its gaps (a producer may have died
+         * writing one seq); the current one waits for exactly the next seq. */
+        if (s->stream < p->stream || s->seq == p->next_seq)
+                return s;
+        return NULL;
+}
+
+static void pool_dispatch(Pool *p);
+
+static void pool_check_end(Pool *p) {
+        SbList *it;
+
+        if (!p->end_seen || p->n_ended < p->n_producers)
+                return;
+        p->stream++;
+        p->next_seq = 0;
+        p->end_seen = false;
+        p->n_ended = 0;
+        p->stats.streams_ended++;
+        sb_list_for_each(it, &p->members)
+                sb_list_entry(it, Member, pool_link)->ended = false;
+        sb_list_splice_tail(&p->ready, &p->early);
+}
+
+/* --- operations ------------------------------------------------------------------- */
+
+int pool_join(Pool *p, PoolRole role, void *owner, Member **ret) {
+        Member *m = calloc(1, sizeof(*m));
+
+        if (!m)
+                return -ENOMEM;
+        m->pool = p;
+        m->owner = owner;
+        m->role = role;
+        /* A consumer that comes after a stream ended starts with the next one. */
+        m->stream = p->stream;
+        sb_list_init(&m->held);
+        sb_list_init(&m->owner_link);
+        sb_list_append(&p->members, &m->pool_link);
+        p->n_members++;
+        if (role == ROLE_PRODUCER)
+                p->n_producers++;
+        *ret = m;
+        return 0;
+}
+
+static void member_free_held(Member *m) {
+        while (!sb_list_is_empty(&m->held)) {
+                Slot *s = sb_list_first_entry(&m->held, Slot, link);
+                slot_to_free(m->pool, s);
+        }
+}
+
+void member_leave(Member *m) {
+        Pool *p = m->pool;
+
+        if (m->waiter)
+                pool_unwait(m->waiter);
+        while (!sb_list_is_empty(&m->held)) {
+                Slot *s = sb_list_first_entry(&m->held, Slot, link);
+                if (s->state == SLOT_READING && p->spec.on_consumer_death == POLICY_REQUEUE)
+                        slot_requeue(p, s);
+                else
+                        slot_to_free(p, s);
+        }
+        if (m->role == ROLE_PRODUCER) {
+                p->n_producers--;
+                if (m->ended)
+                        p->n_ended--;
+        }
+        sb_list_unlink(&m->pool_link);
+        sb_list_unlink(&m->owner_link);
+        p->n_members--;
+        free(m);
+        pool_check_end(p);
+        pool_dispatch(p);
+}
+
+int pool_acquire(Member *m, Slot **ret) {
+        Pool *p = m->pool;
+        Slot *s;
+
+        if (m->role != ROLE_PRODUCER)
+                return SB_E_WRONG_ROLE;
+        s = sb_list_first_entry(&p->free_slots, Slot, link);
+        if (!s)
+                return -EAGAIN;
+        slot_to_holder(p, s, m, SLOT_WRITING);
+        p->stats.acquired++;
+        *ret = s;
+        return 0;
+}
+
+static Slot *member_slot(Member *m, uint32_t index) {
+        Pool *p = m->pool;
+
+        if (index >= p->spec.slots || p->slots[index].holder != m)
+                return NULL;
+        return &p->slots[index];
+}
+
+int pool_publish(Member *m, uint32_t index, uint64_t nbytes, bool has_seq, uint64_t seq, cJSON *meta) {
+        Pool *p = m->pool;
+        Slot *s;
+        uint64_t stream;
+
+        if (m->role != ROLE_PRODUCER)
+                return SB_E_WRONG_ROLE;
+        s = member_slot(m, index);
+        if (!s || s->state != SLOT_WRITING)
+                return SB_E_NOT_HOLDER;
+        if (nbytes > p->spec.slot_size)
+                return SB_E_BAD_REQUEST;
+        stream = m->ended ? p->stream + 1 : p->stream;
+        if (p->spec.ordered) {
+                if (!has_seq)
+                        return SB_E_BAD_REQUEST;
+                if ((stream == p->stream && seq < p->next_seq) || order_contains(&p->order, stream, seq))
+                        return SB_E_BAD_REQUEST;
+        } else if (!has_seq)
+                seq = p->stats.published;
+
+        sb_list_unlink(&s->link);
+        m->n_held--;
+        s->holder = NULL;
+        s->nbytes = nbytes;
+        s->seq = seq;
+        s->stream = stream;
+        cJSON_Delete(s->meta);
+        s->meta = meta;
+        slot_set_state(p, s, SLOT_READY);
+        if (p->spec.ordered)
+                order_push(&p->order, s);
+        else
+                sb_list_append(stream == p->stream ? &p->ready : &p->early, &s->link);
+        p->stats.published++;
+        p->stats.bytes_published += nbytes;
+        pool_dispatch(p);
+        return 0;
+}
+
+int pool_consume(Member *m, Slot **ret) {
+        Pool *p = m->pool;
+        Slot *s;
+
+        if (m->role != ROLE_CONSUMER)
+                return SB_E_WRONG_ROLE;
+        s = next_deliverable(p, m->stream);
+        if (s) {
+                if (sb_list_is_linked(&s->link))
+                        sb_list_unlink(&s->link);
+                else {
+                        (void)order_pop(&p->order);
+                        if (s->stream == p->stream)
+                                p->next_seq = s->seq + 1;
+                }
+                slot_to_holder(p, s, m, SLOT_READING);
+                p->stats.consumed++;
+                *ret = s;
+                return 0;
+        }
+        if (m->stream < p->stream) {
+                m->stream++;
+                *ret = NULL;
+                return 0;
+        }
+        return -EAGAIN;
+}
+
+int pool_release(Member *m, uint32_t index, bool requeue) {
+        Pool *p = m->pool;
+        Slot *s = member_slot(m, index);
+
+        if (!s)
+                return SB_E_NOT_HOLDER;
+        if (requeue && s->state != SLOT_READING)
+                return SB_E_BAD_REQUEST;
+        if (requeue)
+                slot_requeue(p, s);
+        else
+                slot_to_free(p, s);
+        pool_dispatch(p);
+        return 0;
+}
+
+int pool_end(Member *m) {
+        Pool *p = m->pool;
+
+        if (m->role != ROLE_PRODUCER)
+                return SB_E_WRONG_ROLE;
+        if (!m->ended) {
+                m->ended = true;
+                p->n_ended++;
+        }
+        p->end_seen = true;
+        pool_check_end(p);
+        pool_dispatch(p);
+        return 0;
+}
+
+/* --- waiters ---------------------------------------------------------------------- */
+
+void pool_wait(PoolWaiter *w, Member *m, PoolWaitKind kind, PoolWakeFn fn) {
+        Pool *p = m->pool;
+
+        w->member = m;
+        w->kind = kind;
+        w->fn = fn;
+        w->since_usec = sb_now_usec();
+        m->waiter = w;
+        p->n_waiters[kind]++;
+        sb_list_append(kind == WAIT_ACQUIRE ? &p->acquire_waiters : &p->consume_waiters, &w->link);
+}
+
+void pool_unwait(PoolWaiter *w) {
+        Pool *p;
+        uint64_t waited;
+
+        if (!w->member)
+                return;
+        p = w->member->pool;
+        waited = sb_now_usec() - w->since_usec;
+        if (w->kind == WAIT_ACQUIRE)
+                p->stats.producer_wait_usec += waited;
+        else
+                p->stats.consumer_wait_usec += waited;
+        sb_list_unlink(&w->link);
+        p->n_waiters[w->kind]--;
+        w->member->waiter = NULL;
+        w->member = NULL;
+}
+
+/* Answer waiters, first come first served, for as long as they can be answered. */
+static void pool_dispatch(Pool *p) {
+        PoolWaiter *w;
+        Slot *s;
+
+        while ((w = sb_list_first_entry(&p->acquire_waiters, PoolWaiter, link))) {
+                Member *m = w->member;
+                if (pool_acquire(m, &s) != 0)
+                        break;
+                pool_unwait(w);
+                w->fn(w, 0, s);
+        }
+        while ((w = sb_list_first_entry(&p->consume_waiters, PoolWaiter, link))) {
+                Member *m = w->member;
+                if (pool_consume(m, &s) != 0)
+                        break;
+                pool_unwait(w);
+                w->fn(w, 0, s);
+        }
+}
+
+bool pool_name_valid(const char *name) {
+        size_t n = strlen(name);
+
+        if (n == 0 || n > POOL_NAME_MAX || name[0] == '.' || name[0] == '-')
+                return false;
+        return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+}

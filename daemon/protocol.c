@@ -1,0 +1,169 @@
+/*
+ * protocol.c: parsing request lines and building reply lines.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "protocol.h"
+#include "sb-error.h"
+#include "sb-json.h"
+
+int request_fail(Request *req, int code, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(req->error, sizeof(req->error), fmt, ap);
+        va_end(ap);
+        return code;
+}
+
+int request_parse(Request *req, const char *line, size_t len) {
+        const char *end = NULL;
+        const cJSON *op;
+
+        *req = (Request){ 0 };
+        /* cJSON copies string bytes as they are: refuse what is not UTF-8 before it does,
+         * so that nothing invalid is ever echoed back (in "id") or logged. */
+        if (!sb_utf8_valid(line, len))
+                return request_fail(req, SB_E_BAD_REQUEST, "the request is not valid UTF-8 text");
+        req->root = cJSON_ParseWithLengthOpts(line, len, &end, false);
+        if (!req->root)
+                return request_fail(req, SB_E_BAD_REQUEST, "the request is not valid JSON (or nested too deeply)");
+        for (; end < line + len; end++)
+                if (*end != ' ' && *end != '\t' && *end != '\r')
+                        return request_fail(req, SB_E_BAD_REQUEST, "text after the end of the JSON request");
+        if (!cJSON_IsObject(req->root))
+                return request_fail(req, SB_E_BAD_REQUEST, "the request must be a JSON object");
+        req->id = cJSON_GetObjectItemCaseSensitive(req->root, "id");
+        op = cJSON_GetObjectItemCaseSensitive(req->root, "op");
+        if (!op)
+                return request_fail(req, SB_E_BAD_REQUEST, "the request has no \"op\"");
+        if (!cJSON_IsString(op))
+                return request_fail(req, SB_E_BAD_REQUEST, "\"op\" must be a string");
+        req->op = op->valuestring;
+        return 0;
+}
+
+void request_done(Request *req) {
+        cJSON_Delete(req->root);
+        *req = (Request){ 0 };
+}
+
+int request_uint(Request *req, const char *key, uint64_t max, uint64_t *ret, bool *present) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(req->root, key);
+        int r;
+
+        if (present)
+                *present = v != NULL;
+        if (!v) {
+                if (present)
+                        return 0;
+                return request_fail(req, SB_E_BAD_REQUEST, "\"%s\" is missing", key);
+        }
+        r = sb_json_uint(v, max, ret);
+        if (r == -ERANGE)
+                return request_fail(req, SB_E_BAD_REQUEST, "\"%s\" must be from 0 to %llu", key,
+                                    (unsigned long long)(max < SB_JSON_INT_MAX ? max : SB_JSON_INT_MAX));
+        if (r < 0)
+                return request_fail(req, SB_E_BAD_REQUEST, "\"%s\" must be a non-negative integer", key);
+        return 0;
+}
+
+int request_bool(Request *req, const char *key, bool *ret) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(req->root, key);
+
+        if (!v)
+                return 0;
+        if (!cJSON_IsBool(v))
+                return request_fail(req, SB_E_BAD_REQUEST, "\"%s\" must be true or false", key);
+        *ret = cJSON_IsTrue(v);
+        return 0;
+}
+
+int request_string(Request *req, const char *key, bool required, const char **ret) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(req->root, key);
+
+        *ret = NULL;
+        if (!v) {
+                if (!required)
+                        return 0;
+                return request_fail(req, SB_E_BAD_REQUEST, "\"%s\" is missing", key);
+        }
+        if (!cJSON_IsString(v))
+                return request_fail(req, SB_E_BAD_REQUEST, "\"%s\" must be a string", key);
+        *ret = v->valuestring;
+        return 0;
+}
+
+int request_timeout(Request *req, uint64_t *timeout_usec, bool *forever) {
+        uint64_t ms;
+        bool present;
+        int r;
+
+        r = request_uint(req, "timeout_ms", SB_JSON_INT_MAX, &ms, &present);
+        if (r != 0)
+                return r;
+        *forever = !present;
+        /* Past ten years a timeout is as good as none, and the sum cannot overflow. */
+        if (present && ms > UINT64_C(315360000000))
+                *forever = true;
+        *timeout_usec = present ? ms * 1000 : 0;
+        return 0;
+}
+
+static cJSON *reply_base(const cJSON *id, bool ok) {
+        cJSON *r = cJSON_CreateObject();
+
+        if (!r)
+                return NULL;
+        if (id) {
+                cJSON *dup = cJSON_Duplicate(id, true);
+                if (!dup || !cJSON_AddItemToObject(r, "id", dup)) {
+                        cJSON_Delete(dup);
+                        cJSON_Delete(r);
+                        return NULL;
+                }
+        }
+        if (!cJSON_AddBoolToObject(r, "ok", ok)) {
+                cJSON_Delete(r);
+                return NULL;
+        }
+        return r;
+}
+
+cJSON *reply_new(const cJSON *id) {
+        return reply_base(id, true);
+}
+
+cJSON *reply_new_error(const cJSON *id, int code, const char *message) {
+        cJSON *r = reply_base(id, false);
+
+        if (!r)
+                return NULL;
+        if (!cJSON_AddStringToObject(r, "error", sb_error_code(code)) ||
+            !cJSON_AddStringToObject(r, "message", message)) {
+                cJSON_Delete(r);
+                return NULL;
+        }
+        return r;
+}
+
+char *reply_print(const cJSON *reply, size_t *len) {
+        char *s = cJSON_PrintUnformatted(reply), *t;
+        size_t n;
+
+        if (!s)
+                return NULL;
+        n = strlen(s);
+        t = realloc(s, n + 2);
+        if (!t) {
+                free(s);
+                return NULL;
+        }
+        t[n] = '\n';
+        t[n + 1] = 0;
+        *len = n + 1;
+        return t;
+}

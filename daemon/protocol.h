@@ -1,0 +1,55 @@
+/*
+ * protocol.h: one request line in, one reply line out.
+ *
+ * A Request is a parsed line plus typed, validated access to its fields; a field that
+ * is missing or of the wrong type fails the request with bad_request and a message that
+ * names the field. Replies are built as cJSON objects and printed as one line.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "sb-macro.h"
+
+#define PROTOCOL_VERSION 1
+
+typedef struct Request {
+        cJSON *root;
+        cJSON *id;               /* borrowed from root, NULL if absent */
+        const char *op;
+        char error[256];         /* the message of a failed request */
+} Request;
+
+/* Parse one line (without its newline). Returns 0, or SB_E_BAD_REQUEST with req->error;
+ * req->id is set whenever the line was a JSON object with an "id". */
+int request_parse(Request *req, const char *line, size_t len);
+void request_done(Request *req);
+
+/* Set req->error from @fmt and return @code (a positive SbError). */
+int request_fail(Request *req, int code, const char *fmt, ...) _printf_(3, 4);
+
+/* An integer field in [0, max]. With @present NULL the field is required; otherwise
+ * *present tells whether it was there. 0 or SB_E_BAD_REQUEST. */
+int request_uint(Request *req, const char *key, uint64_t max, uint64_t *ret, bool *present);
+
+/* A boolean field; absent leaves *ret as it is. 0 or SB_E_BAD_REQUEST. */
+int request_bool(Request *req, const char *key, bool *ret);
+
+/* A string field; *ret NULL when absent and not @required. 0 or SB_E_BAD_REQUEST. */
+int request_string(Request *req, const char *key, bool required, const char **ret);
+
+/* "timeout_ms": *forever when absent, else *timeout_usec. 0 or SB_E_BAD_REQUEST. */
+int request_timeout(Request *req, uint64_t *timeout_usec, bool *forever);
+
+/* {"id": <id>, "ok": true} to add fields to; NULL on ENOMEM. @id is copied. */
+cJSON *reply_new(const cJSON *id);
+
+/* {"id": <id>, "ok": false, "error": <code>, "message": <message>}; NULL on ENOMEM. */
+cJSON *reply_new_error(const cJSON *id, int code, const char *message);
+
+/* Print @reply as one line with its newline; malloc'd, NULL on ENOMEM. *len excludes NUL. */
+char *reply_print(const cJSON *reply, size_t *len);
