@@ -423,6 +423,11 @@ int config_parse(const char *text, size_t len, Config **ret, char *err, size_t e
                 snprintf(err, errlen, "line %u: unterminated /* comment", line_of(buf, (size_t)bad));
                 return -EINVAL;
         }
+        /* A file of nothing but comments configures nothing. */
+        if (skip_ws(buf, buf + len) == buf + len) {
+                *ret = steal_ptr(c);
+                return 0;
+        }
         root = cJSON_ParseWithLengthOpts(buf, len, &end, false);
         if (!root) {
                 const char *at = cJSON_GetErrorPtr();

@@ -1,0 +1,103 @@
+/* The configuration parser: comments, values, defaults, and errors with their line. */
+#include <string.h>
+
+#include "config.h"
+#include "unit.h"
+
+static int parse(const char *text, Config **c, char *err) {
+        return config_parse(text, strlen(text), c, err, 256);
+}
+
+START_TEST(example_with_comments) {
+        const char *text =
+                "// a comment\n"
+                "{\n"
+                "  \"socket\": \"/run/x.sock\", /* inline */ \"socket_mode\": \"0666\",\n"
+                "  \"limits\": { \"max_pools\": 3, \"max_bytes\": \"1GiB\", \"max_line\": 4096 },\n"
+                "  \"pools\": [ { \"name\": \"train\", \"slot_size\": \"16MiB\", \"slots\": 8,\n"
+                "                 \"ordered\": true, \"mode\": \"0660\", \"group\": \"g\", \"on_consumer_death\": \"free\" } ]\n"
+                "}\n";
+        Config *c = NULL;
+        char err[256] = "";
+
+        ck_assert_msg(parse(text, &c, err) == 0, "%s", err);
+        ck_assert_str_eq(c->socket, "/run/x.sock");
+        ck_assert_uint_eq(c->socket_mode, 0666);
+        ck_assert_uint_eq(c->limits.max_pools, 3);
+        ck_assert_uint_eq(c->limits.max_bytes, 1u << 30);
+        ck_assert_uint_eq(c->limits.max_line, 4096);
+        ck_assert_uint_eq(c->limits.max_clients, 1024);  /* default kept */
+        ck_assert_uint_eq(c->n_pools, 1);
+        ck_assert_str_eq(c->pools[0].spec.name, "train");
+        ck_assert_uint_eq(c->pools[0].spec.slot_size, 16u << 20);
+        ck_assert_uint_eq(c->pools[0].spec.slots, 8);
+        ck_assert(c->pools[0].spec.ordered);
+        ck_assert(c->pools[0].spec.persistent);
+        ck_assert_uint_eq(c->pools[0].spec.mode, 0660);
+        ck_assert_str_eq(c->pools[0].group, "g");
+        ck_assert_int_eq(c->pools[0].spec.on_consumer_death, POLICY_FREE);
+        config_free(c);
+}
+END_TEST
+
+START_TEST(comment_markers_inside_strings_are_text) {
+        Config *c = NULL;
+        char err[256] = "";
+
+        ck_assert_msg(parse("{\"socket\": \"/tmp/a//b/*c*/.sock\"}", &c, err) == 0, "%s", err);
+        ck_assert_str_eq(c->socket, "/tmp/a//b/*c*/.sock");
+        config_free(c);
+}
+END_TEST
+
+START_TEST(empty_file_is_defaults) {
+        Config *c = NULL;
+        char err[256];
+
+        ck_assert_int_eq(parse("  // nothing\n", &c, err), 0);
+        ck_assert_uint_eq(c->n_pools, 0);
+        ck_assert_uint_eq(c->limits.max_line, 1048576);
+        ck_assert_uint_eq(c->limits.max_bytes, UINT64_C(64) << 30);
+        config_free(c);
+}
+END_TEST
+
+static void assert_error(const char *text, const char *want) {
+        Config *c = NULL;
+        char err[256] = "";
+
+        ck_assert_int_lt(parse(text, &c, err), 0);
+        ck_assert_ptr_null(c);
+        ck_assert_msg(strstr(err, want) != NULL, "error \"%s\" lacks \"%s\"", err, want);
+}
+
+START_TEST(errors_name_line_and_reason) {
+        assert_error("{\n\"pools\": [\n {\"name\": \"a\", \"slots\": 2,\n  \"slot_size\": \"12XB\"}\n]}", "line 4:");
+        assert_error("{\n\"pools\": [\n {\"name\": \"a\", \"slots\": 2,\n  \"slot_size\": \"12XB\"}\n]}", "slot_size");
+        assert_error("{\n \"limits\": {\"max_line\": 5},\n}", "line 3: not valid JSON");
+        assert_error("{\n\n \"limitz\": 1 }", "line 3: unknown setting \"limitz\"");
+        assert_error("{ /* unterminated\n }", "line 1: unterminated");
+        assert_error("{\"pools\": [{\"name\": \"a\", \"slot_size\": 1, \"slots\": 1, \"colour\": 1}]}", "unknown pool setting");
+        assert_error("{\"pools\": [{\"name\": \"a b\", \"slot_size\": 1, \"slots\": 1}]}", "pool name");
+        assert_error("{\"pools\": [{\"name\": \"a\", \"slot_size\": 1, \"slots\": 0}]}", "\"slots\"");
+        assert_error("{\"pools\": [{\"name\": \"a\", \"slot_size\": 1, \"slots\": 1},\n"
+                     " {\"name\": \"a\", \"slot_size\": 1, \"slots\": 1}]}", "line 2: pool \"a\" is configured twice");
+        assert_error("{\"pools\": [{\"name\": \"a\", \"slot_size\": 1, \"slots\": 1, \"on_consumer_death\": \"x\"}]}",
+                     "on_consumer_death");
+        assert_error("{\"socket\": \"relative\"}", "absolute path");
+        assert_error("[]", "must be a JSON object");
+        assert_error("{} {}", "text after");
+}
+END_TEST
+
+Suite *suite_config(void) {
+        Suite *s = suite_create("config");
+        TCase *t = tcase_create("parse");
+
+        tcase_add_test(t, example_with_comments);
+        tcase_add_test(t, comment_markers_inside_strings_are_text);
+        tcase_add_test(t, empty_file_is_defaults);
+        tcase_add_test(t, errors_name_line_and_reason);
+        suite_add_tcase(s, t);
+        return s;
+}

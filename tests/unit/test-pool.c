@@ -1,0 +1,390 @@
+/*
+ * The slot state machine, streams and waiters, driven directly (no sockets). Each pool
+ * is a real, small segment: the suite's segment check also covers pool_free().
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/shm.h>
+#include <unistd.h>
+
+#include "pool.h"
+#include "sb-error.h"
+#include "unit.h"
+
+static Pool *mkpool(uint32_t slots, bool ordered, PoolPolicy policy) {
+        PoolSpec spec = { .slot_size = 100, .slots = slots, .ordered = ordered, .on_consumer_death = policy,
+                          .mode = 0600, .uid = getuid(), .gid = getgid() };
+        char why[256];
+        Pool *p = NULL;
+
+        strcpy(spec.name, "t");
+        ck_assert_msg(pool_new(&p, &spec, why, sizeof(why)) == 0, "%s", why);
+        return p;
+}
+
+static Member *join(Pool *p, PoolRole role) {
+        Member *m;
+        ck_assert_int_eq(pool_join(p, role, NULL, &m), 0);
+        return m;
+}
+
+static Slot *acquire(Member *m) {
+        Slot *s = NULL;
+        ck_assert_int_eq(pool_acquire(m, &s), 0);
+        ck_assert_int_eq(s->state, SLOT_WRITING);
+        return s;
+}
+
+static void publish(Member *m, Slot *s, uint64_t seq) {
+        ck_assert_int_eq(pool_publish(m, s->index, 10, true, seq, NULL), 0);
+}
+
+/* Consume and return the seq, -1 for end of stream, -2 when nothing is ready. */
+static long consume_seq(Member *m, uint32_t *index) {
+        Slot *s = NULL;
+        int r = pool_consume(m, &s);
+
+        if (r == -EAGAIN)
+                return -2;
+        ck_assert_int_eq(r, 0);
+        if (!s)
+                return -1;
+        if (index)
+                *index = s->index;
+        return (long)s->seq;
+}
+
+static void check_counts(Pool *p) {
+        uint32_t sum = 0;
+        for (int i = 0; i < _SLOT_STATE_MAX; i++)
+                sum += p->count[i];
+        ck_assert_uint_eq(sum, p->spec.slots);
+}
+
+START_TEST(full_cycle_and_layout) {
+        Pool *p = mkpool(3, false, POLICY_REQUEUE);
+        Member *prod = join(p, ROLE_PRODUCER), *cons = join(p, ROLE_CONSUMER);
+        Slot *s;
+        uint32_t idx;
+        char *mem;
+
+        ck_assert_uint_eq(p->stride % (uint64_t)sysconf(_SC_PAGESIZE), 0);
+        ck_assert_uint_eq(p->seg.size, p->stride * 3);
+        mem = shmat(p->seg.shmid, NULL, 0);
+        ck_assert(mem != (void *)-1);
+        s = acquire(prod);
+        memcpy(mem + slot_offset(p, s), "hello", 5);
+        ck_assert_int_eq(p->count[SLOT_WRITING], 1);
+        publish(prod, s, 7);
+        ck_assert_int_eq(p->count[SLOT_READY], 1);
+        ck_assert_int_eq(consume_seq(cons, &idx), 7);
+        ck_assert_int_eq(memcmp(mem + slot_offset(p, &p->slots[idx]), "hello", 5), 0);
+        ck_assert_int_eq(p->count[SLOT_READING], 1);
+        ck_assert_int_eq(pool_release(cons, idx, false), 0);
+        ck_assert_int_eq(p->count[SLOT_FREE], 3);
+        check_counts(p);
+        shmdt(mem);
+        pool_free(p);
+}
+END_TEST
+
+START_TEST(roles_and_holders_are_enforced) {
+        Pool *p = mkpool(2, false, POLICY_REQUEUE);
+        Member *a = join(p, ROLE_PRODUCER), *b = join(p, ROLE_PRODUCER), *c = join(p, ROLE_CONSUMER);
+        Slot *s = NULL;
+
+        ck_assert_int_eq(pool_acquire(c, &s), SB_E_WRONG_ROLE);
+        ck_assert_int_eq(pool_consume(a, &s), SB_E_WRONG_ROLE);
+        ck_assert_int_eq(pool_end(c), SB_E_WRONG_ROLE);
+        s = acquire(a);
+        ck_assert_int_eq(pool_publish(b, s->index, 1, false, 0, NULL), SB_E_NOT_HOLDER);
+        ck_assert_int_eq(pool_release(b, s->index, false), SB_E_NOT_HOLDER);
+        ck_assert_int_eq(pool_release(c, 99, false), SB_E_NOT_HOLDER);
+        ck_assert_int_eq(pool_publish(a, s->index, 101, false, 0, NULL), SB_E_BAD_REQUEST);
+        ck_assert_int_eq(pool_release(a, s->index, true), SB_E_BAD_REQUEST);
+        /* a producer gives a slot back unpublished */
+        ck_assert_int_eq(pool_release(a, s->index, false), 0);
+        ck_assert_int_eq(p->count[SLOT_FREE], 2);
+        ck_assert_int_eq(consume_seq(c, NULL), -2);
+        pool_free(p);
+}
+END_TEST
+
+START_TEST(exhaustion_and_publish_order) {
+        Pool *p = mkpool(3, false, POLICY_REQUEUE);
+        Member *prod = join(p, ROLE_PRODUCER), *cons = join(p, ROLE_CONSUMER);
+        Slot *s[3], *none = NULL;
+
+        for (int i = 0; i < 3; i++)
+                s[i] = acquire(prod);
+        ck_assert_int_eq(pool_acquire(prod, &none), -EAGAIN);
+        publish(prod, s[2], 20);
+        publish(prod, s[0], 0);
+        publish(prod, s[1], 10);
+        ck_assert_int_eq(consume_seq(cons, NULL), 20);
+        ck_assert_int_eq(consume_seq(cons, NULL), 0);
+        ck_assert_int_eq(consume_seq(cons, NULL), 10);
+        ck_assert_int_eq(consume_seq(cons, NULL), -2);
+        pool_free(p);
+}
+END_TEST
+
+START_TEST(ordered_delivers_by_seq_and_refuses_duplicates) {
+        Pool *p = mkpool(4, true, POLICY_REQUEUE);
+        Member *prod = join(p, ROLE_PRODUCER), *cons = join(p, ROLE_CONSUMER);
+        Slot *a = acquire(prod), *b = acquire(prod), *c = acquire(prod), *d = acquire(prod);
+        uint32_t idx;
+
+        ck_assert_int_eq(pool_publish(prod, a->index, 1, false, 0, NULL), SB_E_BAD_REQUEST);  /* needs seq */
+        publish(prod, a, 2);
+        publish(prod, b, 1);
+        ck_assert_int_eq(pool_publish(prod, c->index, 1, true, 2, NULL), SB_E_BAD_REQUEST);  /* seq 2 is ready */
+        ck_assert_int_eq(consume_seq(cons, NULL), -2);   /* waits for seq 0 */
+        publish(prod, c, 0);
+        ck_assert_int_eq(consume_seq(cons, &idx), 0);
+        ck_assert_int_eq(pool_release(cons, idx, false), 0);
+        ck_assert_int_eq(pool_publish(prod, d->index, 1, true, 0, NULL), SB_E_BAD_REQUEST);  /* seq 0 delivered */
+        ck_assert_int_eq(consume_seq(cons, NULL), 1);
+        ck_assert_int_eq(consume_seq(cons, NULL), 2);
+        pool_free(p);
+}
+END_TEST
+
+START_TEST(ordered_end_skips_gaps_and_restarts_seqs) {
+        Pool *p = mkpool(4, true, POLICY_REQUEUE);
+        Member *prod = join(p, ROLE_PRODUCER), *cons = join(p, ROLE_CONSUMER);
+        uint32_t idx;
+
+        publish(prod, acquire(prod), 0);
+        publish(prod, acquire(prod), 2);       /* seq 1 never comes (its producer died) */
+        ck_assert_int_eq(consume_seq(cons, &idx), 0);
+        pool_release(cons, idx, false);
+        ck_assert_int_eq(consume_seq(cons, NULL), -2);
+        ck_assert_int_eq(pool_end(prod), 0);
+        ck_assert_int_eq(consume_seq(cons, &idx), 2);
+        pool_release(cons, idx, false);
+        ck_assert_int_eq(consume_seq(cons, NULL), -1);
+        publish(prod, acquire(prod), 0);       /* the next stream starts at 0 again */
+        ck_assert_int_eq(consume_seq(cons, NULL), 0);
+        pool_free(p);
+}
+END_TEST
+
+START_TEST(stream_ends_when_every_producer_ended_or_left) {
+        Pool *p = mkpool(8, false, POLICY_REQUEUE);
+        Member *a = join(p, ROLE_PRODUCER), *b = join(p, ROLE_PRODUCER), *c1 = join(p, ROLE_CONSUMER);
+        Member *c2 = join(p, ROLE_CONSUMER);
+        uint32_t idx;
+
+        publish(a, acquire(a), 1);
+        ck_assert_int_eq(pool_end(a), 0);
+        /* a, already ended, starts the next stream early; b is still in this one */
+        publish(a, acquire(a), 100);
+        publish(b, acquire(b), 2);
+        ck_assert_int_eq(consume_seq(c1, &idx), 1);
+        pool_release(c1, idx, false);
+        ck_assert_int_eq(consume_seq(c1, &idx), 2);
+        pool_release(c1, idx, false);
+        ck_assert_int_eq(consume_seq(c1, NULL), -2);   /* b has not ended: no eof, no early batch */
+        member_leave(b);                               /* leaving counts as ending */
+        ck_assert_int_eq(consume_seq(c1, NULL), -1);   /* eof once per consumer ... */
+        ck_assert_int_eq(consume_seq(c2, NULL), -1);
+        ck_assert_int_eq(consume_seq(c1, NULL), 100);  /* ... then the next stream */
+        ck_assert_int_eq(consume_seq(c2, NULL), -2);
+        ck_assert_uint_eq(p->stats.streams_ended, 1);
+        /* a consumer that comes after the end starts with the next stream: no eof for it */
+        ck_assert_int_eq(pool_end(a), 0);
+        Member *late = join(p, ROLE_CONSUMER);
+        ck_assert_int_eq(consume_seq(late, NULL), -2);
+        ck_assert_int_eq(consume_seq(c2, NULL), -1);
+        pool_free(p);
+}
+END_TEST
+
+START_TEST(dying_consumer_requeues_to_front) {
+        Pool *p = mkpool(4, false, POLICY_REQUEUE);
+        Member *prod = join(p, ROLE_PRODUCER), *c1 = join(p, ROLE_CONSUMER), *c2 = join(p, ROLE_CONSUMER);
+        Slot *w;
+
+        publish(prod, acquire(prod), 1);
+        publish(prod, acquire(prod), 2);
+        w = acquire(prod);                   /* being written */
+        ck_assert_int_eq(consume_seq(c1, NULL), 1);
+        member_leave(c1);
+        ck_assert_int_eq(p->count[SLOT_READY], 2);
+        ck_assert_int_eq(consume_seq(c2, NULL), 1);   /* the requeued batch comes first */
+        ck_assert_int_eq(consume_seq(c2, NULL), 2);
+        member_leave(prod);                           /* a writing slot is discarded */
+        ck_assert_int_eq(w->state, SLOT_FREE);
+        ck_assert_int_eq(p->count[SLOT_FREE], 2);
+        member_leave(c2);                             /* both its batches wait for the next consumer */
+        ck_assert_int_eq(p->count[SLOT_READY], 2);
+        ck_assert_int_eq(p->count[SLOT_FREE], 2);
+        ck_assert(pool_is_unused(p));
+        pool_free(p);
+}
+END_TEST
+
+START_TEST(dying_consumer_frees_by_policy) {
+        Pool *p = mkpool(2, false, POLICY_FREE);
+        Member *prod = join(p, ROLE_PRODUCER), *c1 = join(p, ROLE_CONSUMER);
+
+        publish(prod, acquire(prod), 1);
+        ck_assert_int_eq(consume_seq(c1, NULL), 1);
+        member_leave(c1);
+        ck_assert_int_eq(p->count[SLOT_FREE], 2);
+        pool_free(p);
+}
+END_TEST
+
+START_TEST(requeue_by_consumer) {
+        Pool *p = mkpool(2, true, POLICY_REQUEUE);
+        Member *prod = join(p, ROLE_PRODUCER), *c1 = join(p, ROLE_CONSUMER);
+        uint32_t idx;
+
+        publish(prod, acquire(prod), 0);
+        publish(prod, acquire(prod), 1);
+        ck_assert_int_eq(consume_seq(c1, &idx), 0);
+        ck_assert_int_eq(pool_release(c1, idx, true), 0);
+        ck_assert_int_eq(consume_seq(c1, NULL), 0);   /* back at the front, even in an ordered pool */
+        ck_assert_int_eq(consume_seq(c1, NULL), 1);
+        pool_free(p);
+}
+END_TEST
+
+/* --- waiters --------------------------------------------------------------------- */
+
+typedef struct TestWaiter {
+        PoolWaiter w;
+        int woken;
+        int result;
+        Slot *slot;
+} TestWaiter;
+
+static void on_wake(PoolWaiter *w, int result, Slot *slot) {
+        TestWaiter *t = (TestWaiter *)w;
+        t->woken++;
+        t->result = result;
+        t->slot = slot;
+}
+
+START_TEST(waiters_first_come_first_served) {
+        Pool *p = mkpool(1, false, POLICY_REQUEUE);
+        Member *a = join(p, ROLE_PRODUCER), *b = join(p, ROLE_PRODUCER), *c = join(p, ROLE_PRODUCER);
+        Member *cons = join(p, ROLE_CONSUMER);
+        TestWaiter wb = { 0 }, wc = { 0 }, wk = { 0 };
+        Slot *s = acquire(a);
+
+        pool_wait(&wk.w, cons, WAIT_CONSUME, on_wake);
+        pool_wait(&wb.w, b, WAIT_ACQUIRE, on_wake);
+        pool_wait(&wc.w, c, WAIT_ACQUIRE, on_wake);
+        ck_assert_uint_eq(p->n_waiters[WAIT_ACQUIRE], 2);
+        publish(a, s, 5);
+        ck_assert_int_eq(wk.woken, 1);                 /* the consumer got the batch */
+        ck_assert_int_eq(wk.slot->seq, 5);
+        ck_assert_int_eq(wb.woken + wc.woken, 0);
+        pool_release(cons, wk.slot->index, false);
+        ck_assert_int_eq(wb.woken, 1);                 /* b asked first */
+        ck_assert_int_eq(wc.woken, 0);
+        ck_assert_ptr_eq(wb.slot->holder, b);
+        member_leave(b);                               /* b dies writing: c gets the slot */
+        ck_assert_int_eq(wc.woken, 1);
+        ck_assert_ptr_eq(wc.slot->holder, c);
+        ck_assert_uint_eq(p->n_waiters[WAIT_ACQUIRE], 0);
+        pool_free(p);
+}
+END_TEST
+
+START_TEST(stream_end_wakes_every_waiting_consumer) {
+        Pool *p = mkpool(2, false, POLICY_REQUEUE);
+        Member *prod = join(p, ROLE_PRODUCER), *c1 = join(p, ROLE_CONSUMER), *c2 = join(p, ROLE_CONSUMER);
+        TestWaiter w1 = { 0 }, w2 = { 0 };
+
+        pool_wait(&w1.w, c1, WAIT_CONSUME, on_wake);
+        pool_wait(&w2.w, c2, WAIT_CONSUME, on_wake);
+        pool_end(prod);
+        ck_assert_int_eq(w1.woken, 1);
+        ck_assert_ptr_null(w1.slot);                   /* end of stream */
+        ck_assert_int_eq(w2.woken, 1);
+        ck_assert_ptr_null(w2.slot);
+        pool_free(p);
+}
+END_TEST
+
+START_TEST(free_fails_waiters_and_unwait_leaves_quietly) {
+        Pool *p = mkpool(1, false, POLICY_REQUEUE);
+        Member *a = join(p, ROLE_PRODUCER), *b = join(p, ROLE_PRODUCER), *cons = join(p, ROLE_CONSUMER);
+        TestWaiter wb = { 0 }, wk = { 0 };
+
+        (void)acquire(a);
+        pool_wait(&wb.w, b, WAIT_ACQUIRE, on_wake);
+        pool_wait(&wk.w, cons, WAIT_CONSUME, on_wake);
+        pool_unwait(&wk.w);
+        ck_assert_uint_eq(p->n_waiters[WAIT_CONSUME], 0);
+        pool_free(p);
+        ck_assert_int_eq(wb.woken, 1);
+        ck_assert_int_eq(wb.result, SB_E_NO_SUCH_POOL);
+        ck_assert_int_eq(wk.woken, 0);
+}
+END_TEST
+
+START_TEST(layout_limits_overflow) {
+        PoolSpec spec = { .slot_size = UINT64_MAX - 5, .slots = 2 };
+        uint64_t stride, size;
+        char why[256];
+
+        ck_assert_int_eq(pool_spec_layout(&spec, &stride, &size, why, sizeof(why)), SB_E_LIMIT);
+        spec.slot_size = UINT64_C(1) << 62;
+        spec.slots = 8;
+        ck_assert_int_eq(pool_spec_layout(&spec, &stride, &size, why, sizeof(why)), SB_E_LIMIT);
+        spec.slots = POOL_SLOTS_MAX + 1;
+        spec.slot_size = 1;
+        ck_assert_int_eq(pool_spec_layout(&spec, &stride, &size, why, sizeof(why)), SB_E_LIMIT);
+        spec.slots = 3;
+        ck_assert_int_eq(pool_spec_layout(&spec, &stride, &size, why, sizeof(why)), 0);
+        ck_assert_uint_eq(size, 3 * stride);
+        ck_assert(pool_name_valid("train-0.a_b"));
+        ck_assert(!pool_name_valid(""));
+        ck_assert(!pool_name_valid("../x"));
+        ck_assert(!pool_name_valid("a b"));
+}
+END_TEST
+
+START_TEST(segment_goes_with_its_last_user) {
+        Pool *p = mkpool(1, false, POLICY_REQUEUE);
+        int shmid = p->seg.shmid;
+        struct shmid_ds ds;
+        void *mem = shmat(shmid, NULL, 0);
+
+        /* Marked for removal from the start, yet attachable by shmid. */
+        ck_assert(mem != (void *)-1);
+        ck_assert_int_eq(shmctl(shmid, IPC_STAT, &ds), 0);
+        ck_assert(ds.shm_perm.mode & SHM_DEST);
+        pool_free(p);
+        ck_assert_int_eq(shmctl(shmid, IPC_STAT, &ds), 0);   /* still ours */
+        ck_assert_int_eq(shmdt(mem), 0);
+        ck_assert_int_eq(shmctl(shmid, IPC_STAT, &ds), -1);  /* gone */
+}
+END_TEST
+
+Suite *suite_pool(void) {
+        Suite *s = suite_create("pool");
+        TCase *t = tcase_create("state machine");
+
+        tcase_add_test(t, full_cycle_and_layout);
+        tcase_add_test(t, roles_and_holders_are_enforced);
+        tcase_add_test(t, exhaustion_and_publish_order);
+        tcase_add_test(t, ordered_delivers_by_seq_and_refuses_duplicates);
+        tcase_add_test(t, ordered_end_skips_gaps_and_restarts_seqs);
+        tcase_add_test(t, stream_ends_when_every_producer_ended_or_left);
+        tcase_add_test(t, dying_consumer_requeues_to_front);
+        tcase_add_test(t, dying_consumer_frees_by_policy);
+        tcase_add_test(t, requeue_by_consumer);
+        tcase_add_test(t, waiters_first_come_first_served);
+        tcase_add_test(t, stream_end_wakes_every_waiting_consumer);
+        tcase_add_test(t, free_fails_waiters_and_unwait_leaves_quietly);
+        tcase_add_test(t, layout_limits_overflow);
+        tcase_add_test(t, segment_goes_with_its_last_user);
+        suite_add_tcase(s, t);
+        return s;
+}

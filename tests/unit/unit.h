@@ -1,0 +1,11 @@
+/* unit.h: the Check suites of the unit tests, one per concept. */
+#pragma once
+
+#include <check.h>
+
+Suite *suite_size(void);
+Suite *suite_json(void);
+Suite *suite_protocol(void);
+Suite *suite_config(void);
+Suite *suite_order(void);
+Suite *suite_pool(void);
