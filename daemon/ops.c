@@ -153,14 +153,9 @@ static int on_wait_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-static int wait_begin(Conn *c, Request *req, Member *m, PoolWaitKind kind) {
-        uint64_t timeout;
-        bool forever;
+static int wait_begin(Conn *c, Request *req, Member *m, PoolWaitKind kind, uint64_t timeout, bool forever) {
         int r;
 
-        r = request_timeout(req, &timeout, &forever);
-        if (r != 0)
-                return r;
         if (!forever && timeout == 0)
                 return request_fail(req, SB_E_TIMEOUT, kind == WAIT_ACQUIRE ? "no slot is free" : "no batch is ready");
         if (!forever) {
@@ -301,17 +296,21 @@ static int op_open(Conn *c, Request *req, cJSON *reply) {
 }
 
 static int op_acquire(Conn *c, Request *req, cJSON *reply) {
+        uint64_t timeout;
+        bool forever;
         Member *m;
         Slot *s;
         int r = request_member(c, req, &m);
 
+        if (r == 0)
+                r = request_timeout(req, &timeout, &forever);
         if (r != 0)
                 return r;
         r = pool_acquire(m, &s);
         if (r == SB_E_WRONG_ROLE)
                 return fail_role(req, c, "producer");
         if (r == -EAGAIN)
-                return wait_begin(c, req, m, WAIT_ACQUIRE);
+                return wait_begin(c, req, m, WAIT_ACQUIRE, timeout, forever);
         return add_slot(reply, m->pool, s);
 }
 
@@ -358,17 +357,21 @@ static int op_publish(Conn *c, Request *req, cJSON *reply) {
 }
 
 static int op_consume(Conn *c, Request *req, cJSON *reply) {
+        uint64_t timeout;
+        bool forever;
         Member *m;
         Slot *s;
         int r = request_member(c, req, &m);
 
+        if (r == 0)
+                r = request_timeout(req, &timeout, &forever);
         if (r != 0)
                 return r;
         r = pool_consume(m, &s);
         if (r == SB_E_WRONG_ROLE)
                 return fail_role(req, c, "consumer");
         if (r == -EAGAIN)
-                return wait_begin(c, req, m, WAIT_CONSUME);
+                return wait_begin(c, req, m, WAIT_CONSUME, timeout, forever);
         if (!s)
                 return cJSON_AddTrueToObject(reply, "eof") ? 0 : -ENOMEM;
         return add_batch(reply, m->pool, s);

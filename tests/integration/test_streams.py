@@ -1,0 +1,143 @@
+"""Blocking waits, first come first served, timeouts, ordered pools and end of stream."""
+from __future__ import annotations
+
+import time
+
+
+def open_pair(daemon, slots=2, ordered=False):
+    p = daemon.client(role="producer", name="p")
+    p.ok("create", pool="s", slot_size=4096, slots=slots, ordered=ordered)
+    c = daemon.client(role="consumer", name="c")
+    c.ok("open", pool="s")
+    return p, c
+
+
+def put(p, seq=None, nbytes=1, meta=None):
+    s = p.ok("acquire", pool="s", timeout_ms=2000)["slot"]
+    extra = {} if seq is None else {"seq": seq}
+    p.ok("publish", pool="s", slot=s, nbytes=nbytes, meta=meta or {}, **extra)
+    return s
+
+
+def test_blocked_consume_is_woken_by_publish(daemon):
+    p, c = open_pair(daemon)
+    c.send("consume", pool="s", id="w")          # waits forever (no timeout_ms)
+    time.sleep(0.1)
+    put(p, seq=4, meta={"k": "v"})
+    r = c.recv()
+    assert r["id"] == "w" and r["seq"] == 4 and r["meta"] == {"k": "v"}
+
+
+def test_blocked_acquires_are_served_first_come_first_served(daemon):
+    p = daemon.client(role="producer")
+    p.ok("create", pool="s", slot_size=64, slots=1)
+    held = p.ok("acquire", pool="s")["slot"]
+    waiters = []
+    for i in range(3):
+        w = daemon.client(role="producer", name=f"w{i}")
+        w.ok("open", pool="s")
+        w.send("acquire", pool="s", id=i)
+        waiters.append(w)
+        time.sleep(0.05)
+    st = p.ok("status")["pools"][0]
+    assert st["acquire_waiters"] == 3
+    p.ok("release", pool="s", slot=held)
+    for i, w in enumerate(waiters):
+        r = w.recv()
+        assert r["id"] == i and r["slot"] == held
+        w.ok("release", pool="s", slot=held)   # passes it to the next in line
+
+
+def test_wait_times_out_and_is_counted(daemon):
+    p, c = open_pair(daemon)
+    t0 = time.monotonic()
+    r = c.rpc("consume", pool="s", timeout_ms=150)
+    assert r["error"] == "timeout" and "message" in r
+    assert time.monotonic() - t0 >= 0.14
+    st = c.ok("status", pool="s")["pools"][0]
+    assert st["consumer_wait_ms"] >= 140
+    assert st["consume_waiters"] == 0
+
+
+def test_publish_order_is_delivery_order(daemon):
+    p, c = open_pair(daemon, slots=8)
+    for seq in (5, 3, 9, 1):
+        put(p, seq=seq)
+    assert [c.ok("consume", pool="s")["seq"] for _ in range(4)] == [5, 3, 9, 1]
+
+
+def test_ordered_pool_delivers_by_seq_and_refuses_repeats(daemon):
+    p, c = open_pair(daemon, slots=4, ordered=True)
+    put(p, seq=2)
+    put(p, seq=1)
+    s = p.ok("acquire", pool="s")["slot"]
+    assert p.rpc("publish", pool="s", slot=s, nbytes=1, seq=2)["error"] == "bad_request"
+    assert p.rpc("publish", pool="s", slot=s, nbytes=1)["error"] == "bad_request"   # seq required
+    c.send("consume", pool="s", id="x")
+    time.sleep(0.1)                              # seq 0 missing: the consumer waits
+    p.ok("publish", pool="s", slot=s, nbytes=1, seq=0)
+    assert c.recv()["seq"] == 0
+    assert c.ok("consume", pool="s")["seq"] == 1
+    assert c.ok("consume", pool="s")["seq"] == 2
+
+
+def test_end_of_stream_with_two_producers_and_the_next_stream(daemon):
+    p1, c = open_pair(daemon, slots=8)
+    p2 = daemon.client(role="producer", name="p2")
+    p2.ok("open", pool="s")
+    c2 = daemon.client(role="consumer", name="c2")
+    c2.ok("open", pool="s")
+    put(p1, seq=1)
+    put(p2, seq=2)
+    p1.ok("end", pool="s")
+    put(p1, seq=10)                              # p1 is early: it belongs to the next stream
+    got = [c.ok("consume", pool="s")["seq"] for _ in range(2)]
+    assert sorted(got) == [1, 2]
+    assert c.rpc("consume", pool="s", timeout_ms=100)["error"] == "timeout"   # p2 has not ended
+    p2.ok("end", pool="s")
+    assert c.ok("consume", pool="s")["eof"] is True
+    assert c2.ok("consume", pool="s")["eof"] is True      # every consumer gets its eof
+    assert c.ok("consume", pool="s")["seq"] == 10         # then the next stream
+    p1.ok("end", pool="s")
+    p2.ok("end", pool="s")
+    assert c.ok("consume", pool="s")["eof"] is True
+    assert c2.ok("consume", pool="s")["eof"] is True
+    assert c2.ok("status", pool="s")["pools"][0]["streams_ended"] == 2
+
+
+def test_producer_disconnect_counts_as_end(daemon):
+    p1, c = open_pair(daemon)
+    p2 = daemon.client(role="producer")
+    p2.ok("open", pool="s")
+    p1.ok("end", pool="s")
+    c.send("consume", pool="s", id="e")
+    time.sleep(0.1)
+    p2.close()
+    assert c.recv()["eof"] is True
+
+
+def test_consumer_opening_after_the_end_starts_with_the_next_stream(daemon):
+    p, c = open_pair(daemon)
+    p.ok("end", pool="s")
+    late = daemon.client(role="consumer")
+    late.ok("open", pool="s")
+    assert late.rpc("consume", pool="s", timeout_ms=50)["error"] == "timeout"
+    assert c.ok("consume", pool="s")["eof"] is True
+
+
+def test_dropped_pool_fails_waiters(daemon):
+    p, c = open_pair(daemon)
+    c.send("consume", pool="s", id="w")
+    time.sleep(0.1)
+    p.ok("drop", pool="s")
+    r = c.recv()
+    assert r["id"] == "w" and r["error"] == "no_such_pool"
+    # the name is free again at once
+    p.ok("create", pool="s", slot_size=64, slots=1)
+
+
+def test_drop_is_for_the_owner_or_root(daemon):
+    p, c = open_pair(daemon)
+    st = c.ok("status")["pools"][0]
+    assert st["uid"] == 0 or st["uid"] == c.ok("status")["clients"][0]["uid"]
+    c.ok("drop", pool="s")   # the test runs as the owner (and as root in CI)
