@@ -1,0 +1,164 @@
+"""The daemon as a program: signals, sockets, configuration, logs, and running unprivileged."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from sbtest import DAEMON, Client, Daemon, segments, wait_for
+
+NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="drops to another uid")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_cleanly(daemon, sig):
+    c = daemon.client(role="producer")
+    c.ok("create", pool="p", slot_size=4096, slots=2)
+    c.ok("acquire", pool="p")
+    assert daemon.stop(sig) == 0
+    assert not Path(daemon.path).exists()       # socket file removed
+    log = daemon.log_text()
+    assert "<6>listening on" in log and "<6>received" in log   # sd-daemon priority prefixes
+
+
+def test_shmbroker_socket_environment_is_honoured(daemon_factory, tmp_path):
+    path = str(tmp_path / "env.sock")
+    d = daemon_factory(args=[], env={"SHMBROKER_SOCKET": path}, start=False)
+    d.path = path
+    d.start()
+    Client(path, role="admin").ok("status")
+
+
+def test_configured_pools_exist_at_start(daemon_factory):
+    d = daemon_factory(config="""// comment
+    { "pools": [ { "name": "train", "slot_size": "1MiB", "slots": 3, "ordered": true,
+                   "mode": "0640", "group": "no-such-group-here" } ] }""")
+    st = d.client(role="admin").ok("status")["pools"]
+    assert len(st) == 1
+    p = st[0]
+    assert (p["pool"], p["slots"], p["slot_size"], p["ordered"], p["persistent"]) == ("train", 3, 1 << 20, True, True)
+    assert p["mode"] == "0600"     # the missing group lost its access instead of falling back
+    assert "no group \"no-such-group-here\"" in d.log_text()
+
+
+def test_bad_configuration_is_refused_with_line_and_reason(tmp_path):
+    conf = tmp_path / "bad.conf"
+    conf.write_text('{\n  "pools": [\n    { "name": "x", "slot_size": "lots", "slots": 1 }\n  ]\n}\n')
+    r = subprocess.run([DAEMON, "--config", str(conf), "--socket", str(tmp_path / "s")],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 1
+    assert "line 3" in r.stderr and "slot_size" in r.stderr and r.stderr.startswith("<3>")
+    r = subprocess.run([DAEMON, "--config", str(tmp_path / "missing.conf")], capture_output=True, text=True)
+    assert r.returncode == 1 and "missing.conf" in r.stderr
+
+
+def test_bad_usage_exits_2():
+    assert subprocess.run([DAEMON, "--bogus"], capture_output=True).returncode == 2
+    r = subprocess.run([DAEMON, "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "--socket" in r.stdout
+
+
+def test_stale_socket_is_replaced_and_a_live_one_is_not(daemon_factory, tmp_path):
+    path = tmp_path / "shmbroker.sock"
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(path))     # a socket file nobody listens on: stale
+    s.close()
+    d = daemon_factory()
+    d.client(role="admin").ok("status")
+    r = subprocess.run([DAEMON, "--config", str(d.config), "--socket", d.path], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 1 and "another shmbrokerd" in r.stderr
+    d.client(role="admin").ok("status")    # the first one is untouched
+
+
+def test_sighup_reload_adds_pools_and_keeps_the_old_config_when_bad(daemon_factory):
+    d = daemon_factory(config='{"pools":[{"name":"a","slot_size":4096,"slots":1}]}')
+    c = d.client(role="admin")
+    d.config.write_text('{"pools":[{"name":"a","slot_size":4096,"slots":1},{"name":"b","slot_size":4096,"slots":2}]}')
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: len(c.ok("status")["pools"]) == 2, what="pool b")
+    d.config.write_text('{"pools": [ oops ]}')
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "not reloaded" in d.log_text(), what="the refusal")
+    assert sorted(p["pool"] for p in c.ok("status")["pools"]) == ["a", "b"]
+    d.config.write_text('{"pools":[{"name":"b","slot_size":4096,"slots":2}]}')
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: [p["pool"] for p in c.ok("status")["pools"]] == ["b"], what="pool a to go")
+
+
+@pytest.fixture
+def open_dir():
+    """A directory other users can reach (pytest's tmp_path is private to root)."""
+    d = tempfile.mkdtemp(prefix="shmbroker-test-")
+    os.chmod(d, 0o777)
+    yield Path(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def run_as_nobody(path: str, requests: list[dict]) -> list[dict]:
+    code = ("import json,socket,sys\n"
+            "s=socket.socket(socket.AF_UNIX);s.connect(sys.argv[1]);f=s.makefile('rwb')\n"
+            "for r in json.loads(sys.argv[2]):\n"
+            "    f.write((json.dumps(r)+'\\n').encode());f.flush();print(f.readline().decode().strip())\n")
+    out = subprocess.run(NOBODY + ["/usr/bin/python3", "-c", code, path, json.dumps(requests)],
+                         capture_output=True, text=True, timeout=20, check=True).stdout
+    return [json.loads(l) for l in out.splitlines()]
+
+
+@root_only
+def test_other_users_cannot_open_or_drop_a_private_pool(daemon_factory, open_dir):
+    sock = str(open_dir / "s.sock")
+    d = daemon_factory(config='{"socket_mode": "0666"}', args=["--socket", sock], start=False)
+    d.path = sock
+    d.start()
+    owner = d.client(role="producer")
+    owner.ok("create", pool="mine", slot_size=4096, slots=1)
+    owner.ok("create", pool="shared", slot_size=4096, slots=1, mode="0606")
+    replies = run_as_nobody(sock, [
+        {"op": "hello", "role": "consumer"},
+        {"op": "open", "pool": "mine"},
+        {"op": "drop", "pool": "mine"},
+        {"op": "status"},
+        {"op": "open", "pool": "shared"},
+        {"op": "drop", "pool": "shared"},
+    ])
+    assert replies[0]["uid"] == 65534
+    assert replies[1]["error"] == "permission_denied" and "shmid" not in replies[1]
+    assert replies[2]["error"] == "no_such_pool"
+    hidden = {p["pool"]: p for p in replies[3]["pools"]}
+    assert "shmid" not in hidden["mine"] and "shmid" in hidden["shared"]
+    assert replies[4]["ok"] and "shmid" in replies[4]
+    assert replies[5]["error"] == "permission_denied"
+
+
+@root_only
+def test_daemon_runs_without_root(open_dir):
+    before = segments()
+    sock = str(open_dir / "nobody.sock")
+    conf = open_dir / "c.conf"
+    conf.write_text('{"socket_mode": "0666", "pools": [{"name": "cfg", "slot_size": 4096, "slots": 2}]}')
+    proc = subprocess.Popen(NOBODY + [DAEMON, "--config", str(conf), "--socket", sock],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: Path(sock).exists(), what="the unprivileged daemon")
+        replies = run_as_nobody(sock, [
+            {"op": "hello", "role": "producer"},
+            {"op": "create", "pool": "eph", "slot_size": 4096, "slots": 2},
+            {"op": "acquire", "pool": "eph"},
+            {"op": "open", "pool": "cfg"},
+        ])
+        assert all(r["ok"] for r in replies), replies
+        root = Client(sock, role="admin")
+        assert {p["pool"]: p["uid"] for p in root.ok("status")["pools"]} == {"cfg": 65534}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    assert segments() == before

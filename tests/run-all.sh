@@ -1,0 +1,37 @@
+#!/bin/sh
+# Runs every test of `make check`: the unit tests and the integration tests, each against
+# the normal build and the ASan+UBSan build, and fails if any SysV segment is left behind.
+set -u
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-/usr/bin/python3}
+
+snapshot() { awk 'NR > 1 { print $2 }' /proc/sysvipc/shm | sort; }
+before=$(snapshot)
+failed=0
+
+step() {
+        echo "== $1"
+        shift
+        "$@" || { echo "FAILED: $*"; failed=$((failed + 1)); }
+}
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+step "unit tests" build/test-unit
+step "unit tests (ASan+UBSan)" build/asan/test-unit
+step "integration tests" "$PYTHON" -m pytest -q -p no:cacheprovider tests/integration
+step "integration tests (ASan+UBSan daemon)" env SHMBROKERD=build/asan/shmbrokerd \
+        "$PYTHON" -m pytest -q -p no:cacheprovider tests/integration
+
+after=$(snapshot)
+if [ "$before" != "$after" ]; then
+        echo "FAILED: SysV segments left behind:"
+        echo "$after" | grep -vxF "$before" || true
+        failed=$((failed + 1))
+fi
+if [ "$failed" -ne 0 ]; then
+        echo "make check: $failed step(s) failed"
+        exit 1
+fi
+echo "make check: every step passed, no segment left behind"
