@@ -106,12 +106,13 @@ static int fail_role(Request *req, Conn *c, const char *needed) {
 
 /* --- waits ------------------------------------------------------------------------- */
 
-static int wait_reply(Conn *c, cJSON *reply, int result, Slot *slot) {
-        Pool *p = slot ? slot->holder->pool : NULL;
-
-        if (result != 0 || !slot)
-                return 0;
-        return c->waiter.kind == WAIT_ACQUIRE ? add_slot(reply, p, slot) : add_batch(reply, p, slot);
+/* The reply fields of an acquired slot, a consumed batch, or (NULL) end of stream. */
+static int add_taken(cJSON *reply, PoolWaitKind kind, const Pool *p, const Slot *s) {
+        if (kind == WAIT_ACQUIRE)
+                return add_slot(reply, p, s);
+        if (!s)
+                return cJSON_AddTrueToObject(reply, "eof") ? 0 : -ENOMEM;
+        return add_batch(reply, p, s);
 }
 
 static void wait_finish(Conn *c) {
@@ -130,9 +131,7 @@ static void on_wait_wake(PoolWaiter *w, int result, Slot *slot) {
                 reply = reply_new_error(c->wait_id, result, "the pool was dropped");
         } else {
                 reply = reply_new(c->wait_id);
-                if (reply && !slot && !cJSON_AddTrueToObject(reply, "eof"))
-                        reply = (cJSON_Delete(reply), NULL);
-                if (reply && wait_reply(c, reply, result, slot) < 0)
+                if (reply && add_taken(reply, w->kind, slot ? slot->holder->pool : NULL, slot) < 0)
                         reply = (cJSON_Delete(reply), NULL);
         }
         wait_finish(c);
@@ -295,25 +294,6 @@ static int op_open(Conn *c, Request *req, cJSON *reply) {
         return join_and_describe(c, p, reply);
 }
 
-static int op_acquire(Conn *c, Request *req, cJSON *reply) {
-        uint64_t timeout;
-        bool forever;
-        Member *m;
-        Slot *s;
-        int r = request_member(c, req, &m);
-
-        if (r == 0)
-                r = request_timeout(req, &timeout, &forever);
-        if (r != 0)
-                return r;
-        r = pool_acquire(m, &s);
-        if (r == SB_E_WRONG_ROLE)
-                return fail_role(req, c, "producer");
-        if (r == -EAGAIN)
-                return wait_begin(c, req, m, WAIT_ACQUIRE, timeout, forever);
-        return add_slot(reply, m->pool, s);
-}
-
 static int op_publish(Conn *c, Request *req, cJSON *reply) {
         _cleanup_(cJSON_Deletep) cJSON *meta = NULL;
         uint64_t nbytes, seq = 0;
@@ -356,7 +336,8 @@ static int op_publish(Conn *c, Request *req, cJSON *reply) {
         }
 }
 
-static int op_consume(Conn *c, Request *req, cJSON *reply) {
+/* acquire and consume: take a slot now, or wait for one. */
+static int op_take(Conn *c, Request *req, cJSON *reply, PoolWaitKind kind) {
         uint64_t timeout;
         bool forever;
         Member *m;
@@ -367,14 +348,20 @@ static int op_consume(Conn *c, Request *req, cJSON *reply) {
                 r = request_timeout(req, &timeout, &forever);
         if (r != 0)
                 return r;
-        r = pool_consume(m, &s);
+        r = kind == WAIT_ACQUIRE ? pool_acquire(m, &s) : pool_consume(m, &s);
         if (r == SB_E_WRONG_ROLE)
-                return fail_role(req, c, "consumer");
+                return fail_role(req, c, kind == WAIT_ACQUIRE ? "producer" : "consumer");
         if (r == -EAGAIN)
-                return wait_begin(c, req, m, WAIT_CONSUME, timeout, forever);
-        if (!s)
-                return cJSON_AddTrueToObject(reply, "eof") ? 0 : -ENOMEM;
-        return add_batch(reply, m->pool, s);
+                return wait_begin(c, req, m, kind, timeout, forever);
+        return add_taken(reply, kind, m->pool, s);
+}
+
+static int op_acquire(Conn *c, Request *req, cJSON *reply) {
+        return op_take(c, req, reply, WAIT_ACQUIRE);
+}
+
+static int op_consume(Conn *c, Request *req, cJSON *reply) {
+        return op_take(c, req, reply, WAIT_CONSUME);
 }
 
 static int op_release(Conn *c, Request *req, cJSON *reply) {
