@@ -112,3 +112,19 @@ install: all
 
 clean:
 	rm -rf build
+
+# --- the client library ----------------------------------------------------------------
+
+LIB_SRC := client/libshmbroker.c common/error.c
+LIB_CFLAGS := -fPIC -fvisibility=hidden
+build/lib/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(LIB_CFLAGS) -MMD -MP -c $< -o $@
+
+build/libshmbroker.so: $(call obj,build/lib,$(LIB_SRC)) client/libshmbroker.sym
+	$(CC) $(CFLAGS) -shared -Wl,-soname,libshmbroker.so.1 -Wl,--version-script=client/libshmbroker.sym \
+	  -o $@ $(filter %.o,$^) $(shell $(PKG_CONFIG) --libs libcjson)
+
+build/libshmbroker.a: $(call obj,build/lib,$(LIB_SRC))
+	rm -f $@
+	ar rcs $@ $^
