@@ -34,7 +34,7 @@ UNIT_SRC := $(wildcard tests/unit/*.c)
 
 obj = $(patsubst %.c,$(1)/obj/%.o,$(2))
 
-all: deps-build build/shmbrokerd build/handoff-bench
+all: deps-build build/shmbrokerd build/shmbrokerctl build/libshmbroker.so build/libshmbroker.a build/handoff-bench
 
 # --- dependencies ---------------------------------------------------------------------
 
@@ -128,3 +128,6 @@ build/libshmbroker.so: $(call obj,build/lib,$(LIB_SRC)) client/libshmbroker.sym
 build/libshmbroker.a: $(call obj,build/lib,$(LIB_SRC))
 	rm -f $@
 	ar rcs $@ $^
+
+build/shmbrokerctl: $(call obj,build,client/shmbrokerctl.c common/size.c) build/libshmbroker.a
+	$(CC) $(CFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson)
