@@ -1,10 +1,14 @@
 # shmbroker: `make` builds into build/, `make check` runs every test, `make run` starts
 # the daemon in the foreground on a socket in the build tree.
 
+VERSION := 0.1.0
 PREFIX ?= /usr/local
 DESTDIR ?=
 BINDIR ?= $(PREFIX)/bin
 SBINDIR ?= $(PREFIX)/sbin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR ?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
 
 CC ?= cc
@@ -98,7 +102,7 @@ unit: build/test-unit
 integration: all
 	$(PYTHON) -m pytest -q tests/integration
 
-check: deps all build/test-unit build/asan/shmbrokerd build/asan/test-unit
+check: deps all build/test-unit build/test-lib build/asan/shmbrokerd build/asan/test-unit build/asan/test-lib
 	PYTHON=$(PYTHON) tests/run-all.sh
 
 bench-handoff: all
@@ -106,9 +110,24 @@ bench-handoff: all
 
 # --- installing ---------------------------------------------------------------------------
 
-install: all
+build/shmbroker.pc: client/shmbroker.pc.in Makefile
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|; s|@VERSION@|$(VERSION)|' $< > $@
+
+install: all build/shmbroker.pc
 	install -D -m 0755 build/shmbrokerd $(DESTDIR)$(SBINDIR)/shmbrokerd
-	install -D -m 0644 conf/shmbroker.conf $(DESTDIR)$(SYSCONFDIR)/shmbroker/shmbroker.conf
+	install -D -m 0755 build/shmbrokerctl $(DESTDIR)$(BINDIR)/shmbrokerctl
+	install -D -m 0755 build/libshmbroker.so $(DESTDIR)$(LIBDIR)/libshmbroker.so.$(VERSION)
+	ln -sf libshmbroker.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libshmbroker.so.1
+	ln -sf libshmbroker.so.1 $(DESTDIR)$(LIBDIR)/libshmbroker.so
+	install -D -m 0644 build/libshmbroker.a $(DESTDIR)$(LIBDIR)/libshmbroker.a
+	install -D -m 0644 include/shmbroker.h $(DESTDIR)$(INCLUDEDIR)/shmbroker.h
+	install -D -m 0644 build/shmbroker.pc $(DESTDIR)$(LIBDIR)/pkgconfig/shmbroker.pc
+	install -D -m 0644 docs/shmbrokerd.8 $(DESTDIR)$(MANDIR)/man8/shmbrokerd.8
+	install -D -m 0644 docs/shmbrokerctl.1 $(DESTDIR)$(MANDIR)/man1/shmbrokerctl.1
+	install -D -m 0644 docs/libshmbroker.3 $(DESTDIR)$(MANDIR)/man3/libshmbroker.3
+	install -D -m 0644 docs/protocol.md $(DESTDIR)$(PREFIX)/share/doc/shmbroker/protocol.md
+	if [ ! -e $(DESTDIR)$(SYSCONFDIR)/shmbroker/shmbroker.conf ]; then \
+	  install -D -m 0644 conf/shmbroker.conf $(DESTDIR)$(SYSCONFDIR)/shmbroker/shmbroker.conf; fi
 
 clean:
 	rm -rf build
@@ -131,3 +150,9 @@ build/libshmbroker.a: $(call obj,build/lib,$(LIB_SRC))
 
 build/shmbrokerctl: $(call obj,build,client/shmbrokerctl.c common/size.c) build/libshmbroker.a
 	$(CC) $(CFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson)
+
+build/test-lib: $(call obj,build,tests/lib/test-lib.c) build/libshmbroker.a
+	$(CC) $(CFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson) $(CHECK_LIBS)
+
+build/asan/test-lib: $(call obj,build/asan,tests/lib/test-lib.c $(LIB_SRC))
+	$(CC) $(SAN_FLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson) $(CHECK_LIBS)

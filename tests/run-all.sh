@@ -20,6 +20,8 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
 step "unit tests" build/test-unit
 step "unit tests (ASan+UBSan)" build/asan/test-unit
+step "library tests" build/test-lib
+step "library tests (ASan+UBSan)" env SHMBROKERD=build/asan/shmbrokerd build/asan/test-lib
 step "integration tests" "$PYTHON" -m pytest -q -p no:cacheprovider tests/integration
 step "integration tests (ASan+UBSan daemon)" env SHMBROKERD=build/asan/shmbrokerd \
         "$PYTHON" -m pytest -q -p no:cacheprovider tests/integration

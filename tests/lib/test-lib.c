@@ -1,0 +1,290 @@
+/*
+ * Tests of libshmbroker against a real shmbrokerd ($SHMBROKERD, else build/shmbrokerd),
+ * started for each test on a socket in a fresh temporary directory.
+ */
+#include <check.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "shmbroker.h"
+
+static char dir[64], sock[128];
+static pid_t daemon_pid = -1;
+
+static void daemon_start(void) {
+        const char *bin = getenv("SHMBROKERD") ? getenv("SHMBROKERD") : "build/shmbrokerd";
+
+        snprintf(dir, sizeof(dir), "/tmp/sbtest-lib-XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        snprintf(sock, sizeof(sock), "%s/s.sock", dir);
+        daemon_pid = fork();
+        if (daemon_pid == 0) {
+                /* Keep the test output readable: the daemon's log goes nowhere. */
+                FILE *devnull = freopen("/dev/null", "w", stderr);
+                (void)devnull;
+                execl(bin, bin, "--socket", sock, "--config", "/dev/null", (char *)NULL);
+                _exit(127);
+        }
+        for (int i = 0; i < 500; i++) {
+                struct stat st;
+                if (stat(sock, &st) == 0)
+                        return;
+                usleep(10000);
+        }
+        ck_abort_msg("the daemon did not start");
+}
+
+static void daemon_stop(void) {
+        int status = 0;
+
+        if (daemon_pid > 0) {
+                kill(daemon_pid, SIGTERM);
+                waitpid(daemon_pid, &status, 0);
+                daemon_pid = -1;
+        }
+        rmdir(dir);
+}
+
+static sb_client *connect_as(sb_role role, const char *name) {
+        sb_client *c = NULL;
+        int r = sb_connect(&c, sock, role, name);
+        ck_assert_msg(r == 0, "connect: %s", strerror(-r));
+        return c;
+}
+
+START_TEST(round_trip_through_pointers) {
+        sb_client *p = connect_as(SB_ROLE_PRODUCER, "p"), *c = connect_as(SB_ROLE_CONSUMER, "c");
+        sb_pool *pp, *cp;
+        sb_batch b;
+        uint32_t slot;
+        size_t cap;
+        void *ptr;
+        int64_t pid, uid;
+
+        ck_assert_int_eq(sb_client_peer(p, &pid, &uid), 0);
+        ck_assert_int_eq(pid, getpid());
+        ck_assert_int_eq(uid, getuid());
+        ck_assert_int_eq(sb_pool_create(p, &pp, "rt", 10000, 3, NULL), 0);
+        ck_assert_uint_eq(sb_pool_stride(pp) % (uint64_t)sysconf(_SC_PAGESIZE), 0);
+        ck_assert_uint_eq(sb_pool_slots(pp), 3);
+        ck_assert_int_eq(sb_pool_open(c, &cp, "rt"), 0);
+        ck_assert_int_eq(sb_pool_shmid(cp), sb_pool_shmid(pp));
+
+        ck_assert_int_eq(sb_acquire(pp, 1000, &ptr, &slot, &cap), 0);
+        ck_assert_uint_eq(cap, 10000);
+        ck_assert_ptr_eq(ptr, (char *)sb_pool_base(pp) + slot * sb_pool_stride(pp));
+        memset(ptr, 0xab, 10000);
+        ck_assert_int_eq(sb_publish(pp, slot, 10000, 42, "{\"shape\": [100, 100],\n \"dtype\": \"uint8\"}"), 0);
+
+        ck_assert_int_eq(sb_consume(cp, 1000, &b), 0);
+        ck_assert(!b.eof);
+        ck_assert_uint_eq(b.nbytes, 10000);
+        ck_assert_uint_eq(b.seq, 42);
+        ck_assert_str_eq(b.meta, "{\"shape\":[100,100],\"dtype\":\"uint8\"}");
+        for (size_t i = 0; i < 10000; i++)
+                ck_assert_uint_eq(((const unsigned char *)b.data)[i], 0xab);
+        ck_assert_int_eq(sb_release(cp, b.slot, false), 0);
+        sb_client_free(c);
+        sb_client_free(p);
+}
+END_TEST
+
+START_TEST(pipelined_steady_state_and_eof) {
+        sb_client *p = connect_as(SB_ROLE_PRODUCER, NULL), *c = connect_as(SB_ROLE_CONSUMER, NULL);
+        sb_pool *pp, *cp;
+        sb_pool_options o = { .ordered = true };
+        sb_batch b = { .eof = true };
+        uint32_t slot;
+        size_t cap;
+        void *ptr;
+        int n = 0;
+
+        ck_assert_int_eq(sb_pool_create(p, &pp, "pipe", 64, 8, &o), 0);
+        ck_assert_int_eq(sb_pool_open(c, &cp, "pipe"), 0);
+        ck_assert_int_eq(sb_acquire(pp, -1, &ptr, &slot, &cap), 0);
+        for (int i = 0; i < 7; i++) {
+                *(int *)ptr = i;
+                ck_assert_int_eq(sb_publish_acquire(pp, slot, sizeof(int), i, NULL, -1, &ptr, &slot, &cap), 0);
+        }
+        *(int *)ptr = 7;
+        ck_assert_int_eq(sb_publish(pp, slot, sizeof(int), 7, NULL), 0);
+        ck_assert_int_eq(sb_end(pp), 0);
+        for (;;) {
+                ck_assert_int_eq(n == 0 ? sb_consume(cp, 1000, &b) : sb_release_consume(cp, &b, 1000), 0);
+                if (b.eof)
+                        break;
+                ck_assert_int_eq(*(const int *)b.data, n);
+                ck_assert_uint_eq(b.seq, (unsigned)n);
+                ck_assert_str_eq(b.meta, "{}");
+                n++;
+        }
+        ck_assert_int_eq(n, 8);
+        sb_client_free(c);
+        sb_client_free(p);
+}
+END_TEST
+
+START_TEST(errors_carry_code_and_message) {
+        sb_client *p = connect_as(SB_ROLE_PRODUCER, NULL), *c = connect_as(SB_ROLE_CONSUMER, NULL);
+        sb_pool *pp, *cp;
+        sb_batch b;
+        uint32_t slot;
+        size_t cap;
+        void *ptr;
+
+        ck_assert_int_eq(sb_pool_open(c, &cp, "missing"), -ENOENT);
+        ck_assert_int_eq(sb_client_code(c), SB_CODE_NO_SUCH_POOL);
+        ck_assert_str_eq(sb_code_name(sb_client_code(c)), "no_such_pool");
+        ck_assert(strstr(sb_client_message(c), "missing") != NULL);
+        ck_assert_int_eq(sb_pool_open(c, &cp, "bad name"), -EINVAL);
+        ck_assert_int_eq(sb_pool_create(p, &pp, "e", 64, 1, NULL), 0);
+        ck_assert_int_eq(sb_pool_create(p, &pp, "e", 64, 1, NULL), -EEXIST);
+        ck_assert_int_eq(sb_client_code(p), SB_CODE_POOL_EXISTS);
+        ck_assert_int_eq(sb_pool_open(p, &pp, "e"), 0);
+        ck_assert_int_eq(sb_pool_open(c, &cp, "e"), 0);
+        ck_assert_int_eq(sb_consume(cp, 0, &b), -ETIMEDOUT);
+        ck_assert_int_eq(sb_client_code(c), SB_CODE_TIMEOUT);
+        ck_assert_int_eq(sb_acquire(pp, 0, &ptr, &slot, &cap), 0);
+        ck_assert_int_eq(sb_acquire(pp, 50, &ptr, &slot, &cap), -ETIMEDOUT);
+        ck_assert_int_eq(sb_publish(pp, 0, 65, -1, NULL), -EINVAL);
+        ck_assert_int_eq(sb_publish(pp, 0, 1, -1, "[not an object]"), -EINVAL);
+        ck_assert_int_eq(sb_release(cp, 0, false), -EPERM);
+        ck_assert_int_eq(sb_client_code(c), SB_CODE_NOT_HOLDER);
+        ck_assert_int_eq(sb_acquire(cp, 0, &ptr, &slot, &cap), -EPERM);
+        ck_assert_int_eq(sb_client_code(c), SB_CODE_WRONG_ROLE);
+        sb_client_free(c);
+        sb_client_free(p);
+}
+END_TEST
+
+START_TEST(connect_failures) {
+        sb_client *c = NULL;
+
+        ck_assert_int_eq(sb_connect(&c, "/nonexistent/dir/s.sock", SB_ROLE_ADMIN, NULL), -ENOENT);
+        ck_assert_ptr_null(c);
+        setenv("SHMBROKER_SOCKET", sock, 1);
+        ck_assert_int_eq(sb_connect(&c, NULL, SB_ROLE_ADMIN, NULL), 0);
+        sb_client_free(c);
+        ck_assert_ptr_null(sb_client_free(NULL));
+        ck_assert_ptr_null(sb_pool_close(NULL));
+}
+END_TEST
+
+static int acquired, consumed;
+static uint32_t acquired_slot;
+
+static void on_acquire(sb_pool *p, int error, const sb_batch *b, uint32_t slot, void *ptr, void *userdata) {
+        (void)b;
+        ck_assert_int_eq(error, 0);
+        ck_assert_ptr_eq(ptr, (char *)sb_pool_base(p) + slot * sb_pool_stride(p));
+        ck_assert_ptr_eq(userdata, &acquired);
+        acquired_slot = slot;
+        acquired++;
+}
+
+static void on_consume(sb_pool *p, int error, const sb_batch *b, uint32_t slot, void *ptr, void *userdata) {
+        (void)p;
+        (void)ptr;
+        (void)userdata;
+        ck_assert_int_eq(error, 0);
+        ck_assert(!b->eof);
+        ck_assert_uint_eq(b->slot, slot);
+        ck_assert_str_eq((const char *)b->data, "async");
+        consumed++;
+}
+
+START_TEST(async_requests_in_a_poll_loop) {
+        sb_client *p = connect_as(SB_ROLE_PRODUCER, NULL), *c = connect_as(SB_ROLE_CONSUMER, NULL);
+        sb_pool *pp, *cp;
+
+        ck_assert_int_eq(sb_pool_create(p, &pp, "async", 64, 1, NULL), 0);
+        ck_assert_int_eq(sb_pool_open(c, &cp, "async"), 0);
+        /* the consume is queued before anything is ready: it must not block us */
+        ck_assert_int_eq(sb_consume_async(cp, -1, on_consume, NULL), 0);
+        ck_assert_int_eq(sb_acquire_async(pp, -1, on_acquire, &acquired), 0);
+        for (int i = 0; i < 500 && (acquired < 1 || consumed < 1); i++) {
+                struct pollfd fds[2] = { { .fd = sb_client_fd(p), .events = sb_client_events(p) },
+                                         { .fd = sb_client_fd(c), .events = sb_client_events(c) } };
+                ck_assert_int_ge(poll(fds, 2, 100), 0);
+                if (fds[0].revents)
+                        ck_assert_int_ge(sb_client_process(p), 0);
+                if (fds[1].revents)
+                        ck_assert_int_ge(sb_client_process(c), 0);
+                if (acquired == 1 && consumed == 0 && i < 1000) {
+                        strcpy((char *)sb_pool_base(pp) + acquired_slot * sb_pool_stride(pp), "async");
+                        ck_assert_int_eq(sb_publish(pp, acquired_slot, 6, -1, NULL), 0);
+                        acquired++;   /* published once */
+                }
+        }
+        ck_assert_int_eq(consumed, 1);
+        sb_client_free(c);
+        sb_client_free(p);
+}
+END_TEST
+
+START_TEST(status_is_json) {
+        sb_client *c = connect_as(SB_ROLE_ADMIN, "admin");
+        sb_pool *p;
+        char *json = NULL;
+
+        ck_assert_int_eq(sb_pool_create(c, &p, "st", 64, 2, NULL), 0);
+        ck_assert_int_eq(sb_status(c, NULL, &json), 0);
+        ck_assert(strstr(json, "\"pools\":[{\"pool\":\"st\"") != NULL);
+        ck_assert(strstr(json, "\"name\":\"admin\"") != NULL);
+        free(json);
+        ck_assert_int_eq(sb_status(c, "nope", &json), -ENOENT);
+        ck_assert_int_eq(sb_drop(p), 0);
+        ck_assert_int_eq(sb_status(c, NULL, &json), 0);
+        ck_assert(strstr(json, "\"pools\":[]") != NULL);
+        free(json);
+        sb_client_free(c);
+}
+END_TEST
+
+START_TEST(daemon_gone_is_an_error_not_a_crash) {
+        sb_client *c = connect_as(SB_ROLE_CONSUMER, NULL);
+        sb_pool *p;
+        sb_batch b;
+        char *json;
+
+        ck_assert_int_eq(sb_pool_create(c, &p, "gone", 64, 1, NULL), 0);
+        daemon_stop();
+        ck_assert_int_lt(sb_consume(p, -1, &b), 0);
+        ck_assert_int_lt(sb_status(c, NULL, &json), 0);
+        sb_client_free(c);
+}
+END_TEST
+
+static Suite *lib_suite(void) {
+        Suite *s = suite_create("libshmbroker");
+        TCase *t = tcase_create("against shmbrokerd");
+
+        tcase_add_checked_fixture(t, daemon_start, daemon_stop);
+        tcase_set_timeout(t, 20);
+        tcase_add_test(t, round_trip_through_pointers);
+        tcase_add_test(t, pipelined_steady_state_and_eof);
+        tcase_add_test(t, errors_carry_code_and_message);
+        tcase_add_test(t, connect_failures);
+        tcase_add_test(t, async_requests_in_a_poll_loop);
+        tcase_add_test(t, status_is_json);
+        tcase_add_test(t, daemon_gone_is_an_error_not_a_crash);
+        suite_add_tcase(s, t);
+        return s;
+}
+
+int main(void) {
+        SRunner *sr = srunner_create(lib_suite());
+        int failed;
+
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
