@@ -1,0 +1,24 @@
+"""shmbroker: zero-copy numpy batches between processes through shmbrokerd.
+
+    import numpy as np, shmbroker
+
+    with shmbroker.connect(role="producer") as c:
+        pool = c.create("train", slot_size=16 << 20, slots=8)
+        pool.put(np.ones((64, 3, 224, 224), np.uint8), meta={"epoch": 0}, seq=0)
+        pool.end()
+
+    with shmbroker.connect(role="consumer") as c:
+        for batch in c.open("train"):
+            x = batch.array          # read-only view of the shared memory, no copy
+"""
+from .client import Batch, Client, Pool, Slot, connect
+from .errors import (BadRequest, BrokerError, ConnectionLost, EndOfStream, LimitExceeded, NoSuchPool,
+                     NotHolder, PermissionDenied, PoolExists, Timeout, WorkerError, WrongRole)
+from .loader import DataLoader, default_collate
+
+__all__ = [
+    "connect", "Client", "Pool", "Slot", "Batch", "DataLoader", "default_collate",
+    "BrokerError", "Timeout", "NoSuchPool", "PoolExists", "NotHolder", "PermissionDenied", "LimitExceeded",
+    "BadRequest", "WrongRole", "ConnectionLost", "EndOfStream", "WorkerError",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,86 @@
+"""Exceptions: BrokerError carries the protocol's error code (docs/protocol.md)."""
+from __future__ import annotations
+
+import errno as _errno
+
+
+class BrokerError(Exception):
+    """The daemon refused a request, or the connection to it failed.
+
+    ``code`` is the protocol's error code ("timeout", "no_such_pool", ...), or
+    "connection" when the daemon could not be reached or went away.
+    """
+
+    code = "error"
+
+    def __init__(self, message: str, code: str | None = None, errno: int | None = None):
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        self.errno = errno
+
+
+class Timeout(BrokerError, TimeoutError):
+    code = "timeout"
+
+
+class NoSuchPool(BrokerError):
+    code = "no_such_pool"
+
+
+class PoolExists(BrokerError):
+    code = "pool_exists"
+
+
+class NotHolder(BrokerError):
+    code = "not_holder"
+
+
+class PermissionDenied(BrokerError, PermissionError):
+    code = "permission_denied"
+
+
+class LimitExceeded(BrokerError):
+    code = "limit"
+
+
+class BadRequest(BrokerError, ValueError):
+    code = "bad_request"
+
+
+class WrongRole(BrokerError):
+    code = "wrong_role"
+
+
+class ConnectionLost(BrokerError, ConnectionError):
+    """The daemon could not be reached, went away, or the client was closed."""
+    code = "connection"
+
+
+class EndOfStream(Exception):
+    """get() at the end of a stream: every batch of the epoch has been handed out."""
+
+
+class WorkerError(RuntimeError):
+    """A DataLoader worker raised; the message carries its traceback."""
+
+
+BY_CODE = {cls.code: cls for cls in (Timeout, NoSuchPool, PoolExists, NotHolder, PermissionDenied,
+                                       LimitExceeded, BadRequest, WrongRole)}
+
+
+def from_call(lib, client, rc: int, what: str) -> BrokerError:
+    """The exception for a failed library call returning -errno ``rc``."""
+    code_num = lib.sb_client_code(client) if client else 0
+    if code_num:
+        code = lib.sb_code_name(code_num).decode()
+        msg = lib.sb_client_message(client).decode(errors="replace")
+        return BY_CODE.get(code, BrokerError)(f"{what}: {msg}", code, -rc)
+    err = -rc
+    if err in (_errno.ECONNRESET, _errno.ECONNREFUSED, _errno.ENOENT, _errno.EPIPE, _errno.ECONNABORTED,
+               _errno.ENOTCONN):
+        return ConnectionLost(f"{what}: {_errno.errorcode.get(err, err)}: {__import__('os').strerror(err)}",
+                              errno=err)
+    if err == _errno.EINVAL:
+        return BadRequest(f"{what}: invalid argument", errno=err)
+    return BrokerError(f"{what}: {__import__('os').strerror(err)}", errno=err)

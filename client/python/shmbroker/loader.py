@@ -1,0 +1,255 @@
+"""DataLoader: worker processes build batches from a dataset straight into shared memory;
+the trainer iterates them in order, zero-copy, epoch after epoch."""
+from __future__ import annotations
+
+import ctypes
+import itertools
+import math
+import multiprocessing as mp
+import os
+import signal
+import traceback
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from . import errors
+from .client import Batch, Client, Pool, _align, connect
+
+ERROR_KEY = "__worker_error__"
+STRUCT_KEY = "__structure__"
+
+
+def _flatten(obj: Any) -> tuple[str, list, list]:
+    """A batch's structure: ("array"|"tuple"|"dict", keys, leaves)."""
+    if isinstance(obj, dict):
+        return "dict", list(obj.keys()), [obj[k] for k in obj]
+    if isinstance(obj, (tuple, list)):
+        return "tuple", [str(i) for i in range(len(obj))], list(obj)
+    return "array", ["0"], [obj]
+
+
+def _unflatten(kind: str, keys: list, leaves: list) -> Any:
+    if kind == "dict":
+        return dict(zip(keys, leaves))
+    if kind == "tuple":
+        return tuple(leaves)
+    return leaves[0]
+
+
+def default_collate(samples: Sequence[Any]) -> Any:
+    """Stack samples (arrays, numbers, or tuples/dicts of them) into arrays along a new axis 0."""
+    kind, keys, leaves0 = _flatten(samples[0])
+    columns = [[_flatten(s)[2][i] for s in samples] for i in range(len(keys))]
+    return _unflatten(kind, keys, [np.stack([np.asarray(x) for x in col]) for col in columns])
+
+
+def _collate_into_slot(pool: Pool, samples: list, seq: int, meta: dict) -> None:
+    """default_collate, writing each sample straight into the slot: one copy per byte."""
+    kind, keys, first = _flatten(samples[0])
+    first = [np.asarray(x) for x in first]
+    with pool.acquire() as slot:
+        views = {k: slot.ndarray((len(samples),) + a.shape, a.dtype) for k, a in zip(keys, first)}
+        for j, s in enumerate(samples):
+            for k, leaf in zip(keys, _flatten(s)[2]):
+                views[k][j] = leaf
+        slot.publish(views, meta=dict(meta, **{STRUCT_KEY: [kind, keys]}), seq=seq)
+
+
+def _packed_size(batch: Any) -> int:
+    end = 0
+    for leaf in _flatten(batch)[2]:
+        end = _align(end) + np.asarray(leaf).nbytes
+    return max(end, 1)
+
+
+def _epoch_batches(n: int, batch_size: int, shuffle: bool, seed: int, epoch: int, drop_last: bool) -> list:
+    order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
+    batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    if drop_last and batches and len(batches[-1]) < batch_size:
+        batches.pop()
+    return batches
+
+
+def _die_with_parent(parent: int) -> None:
+    """PR_SET_PDEATHSIG: the kernel kills this worker when the trainer dies, even by SIGKILL."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _worker(w: int, cfg: dict, dataset: Any, collate: Callable | None, start: Any) -> None:
+    _die_with_parent(cfg["parent"])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the trainer's to handle
+    status = 0
+    try:
+        client = connect("producer", cfg["socket"], name=f"loader-worker-{w}")
+        pool = client.open(cfg["pool"])
+        for epoch in itertools.count():
+            start.acquire()                     # the trainer began this epoch
+            batches = _epoch_batches(len(dataset), cfg["batch_size"], cfg["shuffle"], cfg["seed"], epoch,
+                                     cfg["drop_last"])
+            for b in range(w, len(batches), cfg["num_workers"]):
+                try:
+                    samples = [dataset[int(i)] for i in batches[b]]
+                    if collate is None:
+                        _collate_into_slot(pool, samples, b, {"epoch": epoch})
+                    else:
+                        out = collate(samples)
+                        kind, keys, leaves = _flatten(out)
+                        pool.put({k: np.asarray(v) for k, v in zip(keys, leaves)},
+                                 meta={"epoch": epoch, STRUCT_KEY: [kind, keys]}, seq=b)
+                except errors.BrokerError:
+                    raise
+                except BaseException:
+                    # In order, in place of the batch: the trainer raises it when it gets there.
+                    tb = f"worker {w}, batch {b} of epoch {epoch}:\n{traceback.format_exc()}"
+                    with pool.acquire() as slot:
+                        slot.publish(nbytes=0, meta={ERROR_KEY: tb}, seq=b)
+                    status = 1
+                    return
+            pool.end()
+    except errors.ConnectionLost:
+        status = 0                              # the trainer closed the loader
+    except BaseException:
+        traceback.print_exc()
+        status = 1
+    finally:
+        os._exit(status)
+
+
+class DataLoader:
+    """Batches of ``dataset[i]`` built by ``num_workers`` processes into an ordered pool.
+
+    Iterating the loader gives one epoch of batches, in order (``shuffle`` draws a new
+    order every epoch from ``seed``): each is what ``collate`` returns (by default the
+    samples stacked: an array, or a tuple or dict of arrays), as read-only arrays that are
+    views of shared memory. A batch stays valid until the next one is asked for (copy
+    what you keep longer). A worker's exception is raised in the trainer, with its
+    traceback, as WorkerError. close() (or leaving a ``with`` block) stops the workers;
+    if the trainer dies, they die with it and the pool's segment goes with them.
+    """
+
+    _serial = itertools.count()
+
+    def __init__(self, dataset: Any, batch_size: int = 1, num_workers: int = 2, shuffle: bool = False,
+                 collate: Callable | None = None, drop_last: bool = False, seed: int = 0,
+                 socket: str | None = None, slot_size: int | None = None, prefetch: int = 2):
+        if batch_size < 1 or num_workers < 1:
+            raise ValueError("batch_size and num_workers must be at least 1")
+        self.dataset, self.batch_size, self.num_workers = dataset, batch_size, num_workers
+        self.shuffle, self.collate, self.drop_last, self.seed = shuffle, collate, drop_last, seed
+        self.socket, self.slot_size, self.prefetch = socket, slot_size, prefetch
+        self.epoch = 0
+        self._client: Client | None = None
+        self._pool: Pool | None = None
+        self._workers: list = []
+        self._starts: list = []
+        self._unfinished = False
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def _start(self) -> None:
+        ctx = mp.get_context("fork")
+        slot_size = self.slot_size
+        if slot_size is None:
+            first = _epoch_batches(len(self.dataset), self.batch_size, False, 0, 0, False)[0]
+            sample = (self.collate or default_collate)([self.dataset[int(i)] for i in first])
+            slot_size = _packed_size(sample) + 64 * len(_flatten(sample)[2])
+        name = f"loader-{os.getpid()}-{next(self._serial)}"
+        self._client = connect("consumer", self.socket, name="loader-trainer")
+        self._pool = self._client.create(name, slot_size, self.num_workers * self.prefetch + 1, ordered=True)
+        cfg = dict(parent=os.getpid(), socket=self.socket, pool=name, batch_size=self.batch_size,
+                   shuffle=self.shuffle, seed=self.seed, drop_last=self.drop_last, num_workers=self.num_workers)
+        for w in range(self.num_workers):
+            start = ctx.Semaphore(0)
+            p = ctx.Process(target=_worker, args=(w, cfg, self.dataset, self.collate, start), daemon=True,
+                            name=f"shmbroker-loader-{w}")
+            p.start()
+            self._workers.append(p)
+            self._starts.append(start)
+
+    def _check_workers(self) -> None:
+        for w, p in enumerate(self._workers):
+            if p.exitcode not in (None, 0):
+                raise errors.WorkerError(f"worker {w} died (exit status {p.exitcode}) before finishing its batches")
+
+    def _next_batch(self, prev: Batch | None) -> Batch | None:
+        pool = self._pool
+        if prev is not None:
+            prev.release()
+        while True:
+            try:
+                return pool.get(timeout=0.5)
+            except errors.Timeout:
+                self._check_workers()
+            except errors.EndOfStream:
+                return None
+
+    def __iter__(self) -> Iterator[Any]:
+        if self._pool is None:
+            self._start()
+        elif self._unfinished:
+            self._drain()
+        for s in self._starts:
+            s.release()
+        self._unfinished = True
+        count, batch = 0, None
+        try:
+            while True:
+                batch = self._next_batch(batch)
+                if batch is None:
+                    break
+                if ERROR_KEY in batch.meta:
+                    raise errors.WorkerError(batch.meta[ERROR_KEY])
+                kind, keys = batch.meta.get(STRUCT_KEY, ["array", ["0"]])
+                arrays = batch.arrays
+                count += 1
+                yield _unflatten(kind, keys, [arrays[k] for k in keys])
+            if count < len(self):
+                self._check_workers()
+                raise errors.WorkerError(f"epoch {self.epoch} ended after {count} of {len(self)} batches: "
+                                         "a worker died")
+            self._unfinished = False
+            self.epoch += 1
+        finally:
+            if batch is not None and not batch.released and self._pool is not None and self._pool._h is not None:
+                batch.release()
+
+    def _drain(self) -> None:
+        """Finish an epoch the trainer left early, so the next starts at its first batch."""
+        while True:
+            try:
+                with self._pool.get(timeout=None):
+                    pass
+            except errors.EndOfStream:
+                break
+        self._unfinished = False
+        self.epoch += 1
+
+    def close(self) -> None:
+        """Stop the workers and close the pool; its segment goes once nothing uses it."""
+        for p in self._workers:
+            if p.is_alive():
+                p.kill()
+        for p in self._workers:
+            p.join()
+        self._workers.clear()
+        if self._client is not None:
+            self._client.close()
+        self._client = self._pool = None
+
+    def __enter__(self) -> "DataLoader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
