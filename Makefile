@@ -17,7 +17,7 @@ PYTHON ?= /usr/bin/python3
 
 # Debian packages the build and the tests need; `make deps` installs the missing ones.
 BUILD_DEPS := gcc make pkg-config libsystemd-dev libcjson-dev check
-TEST_DEPS := python3 python3-numpy python3-pytest systemd procps util-linux
+TEST_DEPS := python3 python3-numpy python3-pytest python3-pip python3-venv python3-setuptools systemd procps util-linux binutils
 DEPS := $(BUILD_DEPS) $(TEST_DEPS)
 
 PKGS := libsystemd libcjson

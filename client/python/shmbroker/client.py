@@ -54,27 +54,38 @@ def _dtype(descr: Any) -> np.dtype:
     return np.lib.format.descr_to_dtype(fix(descr))
 
 
-class _Mapping:
-    """One attachment of a segment in this process; detached when the last view goes."""
+class _Attachment:
+    """One shmat() of a segment in this process, undone when the object goes."""
 
-    def __init__(self, shmid: int, size: int, readonly: bool):
+    def __init__(self, shmid: int, readonly: bool):
         addr = libc.shmat(shmid, None, SHM_RDONLY if readonly else 0)
         if addr in (None, ctypes.c_void_p(-1).value):
             err = ctypes.get_errno()
             raise errors.BrokerError(f"cannot attach segment {shmid}: {os.strerror(err)}", errno=err)
-        self.addr, self.size = addr, size
-
-        class _Buffer(ctypes.c_ubyte * size):
-            pass
-        buf = _Buffer.from_address(addr)
-        buf.mapping = self          # every view keeps the buffer, the buffer keeps us
-        mv = memoryview(buf).cast("B")
-        self.view = mv.toreadonly() if readonly else mv
+        self.addr = addr
 
     def __del__(self):
         if getattr(self, "addr", None):
             libc.shmdt(ctypes.c_void_p(self.addr))
             self.addr = None
+
+
+class _Mapping:
+    """A segment as a memoryview. Every numpy view made from it holds the memoryview, the
+    memoryview holds a ctypes buffer, the buffer holds the attachment: the segment stays
+    attached exactly as long as something can still read it, and no reference cycle
+    delays the detach until a garbage collection."""
+
+    def __init__(self, shmid: int, size: int, readonly: bool):
+        att = _Attachment(shmid, readonly)
+
+        class _Buffer(ctypes.c_ubyte * size):
+            pass
+        buf = _Buffer.from_address(att.addr)
+        buf.attachment = att
+        mv = memoryview(buf).cast("B")
+        self.view = mv.toreadonly() if readonly else mv
+        self.addr, self.size = att.addr, size
 
     def array(self, offset: int, shape, dtype) -> np.ndarray:
         dtype = np.dtype(dtype)
@@ -157,7 +168,7 @@ class Client:
         with self._lock:
             if self._h is not None:
                 for p in self._pools:
-                    p._h = None
+                    p.close()
                 lib.sb_client_free(self._h)
                 self._h = None
 
@@ -203,6 +214,12 @@ class Pool:
         if self._h is None:
             raise errors.ConnectionLost("the client is closed")
         return self._h
+
+    @property
+    def _map(self) -> _Mapping:
+        if self._mapping is None:
+            raise errors.ConnectionLost("the client is closed")
+        return self._mapping
 
     def _call(self, fn, *args, what: str) -> int:
         with self.client._lock:
@@ -273,8 +290,10 @@ class Pool:
                 prev.release()
 
     def close(self) -> None:
-        """Forget the pool on this side (its client keeps it open on the daemon)."""
+        """Forget the pool on this side (its client keeps it open on the daemon). The
+        segment stays attached only as long as views of it are alive."""
         self._h = None
+        self._mapping = None
 
 
 class Slot:
@@ -299,16 +318,16 @@ class Slot:
         if end > self.capacity:
             raise ValueError(f"{shape} {dtype} at offset {offset} does not fit in a slot of {self.capacity} bytes")
         self._next = max(self._next, end)
-        return self.pool._mapping.array(self.offset + offset, shape, dtype)
+        return self.pool._map.array(self.offset + offset, shape, dtype)
 
     @property
     def buffer(self) -> memoryview:
         """The whole slot as writable bytes."""
-        return self.pool._mapping.view[self.offset:self.offset + self.capacity]
+        return self.pool._map.view[self.offset:self.offset + self.capacity]
 
     def _in_slot(self, a: np.ndarray) -> int | None:
         ptr = a.__array_interface__["data"][0]
-        base = self.pool._mapping.addr + self.offset
+        base = self.pool._map.addr + self.offset
         if a.flags.c_contiguous and base <= ptr and ptr + a.nbytes <= base + self.capacity:
             return ptr - base
         return None
@@ -320,6 +339,9 @@ class Slot:
         meta = dict(meta or {})
         if data is not None:
             arrays = {None: data} if isinstance(data, np.ndarray) else dict(data)
+            arrays = {k: np.asarray(a) for k, a in arrays.items()}
+            for a in arrays.values():
+                _descr(a.dtype)          # refuse object dtypes before touching the slot
             layout, end = [], 0
             placed = {}
             for name, a in arrays.items():
@@ -336,7 +358,7 @@ class Slot:
                     off = _align(end)
                     if off + a.nbytes > self.capacity:
                         raise ValueError(f"the batch needs {off + a.nbytes} bytes; the slot has {self.capacity}")
-                    np.copyto(self.pool._mapping.array(self.offset + off, a.shape, a.dtype), a, casting="no")
+                    np.copyto(self.pool._map.array(self.offset + off, a.shape, a.dtype), a, casting="no")
                     end = off + a.nbytes
                 layout.append({"name": name, "dtype": _descr(a.dtype), "shape": list(a.shape), "offset": off})
             meta[LAYOUT_KEY] = {"arrays": layout}
@@ -375,7 +397,7 @@ class Batch:
     def data(self) -> memoryview:
         """The batch's bytes, read-only."""
         off = self.slot * self.pool.stride
-        return self.pool._mapping.view[off:off + self.nbytes].toreadonly()
+        return self.pool._map.view[off:off + self.nbytes].toreadonly()
 
     @property
     def arrays(self) -> dict:
@@ -385,7 +407,7 @@ class Batch:
         base = self.slot * self.pool.stride
         out = {}
         for l in self._layout["arrays"]:
-            a = self.pool._mapping.array(base + l["offset"], l["shape"], _dtype(l["dtype"]))
+            a = self.pool._map.array(base + l["offset"], l["shape"], _dtype(l["dtype"]))
             if a.flags.writeable:
                 a.flags.writeable = False
             out[l["name"]] = a

@@ -79,18 +79,23 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _worker(w: int, cfg: dict, dataset: Any, collate: Callable | None, start: Any) -> None:
+def _worker(w: int, cfg: dict, dataset: Any, collate: Callable | None, ready: Any, start: Any,
+            credits: Any) -> None:
     _die_with_parent(cfg["parent"])
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the trainer's to handle
     status = 0
     try:
         client = connect("producer", cfg["socket"], name=f"loader-worker-{w}")
         pool = client.open(cfg["pool"])
+        ready.release()
         for epoch in itertools.count():
             start.acquire()                     # the trainer began this epoch
             batches = _epoch_batches(len(dataset), cfg["batch_size"], cfg["shuffle"], cfg["seed"], epoch,
                                      cfg["drop_last"])
             for b in range(w, len(batches), cfg["num_workers"]):
+                # At most `prefetch` of this worker's batches wait for the trainer at once: so
+                # the pool always has a slot for whichever batch the trainer needs next.
+                credits.acquire()
                 try:
                     samples = [dataset[int(i)] for i in batches[b]]
                     if collate is None:
@@ -146,6 +151,7 @@ class DataLoader:
         self._pool: Pool | None = None
         self._workers: list = []
         self._starts: list = []
+        self._credits: list = []
         self._unfinished = False
 
     def __len__(self) -> int:
@@ -161,16 +167,24 @@ class DataLoader:
             slot_size = _packed_size(sample) + 64 * len(_flatten(sample)[2])
         name = f"loader-{os.getpid()}-{next(self._serial)}"
         self._client = connect("consumer", self.socket, name="loader-trainer")
+        # Every worker's batches in flight, plus the one the trainer reads.
         self._pool = self._client.create(name, slot_size, self.num_workers * self.prefetch + 1, ordered=True)
         cfg = dict(parent=os.getpid(), socket=self.socket, pool=name, batch_size=self.batch_size,
                    shuffle=self.shuffle, seed=self.seed, drop_last=self.drop_last, num_workers=self.num_workers)
+        ready = ctx.Semaphore(0)
         for w in range(self.num_workers):
-            start = ctx.Semaphore(0)
-            p = ctx.Process(target=_worker, args=(w, cfg, self.dataset, self.collate, start), daemon=True,
-                            name=f"shmbroker-loader-{w}")
+            start, credits = ctx.Semaphore(0), ctx.Semaphore(self.prefetch)
+            p = ctx.Process(target=_worker, args=(w, cfg, self.dataset, self.collate, ready, start, credits),
+                            daemon=True, name=f"shmbroker-loader-{w}")
             p.start()
             self._workers.append(p)
             self._starts.append(start)
+            self._credits.append(credits)
+        # A stream ends when every producer that has the pool open has ended it: so every
+        # worker must have the pool open before any of them can end the first epoch.
+        for _ in range(self.num_workers):
+            while not ready.acquire(timeout=0.5):
+                self._check_workers()
 
     def _check_workers(self) -> None:
         for w, p in enumerate(self._workers):
@@ -183,11 +197,14 @@ class DataLoader:
             prev.release()
         while True:
             try:
-                return pool.get(timeout=0.5)
+                batch = pool.get(timeout=0.5)
             except errors.Timeout:
                 self._check_workers()
+                continue
             except errors.EndOfStream:
                 return None
+            self._credits[batch.seq % self.num_workers].release()
+            return batch
 
     def __iter__(self) -> Iterator[Any]:
         if self._pool is None:
@@ -221,12 +238,9 @@ class DataLoader:
 
     def _drain(self) -> None:
         """Finish an epoch the trainer left early, so the next starts at its first batch."""
-        while True:
-            try:
-                with self._pool.get(timeout=None):
-                    pass
-            except errors.EndOfStream:
-                break
+        batch = self._next_batch(None)
+        while batch is not None:
+            batch = self._next_batch(batch)     # releases the one before
         self._unfinished = False
         self.epoch += 1
 

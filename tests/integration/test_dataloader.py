@@ -1,0 +1,134 @@
+"""shmbroker.DataLoader: epochs, order, collation, worker errors and deaths, cleanup."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import shmbroker
+from sbtest import ROOT, segments, wait_for
+
+
+class Squares:
+    """Sample i: a 4x4 float32 image full of i, and the label i."""
+
+    def __init__(self, n=50, fail_at=None):
+        self.n, self.fail_at = n, fail_at
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        if i == self.fail_at:
+            raise ZeroDivisionError(f"sample {i} is cursed")
+        return np.full((4, 4), i, np.float32), i
+
+
+def labels(loader):
+    out = []
+    for x, y in loader:
+        assert x.dtype == np.float32 and x.shape[1:] == (4, 4)
+        assert (x[:, 0, 0] == y).all()          # images and labels stay together
+        assert not x.flags.writeable
+        out.append(y.tolist())
+    return out
+
+
+def test_epochs_in_order(daemon):
+    with shmbroker.DataLoader(Squares(50), batch_size=8, num_workers=3, socket=daemon.path) as dl:
+        assert len(dl) == 7
+        for _ in range(3):
+            got = labels(dl)
+            assert got == [list(range(i, min(i + 8, 50))) for i in range(0, 50, 8)]
+
+
+def test_shuffle_draws_a_new_order_each_epoch_and_drop_last(daemon):
+    with shmbroker.DataLoader(Squares(50), batch_size=8, num_workers=2, shuffle=True, drop_last=True,
+                              socket=daemon.path, seed=3) as dl:
+        e1, e2 = labels(dl), labels(dl)
+    assert len(e1) == len(e2) == 6 and all(len(b) == 8 for b in e1 + e2)
+    flat1, flat2 = sum(e1, []), sum(e2, [])
+    assert len(set(flat1)) == 48 and flat1 != flat2
+
+
+def test_custom_collate_dict(daemon):
+    def collate(samples):
+        return {"x": np.stack([s[0] for s in samples]).astype(np.float64), "n": np.array(len(samples))}
+    with shmbroker.DataLoader(Squares(10), batch_size=4, num_workers=2, collate=collate, socket=daemon.path) as dl:
+        got = list(dl)
+    assert [int(b["n"]) for b in got] == [4, 4, 2]
+    assert got[-1]["x"].dtype == np.float64 and got[-1]["x"].shape == (2, 4, 4)
+
+
+def test_breaking_out_of_an_epoch_restarts_the_next_at_its_first_batch(daemon):
+    with shmbroker.DataLoader(Squares(40), batch_size=4, num_workers=2, socket=daemon.path) as dl:
+        for i, (x, y) in enumerate(dl):
+            if i == 2:
+                break
+        assert labels(dl)[0] == [0, 1, 2, 3]
+
+
+def test_worker_error_is_raised_in_the_trainer_with_its_traceback(daemon):
+    with shmbroker.DataLoader(Squares(50, fail_at=13), batch_size=4, num_workers=2, socket=daemon.path) as dl:
+        seen = []
+        with pytest.raises(shmbroker.WorkerError) as e:
+            for x, y in dl:
+                seen.append(y.tolist())
+    msg = str(e.value)
+    assert "ZeroDivisionError: sample 13 is cursed" in msg and "Traceback" in msg and "__getitem__" in msg
+    assert seen == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]   # every batch before it, in order
+
+
+def test_killed_worker_is_reported(daemon):
+    class Slow(Squares):
+        def __getitem__(self, i):
+            if i == 20:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return super().__getitem__(i)
+    with shmbroker.DataLoader(Slow(60), batch_size=4, num_workers=2, socket=daemon.path) as dl:
+        with pytest.raises(shmbroker.WorkerError, match="died"):
+            labels(dl)
+
+
+def test_close_leaves_no_worker_and_no_segment(daemon):
+    before = segments()
+    dl = shmbroker.DataLoader(Squares(50), batch_size=5, num_workers=2, socket=daemon.path)
+    it = iter(dl)
+    next(it)
+    pids = [p.pid for p in dl._workers]
+    assert len(segments() - before) == 1
+    del it
+    dl.close()
+    for pid in pids:
+        assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
+    wait_for(lambda: segments() == before, what="the loader's segment to go")
+
+
+TRAINER = """
+import sys, time, numpy as np, shmbroker
+class D:
+    def __len__(self): return 10**6
+    def __getitem__(self, i): return np.zeros(1000, np.uint8)
+dl = shmbroker.DataLoader(D(), batch_size=16, num_workers=2, socket=sys.argv[1])
+it = iter(dl)
+next(it)
+print(" ".join(str(p.pid) for p in dl._workers), flush=True)
+time.sleep(60)
+"""
+
+
+def test_killed_trainer_takes_its_workers_and_segment_with_it(daemon):
+    before = segments()
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "client" / "python"))
+    p = subprocess.Popen([sys.executable, "-c", TRAINER, daemon.path], stdout=subprocess.PIPE, text=True, env=env)
+    pids = [int(x) for x in p.stdout.readline().split()]
+    assert len(pids) == 2
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in pids), what="the workers to die")
+    wait_for(lambda: segments() == before, what="the segment to go")
+    assert shmbroker.connect("admin", daemon.path).status()["pools"] == []

@@ -1,0 +1,188 @@
+"""The Python binding against a real daemon: dtypes, shapes, zero copy, errors, streams."""
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import shmbroker
+from sbtest import ROOT, segments, wait_for
+
+STRUCT = np.dtype([("id", "<i4"), ("pos", "<f8", (3,)), ("tag", "S4"), ("inner", [("a", "u1"), ("b", "<i2")])])
+
+
+@pytest.fixture
+def pair(daemon):
+    prod = shmbroker.connect(role="producer", socket=daemon.path, name="py-producer")
+    cons = shmbroker.connect(role="consumer", socket=daemon.path, name="py-consumer")
+    pool = prod.create("py", slot_size=1 << 20, slots=4)
+    yield pool, cons.open("py")
+    cons.close()
+    prod.close()
+
+
+@pytest.mark.parametrize("array", [
+    np.arange(1000, dtype=np.uint8),
+    np.arange(-50, 50, dtype=np.int16).reshape(10, 10),
+    np.linspace(0, 1, 4096, dtype=np.float32).reshape(4, 4, 256),
+    np.random.default_rng(1).standard_normal((7, 13)),
+    (np.arange(6) + 1j * np.arange(6)).astype(np.complex64),
+    np.array([True, False, True]),
+    np.zeros((0, 5), np.int64),
+    np.array(3.25),
+    np.array([(1, (0.5, 1.5, 2.5), b"ab", (7, -3)), (2, (3.0, 4.0, 5.0), b"cdef", (8, 9))], dtype=STRUCT),
+    np.arange(24, dtype=">u4").reshape(2, 3, 4),
+])
+def test_round_trip_of_dtypes_and_shapes(pair, array):
+    out, inp = pair
+    out.put(array, meta={"k": [1, 2]}, seq=5)
+    with inp.get(timeout=5) as b:
+        got = b.array
+        assert got.dtype == array.dtype and got.shape == array.shape
+        np.testing.assert_array_equal(got, array)
+        assert b.meta == {"k": [1, 2]} and b.seq == 5
+        assert not got.flags.writeable
+
+
+def test_several_arrays_in_one_slot(pair):
+    out, inp = pair
+    images = np.random.default_rng(2).integers(0, 255, (8, 3, 32, 32), dtype=np.uint8)
+    labels = np.arange(8, dtype=np.int64)
+    out.put({"images": images, "labels": labels})
+    b = inp.get(timeout=5)
+    assert set(b.arrays) == {"images", "labels"}
+    np.testing.assert_array_equal(b.arrays["images"], images)
+    np.testing.assert_array_equal(b.arrays["labels"], labels)
+    offsets = [b.arrays[k].__array_interface__["data"][0] for k in ("images", "labels")]
+    assert all(o % 64 == 0 for o in offsets)
+    b.release()
+
+
+def test_zero_copy_a_write_through_one_view_is_seen_by_the_other(pair):
+    out, inp = pair
+    slot = out.acquire(timeout=5)
+    view = slot.ndarray((256, 256), np.float32)
+    view[:] = 1.0
+    slot.publish(view)            # a view of the slot itself: nothing is copied
+    b = inp.get(timeout=5)
+    seen = b.array
+    assert seen[0, 0] == 1.0
+    view[0, 0] = 42.0             # the producer's write shows in the consumer's array
+    assert seen[0, 0] == 42.0
+    with pytest.raises(ValueError):
+        seen[0, 0] = 1.0          # read-only for the consumer
+    with pytest.raises(ValueError):
+        seen.flags.writeable = True
+    b.release()
+
+
+def test_views_outlive_release_and_close(daemon):
+    prod = shmbroker.connect("producer", daemon.path)
+    cons = shmbroker.connect("consumer", daemon.path)
+    pool = prod.create("v", slot_size=4096, slots=1)
+    pool.put(np.full(100, 7, np.int32))
+    b = cons.open("v").get(timeout=5)
+    kept = b.array
+    b.release()
+    cons.close()
+    prod.close()
+    gc.collect()
+    assert int(kept.sum()) == 700            # still mapped: no crash, no garbage
+    with pytest.raises(shmbroker.ConnectionLost):
+        pool.put(np.zeros(1))
+    with pytest.raises(shmbroker.ConnectionLost):
+        cons.status()
+    del kept, b
+    gc.collect()
+
+
+def test_timeouts_and_errors(daemon, pair):
+    out, inp = pair
+    t0 = time.monotonic()
+    with pytest.raises(shmbroker.Timeout) as e:
+        inp.get(timeout=0.1)
+    assert e.value.code == "timeout" and isinstance(e.value, TimeoutError)
+    assert time.monotonic() - t0 >= 0.09
+    slots = [out.acquire(timeout=0) for _ in range(4)]
+    with pytest.raises(shmbroker.Timeout):
+        out.acquire(timeout=0.05)
+    for s in slots:
+        s.release()
+    c = shmbroker.connect("admin", daemon.path)
+    with pytest.raises(shmbroker.NoSuchPool) as e:
+        c.open("missing")
+    assert e.value.code == "no_such_pool" and "missing" in str(e.value)
+    with pytest.raises(shmbroker.PoolExists):
+        c.create("py", slot_size=64, slots=1)
+    with pytest.raises(ValueError):
+        out.put(np.zeros(2 << 20, np.uint8))           # larger than a slot
+    with pytest.raises(TypeError):
+        out.put(np.array([object()]))
+    with pytest.raises(shmbroker.WrongRole):
+        c.open("py").get(timeout=0)
+    with pytest.raises(shmbroker.ConnectionLost):
+        shmbroker.connect("admin", "/nonexistent/shmbroker.sock")
+    c.close()
+
+
+def test_iteration_ends_with_the_stream_and_releases(pair):
+    out, inp = pair
+    for epoch in range(2):
+        for i in range(4):                       # as many as there are slots
+            out.put(np.array([epoch, i]), seq=i, timeout=5)
+        out.end()
+        got = [tuple(b.array) for b in inp]
+        assert got == [(epoch, i) for i in range(4)]
+    st = inp.client.status("py")["pools"][0]
+    assert st["free"] == 4 and st["consumed"] == 8
+    with pytest.raises(shmbroker.EndOfStream):
+        out.end()
+        inp.get(timeout=5)
+
+
+def test_slot_context_gives_back_an_unpublished_slot(pair):
+    out, inp = pair
+    with out.acquire(timeout=1) as slot:
+        slot.ndarray(10)[:] = 1
+    assert inp.client.status("py")["pools"][0]["free"] == 4
+
+
+def test_killed_producer_process_loses_nothing(daemon):
+    admin = shmbroker.connect("admin", daemon.path)
+    admin.create("k", slot_size=4096, slots=2, persistent=True)
+    code = ("import numpy as np, shmbroker, sys, time\n"
+            "c = shmbroker.connect('producer', sys.argv[1]); p = c.open('k')\n"
+            "p.put(np.arange(10)); s = p.acquire(); s.ndarray(10)[:] = 3\n"
+            "print('ready', flush=True); time.sleep(60)\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "client" / "python"))
+    proc = subprocess.Popen([sys.executable, "-c", code, daemon.path], stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout.readline().strip() == "ready"
+    st = admin.status("k")["pools"][0]
+    assert (st["ready"], st["writing"]) == (1, 1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    wait_for(lambda: admin.status("k")["pools"][0]["writing"] == 0, what="reclaim")
+    assert admin.status("k")["pools"][0]["ready"] == 1     # what was published stays
+    admin.close()
+
+
+def test_pip_install_without_a_package_index(daemon, tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    r = subprocess.run([str(venv / "bin" / "pip"), "install", "--no-index", "--no-cache-dir",
+                        str(ROOT / "client" / "python")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    code = ("import numpy as np, shmbroker, sys\n"
+            "assert '/venv/' in shmbroker.__file__, shmbroker.__file__\n"
+            "with shmbroker.connect('producer', sys.argv[1]) as c:\n"
+            "    p = c.create('pip', slot_size=4096, slots=1); p.put(np.arange(3)); print('ok')\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SHMBROKER_LIBRARY")}
+    r = subprocess.run([str(venv / "bin" / "python"), "-c", code, daemon.path], capture_output=True, text=True,
+                       cwd=tmp_path, env=env, timeout=60)
+    assert r.stdout.strip() == "ok", r.stderr
