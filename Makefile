@@ -156,3 +156,9 @@ build/test-lib: $(call obj,build,tests/lib/test-lib.c) build/libshmbroker.a
 
 build/asan/test-lib: $(call obj,build/asan,tests/lib/test-lib.c $(LIB_SRC))
 	$(CC) $(SAN_FLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson) $(CHECK_LIBS)
+
+# --- the demo ------------------------------------------------------------------------------
+
+demo: deps all
+	$(PYTHON) examples/demo.py
+.PHONY: demo
