@@ -99,3 +99,4 @@ libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
 libc.shmdt.restype = ctypes.c_int
 libc.shmdt.argtypes = [ctypes.c_void_p]
 libc.free.argtypes = [ctypes.c_void_p]
+CODE_TIMEOUT = 5   # SB_CODE_TIMEOUT in shmbroker.h

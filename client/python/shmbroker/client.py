@@ -9,6 +9,8 @@ slot may change: copy what you keep).
 from __future__ import annotations
 
 import ctypes
+import errno
+import functools
 import json
 import math
 import os
@@ -18,7 +20,7 @@ from typing import Any, Iterator, Mapping, Union
 import numpy as np
 
 from . import errors
-from ._lib import lib, libc, sb_batch, sb_pool_options
+from ._lib import CODE_TIMEOUT, lib, libc, sb_batch, sb_pool_options
 
 ALIGN = 64                 # every array in a slot starts on a 64-byte boundary
 LAYOUT_KEY = "__shmbroker__"
@@ -47,6 +49,13 @@ def _descr(dtype: np.dtype) -> Any:
 
 
 def _dtype(descr: Any) -> np.dtype:
+    return _dtype_cached(json.dumps(descr))
+
+
+@functools.lru_cache(maxsize=256)
+def _dtype_cached(descr_json: str) -> np.dtype:
+    descr = json.loads(descr_json)
+
     def fix(d):
         if isinstance(d, str):
             return d
@@ -208,7 +217,9 @@ class Pool:
         self.shmid = lib.sb_pool_shmid(handle)
         self._mapping = _Mapping(self.shmid, self.stride * self.slots, readonly=client.role != "producer")
         self._batch = sb_batch()
-        self._iter_batch: Batch | None = None
+        # A slot taken in the same round trip as the previous publish (see Slot.publish):
+        # the next acquire() costs no round trip at all.
+        self._reserve: int | None = None
 
     def _handle(self) -> int:
         if self._h is None:
@@ -231,6 +242,9 @@ class Pool:
     # -- producing ------------------------------------------------------------------------
     def acquire(self, timeout: float | None = None) -> "Slot":
         """Take a free slot to write into (waits up to ``timeout`` seconds; None: no limit)."""
+        if self._reserve is not None:
+            index, self._reserve = self._reserve, None
+            return Slot(self, index)
         ptr, slot, cap = ctypes.c_void_p(), ctypes.c_uint32(), ctypes.c_size_t()
         self._call(lib.sb_acquire, _timeout_ms(timeout), ctypes.byref(ptr), ctypes.byref(slot), ctypes.byref(cap),
                    what="acquire")
@@ -247,8 +261,26 @@ class Pool:
                 slot.release()
             raise
 
+    def _publish(self, index: int, nbytes: int, seq: int, meta: bytes) -> None:
+        """Publish, and in the same round trip take the next free slot if one is free now."""
+        ptr, nxt, cap = ctypes.c_void_p(), ctypes.c_uint32(0xFFFFFFFF), ctypes.c_size_t()
+        with self.client._lock:
+            rc = lib.sb_publish_acquire(self._handle(), index, nbytes, seq, meta, 0, ctypes.byref(ptr),
+                                        ctypes.byref(nxt), ctypes.byref(cap))
+            if nxt.value != 0xFFFFFFFF:
+                self._reserve = nxt.value
+            if rc < 0 and not (rc == -errno.ETIMEDOUT and nxt.value == 0xFFFFFFFF
+                               and lib.sb_client_code(self.client._h) == CODE_TIMEOUT):
+                raise errors.from_call(lib, self.client._h, rc, "publish")
+
+    def _drop_reserve(self) -> None:
+        if self._reserve is not None:
+            index, self._reserve = self._reserve, None
+            self._call(lib.sb_release, index, False, what="release")
+
     def end(self) -> None:
         """End the current stream (epoch) for this producer."""
+        self._drop_reserve()
         self._call(lib.sb_end, what="end")
 
     def drop(self) -> None:
@@ -342,32 +374,29 @@ class Slot:
             arrays = {k: np.asarray(a) for k, a in arrays.items()}
             for a in arrays.values():
                 _descr(a.dtype)          # refuse object dtypes before touching the slot
-            layout, end = [], 0
+            layout, end, used = [], 0, 0
             placed = {}
             for name, a in arrays.items():
-                a = np.asarray(a)
                 off = self._in_slot(a)
                 if off is not None:
-                    placed[name] = (a, off)
+                    placed[name] = off
                     end = max(end, off + a.nbytes)
             for name, a in arrays.items():
-                a = np.asarray(a)
-                if name in placed:
-                    a, off = placed[name]
-                else:
+                off = placed.get(name)
+                if off is None:
                     off = _align(end)
                     if off + a.nbytes > self.capacity:
                         raise ValueError(f"the batch needs {off + a.nbytes} bytes; the slot has {self.capacity}")
                     np.copyto(self.pool._map.array(self.offset + off, a.shape, a.dtype), a, casting="no")
                     end = off + a.nbytes
+                used = max(used, off + a.nbytes)
                 layout.append({"name": name, "dtype": _descr(a.dtype), "shape": list(a.shape), "offset": off})
             meta[LAYOUT_KEY] = {"arrays": layout}
-            nbytes = max(nbytes or 0, max((l["offset"] + math.prod(l["shape"]) * _dtype(l["dtype"]).itemsize
-                                           for l in layout), default=0))
+            nbytes = max(nbytes or 0, used)
         elif nbytes is None:
             nbytes = self._next
-        self.pool._call(lib.sb_publish, self.index, int(nbytes), -1 if seq is None else int(seq),
-                        json.dumps(meta, separators=(",", ":")).encode(), what="publish")
+        self.pool._publish(self.index, int(nbytes), -1 if seq is None else int(seq),
+                           json.dumps(meta, separators=(",", ":")).encode())
         self.published = True
 
     def release(self) -> None:
