@@ -567,12 +567,22 @@ static int pool_from_reply(sb_client *c, const cJSON *reply, sb_pool **ret) {
         return 0;
 }
 
+/* Send a create or open line and adopt the pool its reply describes. */
+static int call_pool(sb_client *c, const char *line, sb_pool **ret) {
+        cJSON *reply = NULL;
+        int r = call_line(c, REQ_POOL, NULL, line, &reply);
+
+        if (r < 0)
+                return r;
+        r = pool_from_reply(c, reply, ret);
+        cJSON_Delete(reply);
+        return r;
+}
+
 _public_ int sb_pool_create(sb_client *c, sb_pool **ret, const char *name, uint64_t slot_size, uint32_t slots,
                             const sb_pool_options *opts) {
         static const sb_pool_options none = { 0 };
         _cleanup_(freep) char *line = NULL, *group = NULL;
-        cJSON *reply = NULL;
-        int r;
 
         if (!opts)
                 opts = &none;
@@ -587,29 +597,17 @@ _public_ int sb_pool_create(sb_client *c, sb_pool **ret, const char *name, uint6
                      opts->free_on_consumer_death ? "free" : "requeue", opts->mode ? opts->mode : 0600,
                      group ? ",\"group\":" : "", group ? group : "") < 0)
                 return -ENOMEM;
-        r = call_line(c, REQ_POOL, NULL, line, &reply);
-        if (r < 0)
-                return r;
-        r = pool_from_reply(c, reply, ret);
-        cJSON_Delete(reply);
-        return r;
+        return call_pool(c, line, ret);
 }
 
 _public_ int sb_pool_open(sb_client *c, sb_pool **ret, const char *name) {
         _cleanup_(freep) char *line = NULL;
-        cJSON *reply = NULL;
-        int r;
 
         if (!name_valid(name) || !ret)
                 return -EINVAL;
         if (asprintf(&line, "{\"op\":\"open\",\"pool\":\"%s\"}\n", name) < 0)
                 return -ENOMEM;
-        r = call_line(c, REQ_POOL, NULL, line, &reply);
-        if (r < 0)
-                return r;
-        r = pool_from_reply(c, reply, ret);
-        cJSON_Delete(reply);
-        return r;
+        return call_pool(c, line, ret);
 }
 
 _public_ sb_pool *sb_pool_close(sb_pool *p) {

@@ -105,7 +105,26 @@ class _Mapping:
         return np.frombuffer(self.view, dtype=dtype, count=count, offset=offset).reshape(shape)
 
 
-class Client:
+class Closing:
+    """``with`` support for objects that own a resource and have close()."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class Client(Closing):
     """A connection to shmbrokerd. Use as a context manager, or call close()."""
 
     def __init__(self, role: str = "consumer", socket: str | None = None, name: str | None = None):
@@ -184,18 +203,6 @@ class Client:
     @property
     def closed(self) -> bool:
         return self._h is None
-
-    def __enter__(self) -> "Client":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
 
 def connect(role: str = "consumer", socket: str | None = None, name: str | None = None) -> Client:

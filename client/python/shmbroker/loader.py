@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from . import errors
-from .client import Batch, Client, Pool, _align, connect
+from .client import Batch, Client, Closing, Pool, _align, connect
 
 ERROR_KEY = "__worker_error__"
 STRUCT_KEY = "__structure__"
@@ -124,7 +124,7 @@ def _worker(w: int, cfg: dict, dataset: Any, collate: Callable | None, ready: An
         os._exit(status)
 
 
-class DataLoader:
+class DataLoader(Closing):
     """Batches of ``dataset[i]`` built by ``num_workers`` processes into an ordered pool.
 
     Iterating the loader gives one epoch of batches, in order (``shuffle`` draws a new
@@ -255,15 +255,3 @@ class DataLoader:
         if self._client is not None:
             self._client.close()
         self._client = self._pool = None
-
-    def __enter__(self) -> "DataLoader":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
