@@ -10,6 +10,8 @@ LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 MANDIR ?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 
 CC ?= cc
 PKG_CONFIG ?= pkg-config
@@ -110,10 +112,19 @@ bench-handoff: all
 
 # --- installing ---------------------------------------------------------------------------
 
-build/shmbroker.pc: client/shmbroker.pc.in Makefile
+# Made anew each time: they carry the PREFIX of this very install.
+build/shmbroker.pc: client/shmbroker.pc.in FORCE
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|; s|@VERSION@|$(VERSION)|' $< > $@
 
-install: all build/shmbroker.pc
+build/shmbrokerd.service: systemd/shmbrokerd.service.in FORCE
+	sed -e 's|@SBINDIR@|$(SBINDIR)|; s|@SYSCONFDIR@|$(SYSCONFDIR)|' $< > $@
+
+install: all build/shmbroker.pc build/shmbrokerd.service
+	install -D -m 0644 build/shmbrokerd.service $(DESTDIR)$(UNITDIR)/shmbrokerd.service
+	install -D -m 0644 systemd/shmbrokerd.socket $(DESTDIR)$(UNITDIR)/shmbrokerd.socket
+	install -D -m 0644 systemd/shmbroker.sysusers $(DESTDIR)$(SYSUSERSDIR)/shmbroker.conf
+	install -D -m 0644 docs/operations.md $(DESTDIR)$(PREFIX)/share/doc/shmbroker/operations.md
+	if [ -z "$(DESTDIR)" ] && [ -z "$(NO_SYSUSERS)" ] && [ "$$(id -u)" = 0 ]; then systemd-sysusers $(SYSUSERSDIR)/shmbroker.conf; fi
 	install -D -m 0755 build/shmbrokerd $(DESTDIR)$(SBINDIR)/shmbrokerd
 	install -D -m 0755 build/shmbrokerctl $(DESTDIR)$(BINDIR)/shmbrokerctl
 	install -D -m 0755 build/libshmbroker.so $(DESTDIR)$(LIBDIR)/libshmbroker.so.$(VERSION)
@@ -162,3 +173,6 @@ build/asan/test-lib: $(call obj,build/asan,tests/lib/test-lib.c $(LIB_SRC))
 demo: deps all
 	$(PYTHON) examples/demo.py
 .PHONY: demo
+
+FORCE:
+.PHONY: FORCE

@@ -47,8 +47,27 @@ Broker *broker_free(Broker *b) {
         sd_event_source_disable_unref(b->listen_source);
         sd_event_unref(b->event);
         config_free(b->config);
+        free(b->usage);
         free(b);
         return NULL;
+}
+
+UidUsage *broker_usage(Broker *b, uid_t uid) {
+        UidUsage *u;
+
+        if (uid == 0 || uid == b->uid)
+                return NULL;
+        /* Few distinct uids use one daemon: a linear scan at connect and create only. */
+        for (size_t i = 0; i < b->n_usage; i++)
+                if (b->usage[i].uid == uid)
+                        return &b->usage[i];
+        u = realloc(b->usage, (b->n_usage + 1) * sizeof(*u));
+        if (!u)
+                return NULL;
+        b->usage = u;
+        u = &b->usage[b->n_usage++];
+        *u = (UidUsage){ .uid = uid };
+        return u;
 }
 
 Pool *broker_find_pool(Broker *b, const char *name) {
@@ -65,6 +84,7 @@ Pool *broker_find_pool(Broker *b, const char *name) {
 int broker_create_pool(Broker *b, const PoolSpec *spec, Pool **ret, char *why, size_t len) {
         const ConfigLimits *lim = &b->config->limits;
         uint64_t stride, size, total;
+        UidUsage *usage;
         char x[32], y[32], z[32];
         Pool *p;
         int r;
@@ -80,6 +100,18 @@ int broker_create_pool(Broker *b, const PoolSpec *spec, Pool **ret, char *why, s
         r = pool_spec_layout(spec, &stride, &size, why, len);
         if (r != 0)
                 return r;
+        usage = broker_usage(b, spec->uid);
+        if (usage && usage->pools >= lim->max_pools_per_uid) {
+                snprintf(why, len, "uid %u has %u pools: the quota max_pools_per_uid (%llu) is reached",
+                         (unsigned)spec->uid, usage->pools, (unsigned long long)lim->max_pools_per_uid);
+                return SB_E_LIMIT;
+        }
+        if (usage && (__builtin_add_overflow(usage->bytes, size, &total) || total > lim->max_bytes_per_uid)) {
+                snprintf(why, len, "a pool of %s would exceed the quota max_bytes_per_uid (%s) of uid %u",
+                         sb_format_size(size, x, sizeof(x)), sb_format_size(lim->max_bytes_per_uid, y, sizeof(y)),
+                         (unsigned)spec->uid);
+                return SB_E_LIMIT;
+        }
         if (__builtin_add_overflow(b->pool_bytes, size, &total) || total > lim->max_bytes) {
                 snprintf(why, len, "a pool of %s would exceed the limit max_bytes (%s, %s in use)",
                          sb_format_size(size, x, sizeof(x)), sb_format_size(lim->max_bytes, y, sizeof(y)),
@@ -92,11 +124,21 @@ int broker_create_pool(Broker *b, const PoolSpec *spec, Pool **ret, char *why, s
         sb_list_append(&b->pools, &p->owner_link);
         b->n_pools++;
         b->pool_bytes += p->seg.size;
+        if (usage) {
+                usage->pools++;
+                usage->bytes += p->seg.size;
+        }
         *ret = p;
         return 0;
 }
 
 void broker_drop_pool(Broker *b, Pool *p) {
+        UidUsage *usage = broker_usage(b, p->spec.uid);
+
+        if (usage) {
+                usage->pools--;
+                usage->bytes -= p->seg.size;
+        }
         b->n_pools--;
         b->pool_bytes -= p->seg.size;
         pool_free(p);

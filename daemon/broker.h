@@ -14,6 +14,14 @@
 #include "pool.h"
 #include "sb-list.h"
 
+/* What one client uid holds: counted against the per-uid quotas. */
+typedef struct UidUsage {
+        uid_t uid;
+        uint32_t clients;
+        uint32_t pools;
+        uint64_t bytes;
+} UidUsage;
+
 typedef struct Broker {
         sd_event *event;
         Config *config;
@@ -28,6 +36,8 @@ typedef struct Broker {
         uint64_t started_usec;
         uid_t uid;
         gid_t gid;
+        UidUsage *usage;         /* per client uid, for the quotas */
+        size_t n_usage;
 } Broker;
 
 /* A broker on @event with @config (taken, also on failure). Returns 0 or -ENOMEM. */
@@ -59,6 +69,10 @@ void broker_drop_pool(Broker *b, Pool *p);
  * dropped (logged).
  */
 void broker_reload(Broker *b, Config *config);
+
+/* The usage of @uid (created on first use), or NULL when @uid is exempt (root, the
+ * daemon's own uid) or on ENOMEM. */
+UidUsage *broker_usage(Broker *b, uid_t uid);
 
 /* Remove @p if it is ephemeral and nobody has it open any more. */
 void broker_pool_gc(Broker *b, Pool *p);

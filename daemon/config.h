@@ -20,6 +20,10 @@ typedef struct ConfigLimits {
         uint64_t max_bytes;
         uint64_t max_clients;
         uint64_t max_line;
+        /* Quotas of each client uid (root and the daemon's own uid are exempt). */
+        uint64_t max_pools_per_uid;
+        uint64_t max_bytes_per_uid;
+        uint64_t max_clients_per_uid;
 } ConfigLimits;
 
 typedef struct ConfigPool {

@@ -51,6 +51,7 @@ static int conn_read_credentials(Conn *c) {
 }
 
 int conn_new(Conn **ret, Broker *b, int fd) {
+        UidUsage *usage;
         Conn *c;
         int r;
 
@@ -75,6 +76,9 @@ int conn_new(Conn **ret, Broker *b, int fd) {
                 conn_free(c);
                 return r;
         }
+        usage = broker_usage(b, c->cred.uid);
+        if (usage)
+                usage->clients++;
         r = sd_event_add_io(b->event, &c->io, fd, EPOLLIN, conn_on_io, c);
         if (r < 0) {
                 conn_free(c);
@@ -86,6 +90,16 @@ int conn_new(Conn **ret, Broker *b, int fd) {
                 return r;
         }
         (void)sd_event_source_set_enabled(c->defer, SD_EVENT_OFF);
+        if (usage && usage->clients > b->config->limits.max_clients_per_uid) {
+                char msg[160];
+                snprintf(msg, sizeof(msg), "uid %u has too many connections: the quota max_clients_per_uid (%llu) "
+                         "is reached", (unsigned)c->cred.uid,
+                         (unsigned long long)b->config->limits.max_clients_per_uid);
+                log_warning("refusing a client of pid %d: %s", (int)c->cred.pid, msg);
+                (void)conn_send_error(c, NULL, SB_E_LIMIT, msg);
+                c->closing = true;
+                conn_kick(c);
+        }
         log_debug("client %llu connected: pid %d uid %u gid %u", (unsigned long long)c->serial,
                   (int)c->cred.pid, (unsigned)c->cred.uid, (unsigned)c->cred.gid);
         *ret = c;
@@ -102,6 +116,8 @@ void conn_leave_all(Conn *c) {
 }
 
 Conn *conn_free(Conn *c) {
+        UidUsage *usage;
+
         if (!c)
                 return NULL;
         ops_cancel_wait(c);
@@ -115,6 +131,9 @@ Conn *conn_free(Conn *c) {
                 sb_list_unlink(&c->link);
                 c->broker->n_conns--;
         }
+        usage = broker_usage(c->broker, c->cred.uid);
+        if (usage)
+                usage->clients--;
         log_debug("client %llu disconnected", (unsigned long long)c->serial);
         free(c->name);
         free(c->in);

@@ -30,10 +30,13 @@ typedef struct Options {
         bool verbose;
 } Options;
 
+#define STATUS_INTERVAL_USEC (2 * 1000000ULL)
+
 typedef struct Daemon {
         Broker *broker;
         const char *config_path;
         bool config_explicit;
+        uint64_t last_published;     /* for the batches/s of STATUS= */
 } Daemon;
 
 static void help(void) {
@@ -87,8 +90,44 @@ static int parse_argv(int argc, char **argv, Options *o) {
         return 1;
 }
 
-static void notify_status(Broker *b) {
-        (void)sd_notifyf(false, "STATUS=%u pools, %u clients", b->n_pools, b->n_conns);
+static uint64_t total_published(Broker *b) {
+        uint64_t n = 0;
+        SbList *it;
+
+        sb_list_for_each(it, &b->pools)
+                n += sb_list_entry(it, Pool, owner_link)->stats.published;
+        return n;
+}
+
+static void notify_status(Daemon *d) {
+        Broker *b = d->broker;
+        uint64_t now = total_published(b);
+        /* Pools come and go, so the total can shrink: count only what grew. */
+        uint64_t delta = now >= d->last_published ? now - d->last_published : 0;
+
+        d->last_published = now;
+        (void)sd_notifyf(false, "STATUS=%u pools, %u clients, %.1f batches/s", b->n_pools, b->n_conns,
+                         (double)delta * 1e6 / (double)STATUS_INTERVAL_USEC);
+}
+
+static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        notify_status(userdata);
+        return sd_event_source_set_time(s, usec + STATUS_INTERVAL_USEC);
+}
+
+/* Keep STATUS= current for `systemctl status`, when there is a service manager to tell. */
+static int setup_status_timer(Daemon *d) {
+        sd_event_source *s;
+        int r;
+
+        if (!getenv("NOTIFY_SOCKET"))
+                return 0;
+        r = sd_event_add_time_relative(d->broker->event, &s, CLOCK_MONOTONIC, STATUS_INTERVAL_USEC, 0,
+                                       on_status_timer, d);
+        if (r < 0)
+                return r;
+        (void)sd_event_source_set_enabled(s, SD_EVENT_ON);
+        return sd_event_source_set_floating(s, true);
 }
 
 static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
@@ -115,7 +154,7 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
                 log_info("configuration reloaded from %s", d->config_path);
         }
         (void)sd_notify(false, "READY=1");
-        notify_status(d->broker);
+        notify_status(d);
         return 0;
 }
 
@@ -236,8 +275,10 @@ static int run(const Options *o) {
                 log_error_errno(r, "cannot watch the socket");
         } else {
                 (void)sd_notify(false, "READY=1");
-                notify_status(b);
-                r = sd_event_loop(b->event);
+                notify_status(&d);
+                r = setup_status_timer(&d);
+                if (r >= 0)
+                        r = sd_event_loop(b->event);
                 if (r < 0)
                         log_error_errno(r, "event loop failed");
         }

@@ -1,0 +1,106 @@
+"""The service side, without systemd as PID 1: unit files, socket activation, sd_notify."""
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from sbtest import DAEMON, ROOT, Client, segments, wait_for
+
+
+def test_installed_units_verify(tmp_path):
+    prefix = tmp_path / "prefix"
+    subprocess.run(["make", "-C", str(ROOT), "-s", "--no-print-directory", "install", f"PREFIX={prefix}",
+                    f"SYSCONFDIR={prefix}/etc", "NO_SYSUSERS=1"], check=True, capture_output=True)
+    units = prefix / "lib" / "systemd" / "system"
+    service = (units / "shmbrokerd.service").read_text()
+    assert f"ExecStart={prefix}/sbin/shmbrokerd --config {prefix}/etc/shmbroker/shmbroker.conf" in service
+    assert "Type=notify" in service and "PrivateIPC" not in service.split("# Hardening")[1].split("\n", 2)[2]
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(units / "shmbrokerd.service"),
+                        str(units / "shmbrokerd.socket")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (prefix / "lib" / "sysusers.d" / "shmbroker.conf").read_text().strip().splitlines()[-1].startswith(
+        "u shmbroker")
+
+
+def test_socket_activation(tmp_path):
+    path = tmp_path / "activated.sock"
+    conf = tmp_path / "c.conf"
+    conf.write_text('{"pools": [{"name": "cfg", "slot_size": 4096, "slots": 1}]}')
+    before = segments()
+    proc = subprocess.Popen(["systemd-socket-activate", "-l", str(path), DAEMON, "--config", str(conf),
+                             "--socket", str(tmp_path / "ignored.sock")], stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(path.exists, what="the activation socket")
+        c = Client(str(path), role="admin")            # the first connection starts the daemon
+        assert [p["pool"] for p in c.ok("status")["pools"]] == ["cfg"]
+        c.close()
+        assert not (tmp_path / "ignored.sock").exists()   # LISTEN_FDS wins over --socket
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert "listening on the socket passed by systemd" in err
+    assert path.exists()            # not ours to unlink: it belongs to the socket unit
+    assert segments() == before
+
+
+class Notifications:
+    """A NOTIFY_SOCKET to listen on, as the service manager's."""
+
+    def __init__(self, tmp_path: Path):
+        self.path = str(tmp_path / "notify.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.messages: list[str] = []
+
+    def wait(self, pred, timeout=10.0) -> str:
+        end = time.monotonic() + timeout
+        for m in self.messages:
+            if pred(m):
+                return m
+        while time.monotonic() < end:
+            r, _, _ = select.select([self.sock], [], [], 0.1)
+            if r:
+                m = self.sock.recv(4096).decode()
+                self.messages.append(m)
+                if pred(m):
+                    return m
+        raise AssertionError(f"no such notification; got {self.messages}")
+
+
+def test_notify_ready_status_watchdog_reloading_stopping(tmp_path):
+    n = Notifications(tmp_path)
+    sock = str(tmp_path / "s.sock")
+    conf = tmp_path / "c.conf"
+    conf.write_text('{"pools": [{"name": "cfg", "slot_size": 4096, "slots": 1}]}')
+    env = dict(os.environ, NOTIFY_SOCKET=n.path, WATCHDOG_USEC="400000")
+    proc = subprocess.Popen([DAEMON, "--config", str(conf), "--socket", sock], env=env, stderr=subprocess.DEVNULL)
+    try:
+        n.wait(lambda m: "READY=1" in m)
+        # READY comes once the socket listens and the configured pools exist
+        assert [p["pool"] for p in Client(sock, role="admin").ok("status")["pools"]] == ["cfg"]
+        status = n.wait(lambda m: m.startswith("STATUS="))
+        assert "1 pools" in status and "clients" in status and "batches/s" in status
+        n.wait(lambda m: "WATCHDOG=1" in m, timeout=3)
+        # kept current: another STATUS= comes without anything happening
+        n.wait(lambda m: sum(x.startswith("STATUS=") for x in n.messages) >= 2, timeout=5)
+        conf.write_text("{ broken")
+        proc.send_signal(signal.SIGHUP)
+        n.wait(lambda m: "RELOADING=1" in m)
+        n.wait(lambda m: "READY=1" in m and m is n.messages[-1] and
+               any("RELOADING=1" in x for x in n.messages[:-1]))
+        proc.send_signal(signal.SIGTERM)
+        n.wait(lambda m: "STOPPING=1" in m)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    ready_after_reload = [i for i, m in enumerate(n.messages) if "READY=1" in m]
+    reload_at = next(i for i, m in enumerate(n.messages) if "RELOADING=1" in m)
+    assert any(i > reload_at for i in ready_after_reload), n.messages
