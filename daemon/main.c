@@ -37,6 +37,7 @@ typedef struct Daemon {
         const char *config_path;
         bool config_explicit;
         uint64_t last_published;     /* for the batches/s of STATUS= */
+        sd_event_source *status_timer;
 } Daemon;
 
 static void help(void) {
@@ -117,17 +118,15 @@ static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 
 /* Keep STATUS= current for `systemctl status`, when there is a service manager to tell. */
 static int setup_status_timer(Daemon *d) {
-        sd_event_source *s;
         int r;
 
         if (!getenv("NOTIFY_SOCKET"))
                 return 0;
-        r = sd_event_add_time_relative(d->broker->event, &s, CLOCK_MONOTONIC, STATUS_INTERVAL_USEC, 0,
-                                       on_status_timer, d);
+        r = sd_event_add_time_relative(d->broker->event, &d->status_timer, CLOCK_MONOTONIC, STATUS_INTERVAL_USEC,
+                                       0, on_status_timer, d);
         if (r < 0)
                 return r;
-        (void)sd_event_source_set_enabled(s, SD_EVENT_ON);
-        return sd_event_source_set_floating(s, true);
+        return sd_event_source_set_enabled(d->status_timer, SD_EVENT_ON);
 }
 
 static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
@@ -282,6 +281,7 @@ static int run(const Options *o) {
                 if (r < 0)
                         log_error_errno(r, "event loop failed");
         }
+        d.status_timer = sd_event_source_disable_unref(d.status_timer);
         /* Detach every segment; each goes once its last client detaches too. */
         b = broker_free(b);
         if (own)
