@@ -104,7 +104,7 @@ unit: build/test-unit
 integration: all
 	$(PYTHON) -m pytest -q tests/integration
 
-check: deps all build/test-unit build/test-lib build/asan/shmbrokerd build/asan/test-unit build/asan/test-lib
+check: deps all build/test-unit build/test-lib build/asan/shmbrokerd build/asan/test-unit build/asan/test-lib $(addprefix build/asan/fuzz-,$(FUZZ_TARGETS))
 	PYTHON=$(PYTHON) tests/run-all.sh
 
 bench-handoff: all
@@ -176,3 +176,37 @@ demo: deps all
 
 FORCE:
 .PHONY: FORCE
+
+# --- fuzzing ---------------------------------------------------------------------------------
+# `make fuzz` runs each libFuzzer target for FUZZ_SECONDS on a copy of its committed corpus
+# (tests/fuzz/corpus/); `make check` runs every committed input through the ASan build.
+
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := request config
+FUZZ_DEPS := clang libclang-rt-14-dev
+FUZZ_CC ?= clang
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+
+build/fuzz/fuzz-%: tests/fuzz/fuzz-%.c $(DAEMON_SRC) $(COMMON_SRC)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(BASE_CFLAGS) $(PKG_CFLAGS) $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS) -lm
+
+build/asan/fuzz-%: $(call obj,build/asan,tests/fuzz/driver.c $(DAEMON_SRC) $(COMMON_SRC)) build/asan/obj/tests/fuzz/fuzz-%.o
+	$(CC) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS) -lm
+
+fuzz-regress: $(addprefix build/asan/fuzz-,$(FUZZ_TARGETS))
+	@for t in $(FUZZ_TARGETS); do build/asan/fuzz-$$t tests/fuzz/corpus/$$t/* || exit 1; done
+
+fuzz: deps
+	@missing=""; for p in $(FUZZ_DEPS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; done; \
+	  [ -z "$$missing" ] || apt-get install -y -q $$missing >/dev/null
+	$(MAKE) $(addprefix build/fuzz/fuzz-,$(FUZZ_TARGETS))
+	@for t in $(FUZZ_TARGETS); do \
+	  rm -rf build/fuzz/corpus-$$t; mkdir -p build/fuzz/corpus-$$t build/fuzz/crashes-$$t; \
+	  cp tests/fuzz/corpus/$$t/* build/fuzz/corpus-$$t/; \
+	  echo "== fuzz-$$t for $(FUZZ_SECONDS) s"; \
+	  build/fuzz/fuzz-$$t -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -print_final_stats=1 \
+	    -artifact_prefix=build/fuzz/crashes-$$t/ build/fuzz/corpus-$$t 2>&1 | \
+	    grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss|==.*ERROR|SUMMARY)|cov:" | tail -4 || exit 1; \
+	done
+.PHONY: fuzz fuzz-regress

@@ -22,6 +22,9 @@ step "unit tests" build/test-unit
 step "unit tests (ASan+UBSan)" build/asan/test-unit
 step "library tests" build/test-lib
 step "library tests (ASan+UBSan)" env SHMBROKERD=build/asan/shmbrokerd build/asan/test-lib
+for t in request config; do
+        step "fuzz corpus $t (ASan+UBSan)" sh -c "build/asan/fuzz-$t tests/fuzz/corpus/$t/*"
+done
 step "integration tests" "$PYTHON" -m pytest -q -p no:cacheprovider tests/integration
 step "integration tests (ASan+UBSan daemon)" env SHMBROKERD=build/asan/shmbrokerd \
         "$PYTHON" -m pytest -q -p no:cacheprovider tests/integration

@@ -1,0 +1,31 @@
+/* libFuzzer target: the configuration parser, and the size parser it relies on. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "sb-size.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+        Config *c = NULL;
+        char err[512], buf[64];
+        uint64_t v;
+
+        if (config_parse((const char *)data, size, &c, err, sizeof(err)) == 0) {
+                if (!c)
+                        abort();
+                config_free(c);
+        } else if (c || !err[0]) {
+                abort();        /* a refusal always says why, and returns nothing */
+        }
+        if (size < sizeof(buf)) {
+                memcpy(buf, data, size);
+                buf[size] = 0;
+                if (sb_parse_size(buf, &v) == 0)
+                        (void)sb_format_size(v, buf, sizeof(buf));
+        }
+        return 0;
+}
