@@ -210,3 +210,16 @@ fuzz: deps
 	    grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss|==.*ERROR|SUMMARY)|cov:" | tail -4 || exit 1; \
 	done
 .PHONY: fuzz fuzz-regress
+
+# --- static analysis -----------------------------------------------------------------------
+
+LINT_SRC := $(wildcard daemon/*.c common/*.c client/*.c)
+LINT_DEPS := cppcheck clang-tidy
+
+lint:
+	@missing=""; for p in $(LINT_DEPS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; done; \
+	  [ -z "$$missing" ] || apt-get install -y -q $$missing >/dev/null
+	cppcheck --quiet --enable=warning,performance,portability --std=c11 --inline-suppr --error-exitcode=1 \
+	  -D_GNU_SOURCE -Iinclude -Idaemon --suppress=missingIncludeSystem $(LINT_SRC)
+	clang-tidy --quiet $(LINT_SRC) -- -std=c11 -D_GNU_SOURCE -Iinclude -Idaemon $(PKG_CFLAGS)
+.PHONY: lint

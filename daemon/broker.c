@@ -40,10 +40,13 @@ int broker_new(Broker **ret, sd_event *event, Config *config) {
 Broker *broker_free(Broker *b) {
         if (!b)
                 return NULL;
-        while (!sb_list_is_empty(&b->conns))
-                conn_free(sb_list_first_entry(&b->conns, Conn, link));
-        while (!sb_list_is_empty(&b->pools))
-                broker_drop_pool(b, sb_list_first_entry(&b->pools, Pool, owner_link));
+        Conn *c;
+        Pool *p;
+
+        while ((c = sb_list_first_entry(&b->conns, Conn, link)))
+                conn_free(c);
+        while ((p = sb_list_first_entry(&b->pools, Pool, owner_link)))
+                broker_drop_pool(b, p);
         sd_event_source_disable_unref(b->listen_source);
         sd_event_unref(b->event);
         config_free(b->config);

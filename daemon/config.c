@@ -243,7 +243,7 @@ int pool_spec_from_json(const cJSON *obj, const char *name_key, bool strict, Poo
                          name_key, POOL_NAME_MAX);
                 return -EINVAL;
         }
-        strcpy(spec->name, v->valuestring);
+        snprintf(spec->name, sizeof(spec->name), "%s", v->valuestring);
 
         *bad_key = "slot_size";
         r = sb_json_size(cJSON_GetObjectItemCaseSensitive(obj, "slot_size"), &spec->slot_size);

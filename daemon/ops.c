@@ -108,11 +108,9 @@ static int fail_role(Request *req, Conn *c, const char *needed) {
 
 /* The reply fields of an acquired slot, a consumed batch, or (NULL) end of stream. */
 static int add_taken(cJSON *reply, PoolWaitKind kind, const Pool *p, const Slot *s) {
-        if (kind == WAIT_ACQUIRE)
-                return add_slot(reply, p, s);
-        if (!s)
-                return cJSON_AddTrueToObject(reply, "eof") ? 0 : -ENOMEM;
-        return add_batch(reply, p, s);
+        if (!s)  /* only a consume ends with no slot: end of stream */
+                return kind == WAIT_CONSUME && cJSON_AddTrueToObject(reply, "eof") ? 0 : -ENOMEM;
+        return kind == WAIT_ACQUIRE ? add_slot(reply, p, s) : add_batch(reply, p, s);
 }
 
 static void wait_finish(Conn *c) {

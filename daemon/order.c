@@ -19,7 +19,7 @@ int order_init(OrderQueue *q, Slot *slots, uint32_t n) {
         while (cap < 2 * n)
                 cap <<= 1;
         *q = (OrderQueue){ .slots = slots, .mask = cap - 1 };
-        q->heap = calloc(n ? n : 1, sizeof(*q->heap));
+        q->heap = calloc(n ? n : 1, sizeof(Slot *));  // NOLINT(bugprone-sizeof-expression): an array of pointers
         q->index = calloc(cap, sizeof(*q->index));
         if (!q->heap || !q->index) {
                 order_done(q);

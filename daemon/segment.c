@@ -119,7 +119,7 @@ int segment_create(Segment *seg, uint64_t size, bool huge_pages, uid_t uid, gid_
          * nobody has attached destroys it immediately.
          */
         addr = shmat(shmid, NULL, 0);
-        if (addr == (void *)-1) {
+        if (addr == (void *)-1) {  /* NOLINT(performance-no-int-to-ptr): shmat()'s error value */
                 r = -errno;
                 (void)shmctl(shmid, IPC_RMID, NULL);
                 snprintf(why, len, "cannot attach the new segment: %s", strerror(-r));

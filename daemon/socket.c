@@ -62,9 +62,11 @@ int socket_listen_unix(const char *path, unsigned mode, gid_t gid, int *ret_fd) 
         mode_t old_umask;
         int r;
 
-        if (strlen(path) >= sizeof(addr.sun_path))
+        size_t len = strlen(path);
+
+        if (len >= sizeof(addr.sun_path))
                 return -ENAMETOOLONG;
-        strcpy(addr.sun_path, path);
+        memcpy(addr.sun_path, path, len + 1);
         r = make_parent_dir(path);
         if (r < 0)
                 return r;
