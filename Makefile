@@ -223,3 +223,14 @@ lint:
 	  -D_GNU_SOURCE -Iinclude -Idaemon --suppress=missingIncludeSystem $(LINT_SRC)
 	clang-tidy --quiet $(LINT_SRC) -- -std=c11 -D_GNU_SOURCE -Iinclude -Idaemon $(PKG_CFLAGS)
 .PHONY: lint
+
+# --- reliability runs ------------------------------------------------------------------------
+
+CHAOS_SECONDS ?= 60
+chaos: deps all
+	$(PYTHON) tests/chaos.py --seconds $(CHAOS_SECONDS)
+
+LOAD_SECONDS ?= 20
+load: deps all
+	$(PYTHON) tests/load.py --seconds $(LOAD_SECONDS)
+.PHONY: chaos load

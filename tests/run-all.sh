@@ -29,6 +29,8 @@ step "integration tests" "$PYTHON" -m pytest -q -p no:cacheprovider tests/integr
 step "integration tests (ASan+UBSan daemon)" env SHMBROKERD=build/asan/shmbrokerd \
         "$PYTHON" -m pytest -q -p no:cacheprovider tests/integration
 
+step "chaos, short (make chaos runs longer)" "$PYTHON" tests/chaos.py --seconds 5
+
 after=$(snapshot)
 if [ "$before" != "$after" ]; then
         echo "FAILED: SysV segments left behind:"

@@ -158,3 +158,28 @@ def test_daemon_killed_leaves_no_segment_once_clients_exit(daemon_factory):
     for c in clients:
         kill(c)
     wait_for(lambda: segments() == before, what="the segments to go with their last user")
+
+
+def test_daemon_killed_at_random_points_under_load(daemon_factory, tmp_path):
+    """Producers and consumers in full flow; SIGKILL of the daemon at a random moment;
+    once the clients notice and exit, no segment is left. Three times."""
+    import random
+    import subprocess
+
+    from sbtest import ROOT
+    ctl = str(ROOT / "build" / "shmbrokerctl")
+    before = segments()
+    rng = random.Random(7)
+    for round_ in range(3):
+        d = daemon_factory(config='{"pools":[{"name":"cfg","slot_size":"256KiB","slots":4}]}')
+        procs = [subprocess.Popen([ctl, "--socket", d.path, "produce", "cfg", "--count", "100000", "--no-end"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+        procs += [subprocess.Popen([ctl, "--socket", d.path, "consume", "cfg", "--count", "1000000"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+        wait_for(lambda: d.client(role="admin").ok("status", pool="cfg")["pools"][0]["consumed"] > 20,
+                 what="the flow to start")
+        time.sleep(rng.uniform(0.0, 0.5))
+        d.stop(signal.SIGKILL)
+        for p in procs:
+            assert p.wait(timeout=20) == 1        # each client saw the daemon go, and said so
+        wait_for(lambda: segments() == before, what=f"the segments to go (round {round_})")
