@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
@@ -230,6 +231,17 @@ static int open_listener(const Options *o, const Config *c, const char **path, b
         return fd;
 }
 
+/* One descriptor per client: take every descriptor the hard limit allows (the soft limit
+ * is often 1024, below max_clients plus what the daemon needs itself). */
+static void raise_fd_limit(void) {
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+                rl.rlim_cur = rl.rlim_max;
+                (void)setrlimit(RLIMIT_NOFILE, &rl);
+        }
+}
+
 static int run(const Options *o) {
         _cleanup_(broker_freep) Broker *b = NULL;
         sd_event *event = NULL;
@@ -245,6 +257,7 @@ static int run(const Options *o) {
                 log_error("bad configuration: %s", err);
                 return r;
         }
+        raise_fd_limit();
         r = sd_event_default(&event);
         if (r < 0) {
                 config_free(config);
