@@ -234,3 +234,11 @@ LOAD_SECONDS ?= 20
 load: deps all
 	$(PYTHON) tests/load.py --seconds $(LOAD_SECONDS)
 .PHONY: chaos load
+
+# The daemon under valgrind's memcheck through the integration tests of the daemon itself:
+# any memory error or definite leak fails the run (tests/valgrind-shmbrokerd).
+VALGRIND_TESTS := test_protocol.py test_streams.py test_reclaim.py test_limits.py test_daemon.py test_security.py
+valgrind: deps all
+	@command -v valgrind >/dev/null || apt-get install -y -q valgrind >/dev/null
+	SHMBROKERD=tests/valgrind-shmbrokerd $(PYTHON) -m pytest -q -p no:cacheprovider $(addprefix tests/integration/,$(VALGRIND_TESTS))
+.PHONY: valgrind

@@ -14,6 +14,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DAEMON = os.environ.get("SHMBROKERD", str(ROOT / "build" / "shmbrokerd"))
+# Under valgrind the daemon is some 50 times slower, and valgrind emulates shmget() itself.
+UNDER_VALGRIND = "valgrind" in DAEMON
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.shmat.restype = ctypes.c_void_p
