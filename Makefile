@@ -40,7 +40,7 @@ UNIT_SRC := $(wildcard tests/unit/*.c)
 
 obj = $(patsubst %.c,$(1)/obj/%.o,$(2))
 
-all: deps-build build/shmbrokerd build/shmbrokerctl build/libshmbroker.so build/libshmbroker.a build/handoff-bench
+all: deps-build build/shmbrokerd build/shmbrokerctl build/libshmbroker.so build/libshmbroker.a build/handoff-bench build/move
 
 # --- dependencies ---------------------------------------------------------------------
 
@@ -242,3 +242,10 @@ valgrind: deps all
 	@command -v valgrind >/dev/null || apt-get install -y -q valgrind >/dev/null
 	SHMBROKERD=tests/valgrind-shmbrokerd $(PYTHON) -m pytest -q -p no:cacheprovider $(addprefix tests/integration/,$(VALGRIND_TESTS))
 .PHONY: valgrind
+
+build/move: $(call obj,build,bench/move.c) build/libshmbroker.a
+	$(CC) $(CFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson)
+
+bench: deps all
+	$(PYTHON) bench/run.py $(if $(QUICK),--quick)
+.PHONY: bench
