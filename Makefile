@@ -35,6 +35,7 @@ ALL_CFLAGS = $(BASE_CFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 
 COMMON_SRC := $(wildcard common/*.c)
+FUZZ_TARGETS := request config
 DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
 UNIT_SRC := $(wildcard tests/unit/*.c)
 
@@ -182,7 +183,6 @@ FORCE:
 # (tests/fuzz/corpus/); `make check` runs every committed input through the ASan build.
 
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := request config
 FUZZ_DEPS := clang libclang-rt-14-dev
 FUZZ_CC ?= clang
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
