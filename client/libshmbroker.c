@@ -646,16 +646,19 @@ _public_ void *sb_pool_base(const sb_pool *p) { return p->base; }
 
 /* --- producing and consuming ---------------------------------------------------------- */
 
-static int format_acquire(const sb_pool *p, int timeout_ms, char *buf, size_t len) {
+/* An acquire or consume request: @op, with a timeout_ms unless it waits forever. */
+static int format_take(const sb_pool *p, const char *op, int timeout_ms, char *buf, size_t len) {
         if (timeout_ms < 0)
-                return snprintf(buf, len, "{\"op\":\"acquire\",\"pool\":\"%s\"}\n", p->name);
-        return snprintf(buf, len, "{\"op\":\"acquire\",\"pool\":\"%s\",\"timeout_ms\":%d}\n", p->name, timeout_ms);
+                return snprintf(buf, len, "{\"op\":\"%s\",\"pool\":\"%s\"}\n", op, p->name);
+        return snprintf(buf, len, "{\"op\":\"%s\",\"pool\":\"%s\",\"timeout_ms\":%d}\n", op, p->name, timeout_ms);
+}
+
+static int format_acquire(const sb_pool *p, int timeout_ms, char *buf, size_t len) {
+        return format_take(p, "acquire", timeout_ms, buf, len);
 }
 
 static int format_consume(const sb_pool *p, int timeout_ms, char *buf, size_t len) {
-        if (timeout_ms < 0)
-                return snprintf(buf, len, "{\"op\":\"consume\",\"pool\":\"%s\"}\n", p->name);
-        return snprintf(buf, len, "{\"op\":\"consume\",\"pool\":\"%s\",\"timeout_ms\":%d}\n", p->name, timeout_ms);
+        return format_take(p, "consume", timeout_ms, buf, len);
 }
 
 static int format_release(const sb_pool *p, uint32_t slot, bool requeue, char *buf, size_t len) {
