@@ -20,6 +20,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "sb-bytes.h"
 #include "sb-error.h"
 #include "sb-macro.h"
 #include "shmbroker.h"
@@ -65,8 +66,7 @@ struct sb_client {
         int64_t pid, uid;
         char *in;
         size_t in_len, in_cap;
-        char *out;
-        size_t out_off, out_len, out_cap;
+        SbBytes out;             /* requests not yet written */
         Pending *head, *tail;
         sb_pool *pools;
         sb_code code;
@@ -111,7 +111,7 @@ _public_ int sb_client_fd(const sb_client *c) {
 }
 
 _public_ short sb_client_events(const sb_client *c) {
-        return (short)(POLLIN | (c->out_off < c->out_len ? POLLOUT : 0));
+        return (short)(POLLIN | (sb_bytes_pending(&c->out) > 0 ? POLLOUT : 0));
 }
 
 _public_ int sb_client_peer(const sb_client *c, int64_t *pid, int64_t *uid) {
@@ -130,25 +130,6 @@ static bool name_valid(const char *name) {
 }
 
 /* --- the wire ------------------------------------------------------------------------ */
-
-static int queue_bytes(sb_client *c, const char *data, size_t n) {
-        if (c->out_off > 0 && c->out_off == c->out_len)
-                c->out_off = c->out_len = 0;
-        if (c->out_len + n > c->out_cap) {
-                size_t cap = c->out_cap ? c->out_cap : 4096;
-                char *p;
-                while (cap < c->out_len + n)
-                        cap *= 2;
-                p = realloc(c->out, cap);
-                if (!p)
-                        return -ENOMEM;
-                c->out = p;
-                c->out_cap = cap;
-        }
-        memcpy(c->out + c->out_len, data, n);
-        c->out_len += n;
-        return 0;
-}
 
 /* Queue one request line (formatted) and its Pending record. */
 _printf_(3, 4)
@@ -172,7 +153,7 @@ static int queue_request(sb_client *c, Pending *pd, const char *fmt, ...) {
                 vsnprintf(line, (size_t)n + 1, fmt, ap);
                 va_end(ap);
         }
-        r = queue_bytes(c, line, (size_t)n);
+        r = sb_bytes_append(&c->out, line, (size_t)n);
         if (line != small)
                 free(line);
         if (r < 0)
@@ -187,14 +168,14 @@ static int queue_request(sb_client *c, Pending *pd, const char *fmt, ...) {
 }
 
 static int flush_out(sb_client *c) {
-        while (c->out_off < c->out_len) {
-                ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        while (sb_bytes_pending(&c->out) > 0) {
+                ssize_t n = send(c->fd, c->out.data + c->out.off, sb_bytes_pending(&c->out), MSG_NOSIGNAL | MSG_DONTWAIT);
                 if (n < 0) {
                         if (errno == EAGAIN || errno == EINTR)
                                 return 0;
                         return -errno;
                 }
-                c->out_off += (size_t)n;
+                sb_bytes_consume(&c->out, (size_t)n);
         }
         return 0;
 }
@@ -488,7 +469,7 @@ _public_ sb_client *sb_client_free(sb_client *c) {
         c->fd = -1;
         fail_all(c, -ECONNABORTED);
         free(c->in);
-        free(c->out);
+        free(c->out.data);
         free(c);
         return NULL;
 }

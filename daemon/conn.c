@@ -137,7 +137,7 @@ Conn *conn_free(Conn *c) {
         log_debug("client %llu disconnected", (unsigned long long)c->serial);
         free(c->name);
         free(c->in);
-        free(c->out);
+        free(c->out.data);
         free(c);
         return NULL;
 }
@@ -145,34 +145,16 @@ Conn *conn_free(Conn *c) {
 /* --- output ------------------------------------------------------------------------ */
 
 static int conn_queue(Conn *c, const char *data, size_t n) {
-        size_t pending = c->out_len - c->out_off;
-
-        if (pending + n > CONN_OUTPUT_MAX) {
+        if (sb_bytes_pending(&c->out) + n > CONN_OUTPUT_MAX) {
                 log_warning("client %llu (pid %d) does not read its replies: disconnecting it",
                             (unsigned long long)c->serial, (int)c->cred.pid);
                 c->dead = true;
                 return -ENOBUFS;
         }
-        if (c->out_off > 0 && c->out_len + n > c->out_cap) {
-                memmove(c->out, c->out + c->out_off, pending);
-                c->out_off = 0;
-                c->out_len = pending;
+        if (sb_bytes_append(&c->out, data, n) < 0) {
+                c->dead = true;
+                return -ENOMEM;
         }
-        if (c->out_len + n > c->out_cap) {
-                size_t cap = c->out_cap ? c->out_cap : 4096;
-                char *p;
-                while (cap < c->out_len + n)
-                        cap *= 2;
-                p = realloc(c->out, cap);
-                if (!p) {
-                        c->dead = true;
-                        return -ENOMEM;
-                }
-                c->out = p;
-                c->out_cap = cap;
-        }
-        memcpy(c->out + c->out_len, data, n);
-        c->out_len += n;
         return 0;
 }
 
@@ -198,17 +180,16 @@ int conn_send_error(Conn *c, const cJSON *id, int code, const char *message) {
 }
 
 static void conn_flush(Conn *c) {
-        while (c->out_off < c->out_len && !c->dead) {
-                ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        while (sb_bytes_pending(&c->out) > 0 && !c->dead) {
+                ssize_t n = send(c->fd, c->out.data + c->out.off, sb_bytes_pending(&c->out), MSG_NOSIGNAL | MSG_DONTWAIT);
                 if (n < 0) {
                         if (errno == EAGAIN || errno == EINTR)
                                 return;
                         c->dead = true;
                         return;
                 }
-                c->out_off += (size_t)n;
+                sb_bytes_consume(&c->out, (size_t)n);
         }
-        c->out_off = c->out_len = 0;
 }
 
 /* --- input ------------------------------------------------------------------------- */
@@ -304,7 +285,7 @@ static void conn_update_events(Conn *c) {
 
         if (!c->closing && !c->eof && c->in_len < conn_input_limit(c))
                 events |= EPOLLIN;
-        if (c->out_off < c->out_len)
+        if (sb_bytes_pending(&c->out) > 0)
                 events |= EPOLLOUT;
         (void)sd_event_source_set_io_events(c->io, events);
 }
@@ -313,7 +294,7 @@ static void conn_update_events(Conn *c) {
 static void conn_settle(Conn *c) {
         if (!c->dead)
                 conn_flush(c);
-        if (c->dead || (c->closing && c->out_off == c->out_len)) {
+        if (c->dead || (c->closing && sb_bytes_pending(&c->out) == 0)) {
                 conn_free(c);
                 return;
         }

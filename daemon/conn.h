@@ -14,6 +14,7 @@
 #include <systemd/sd-event.h>
 
 #include "pool.h"
+#include "sb-bytes.h"
 #include "sb-list.h"
 
 typedef struct Broker Broker;
@@ -41,8 +42,7 @@ typedef struct Conn {
         char *name;
         char *in;
         size_t in_len, in_cap;
-        char *out;
-        size_t out_off, out_len, out_cap;
+        SbBytes out;             /* replies not yet written */
         SbList members;          /* Member.owner_link */
         PoolWaiter waiter;
         cJSON *wait_id;          /* the waiting request's id */
