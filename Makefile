@@ -249,3 +249,6 @@ build/move: $(call obj,build,bench/move.c) build/libshmbroker.a
 bench: deps all
 	$(PYTHON) bench/run.py $(if $(QUICK),--quick)
 .PHONY: bench
+
+# Keep the objects that pattern rules build on the way (no "rm" at the end of a build).
+.SECONDARY:
