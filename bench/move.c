@@ -8,7 +8,7 @@
  *   --mode lib    shmbroker through libshmbroker: sb_publish_acquire() and
  *                 sb_release_consume(), one round trip per batch on each side.
  *
- * Usage: move --mode ring|lib --size BYTES --count N [--socket PATH]
+ * Usage: move --mode ring|lib --size BYTES --count N [--slots N] [--socket PATH]
  * Prints one line: "<batches/s> <GB/s> <seconds>" for the N batches after a warm-up.
  */
 #include <errno.h>
@@ -23,7 +23,7 @@
 
 #include "shmbroker.h"
 
-#define SLOTS 4
+static unsigned SLOTS = 4;
 #define PRODUCERS 2
 #define WARMUP 8
 
@@ -179,8 +179,10 @@ int main(int argc, char **argv) {
                         count = strtol(argv[i + 1], NULL, 10);
                 else if (!strcmp(argv[i], "--socket"))
                         sock = argv[i + 1];
+                else if (!strcmp(argv[i], "--slots"))
+                        SLOTS = (unsigned)strtoul(argv[i + 1], NULL, 10);
         }
-        if (!mode || !size || count <= 0) {
+        if (!mode || !size || count <= 0 || SLOTS < 1) {
                 fprintf(stderr, "usage: move --mode ring|lib --size BYTES --count N [--socket PATH]\n");
                 return 2;
         }
