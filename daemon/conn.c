@@ -202,6 +202,9 @@ static int conn_read(Conn *c) {
         size_t limit = conn_input_limit(c), want;
         ssize_t n;
 
+        /* A reload may lower max_line below what is already buffered. */
+        if (c->in_len >= limit)
+                return 0;
         want = limit - c->in_len < CONN_READ_CHUNK ? limit - c->in_len : CONN_READ_CHUNK;
         if (want == 0)
                 return 0;
