@@ -27,7 +27,6 @@ int broker_new(Broker **ret, sd_event *event, Config *config) {
         }
         b->event = sd_event_ref(event);
         b->config = config;
-        b->listen_fd = -1;
         b->uid = geteuid();
         b->gid = getegid();
         b->started_usec = sb_now_usec();
@@ -243,7 +242,6 @@ static int broker_on_accept(sd_event_source *s, int fd, uint32_t revents, void *
 }
 
 int broker_listen(Broker *b, int fd) {
-        b->listen_fd = fd;
         return sd_event_add_io(b->event, &b->listen_source, fd, EPOLLIN, broker_on_accept, b);
 }
 

@@ -25,7 +25,6 @@ typedef struct UidUsage {
 typedef struct Broker {
         sd_event *event;
         Config *config;
-        int listen_fd;
         sd_event_source *listen_source;
         SbList pools;            /* Pool.owner_link */
         uint32_t n_pools;
@@ -43,7 +42,7 @@ typedef struct Broker {
 /* A broker on @event with @config (taken, also on failure). Returns 0 or -ENOMEM. */
 int broker_new(Broker **ret, sd_event *event, Config *config);
 
-/* Disconnect every client, free every pool; NULL-safe. Does not close listen_fd. */
+/* Disconnect every client, free every pool; NULL-safe. Does not close the listening socket. */
 Broker *broker_free(Broker *b);
 DEFINE_CLEANUP_FUNC(Broker, broker_free)
 

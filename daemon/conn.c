@@ -272,10 +272,8 @@ static void conn_process(Conn *c) {
         }
         /* At the end of its input a client is answered what can be answered at once; a
          * request that would wait is abandoned, and everything it holds reclaimed. */
-        if (c->eof && !c->closing) {
-                ops_cancel_wait(c);
+        if (c->eof)
                 c->closing = true;
-        }
         if (c->closing) {
                 ops_cancel_wait(c);
                 conn_leave_all(c);

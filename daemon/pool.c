@@ -134,21 +134,23 @@ int pool_new(Pool **ret, const PoolSpec *spec, char *why, size_t len) {
 
 static void member_free_held(Member *m);
 
+/* End every wait in @queue with no_such_pool (the pool is going). */
+static void fail_waiters(SbList *queue) {
+        PoolWaiter *w;
+
+        while ((w = sb_list_first_entry(queue, PoolWaiter, link))) {
+                pool_unwait(w);
+                w->fn(w, SB_E_NO_SUCH_POOL, NULL);
+        }
+}
+
 Pool *pool_free(Pool *p) {
         SbList *it, *tmp;
 
         if (!p)
                 return NULL;
-        sb_list_for_each_safe(it, tmp, &p->acquire_waiters) {
-                PoolWaiter *w = sb_list_entry(it, PoolWaiter, link);
-                pool_unwait(w);
-                w->fn(w, SB_E_NO_SUCH_POOL, NULL);
-        }
-        sb_list_for_each_safe(it, tmp, &p->consume_waiters) {
-                PoolWaiter *w = sb_list_entry(it, PoolWaiter, link);
-                pool_unwait(w);
-                w->fn(w, SB_E_NO_SUCH_POOL, NULL);
-        }
+        fail_waiters(&p->acquire_waiters);
+        fail_waiters(&p->consume_waiters);
         sb_list_for_each_safe(it, tmp, &p->members) {
                 Member *m = sb_list_entry(it, Member, pool_link);
                 member_free_held(m);

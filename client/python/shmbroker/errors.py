@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno as _errno
+import os as _os
 
 
 class BrokerError(Exception):
@@ -79,8 +80,8 @@ def from_call(lib, client, rc: int, what: str) -> BrokerError:
     err = -rc
     if err in (_errno.ECONNRESET, _errno.ECONNREFUSED, _errno.ENOENT, _errno.EPIPE, _errno.ECONNABORTED,
                _errno.ENOTCONN):
-        return ConnectionLost(f"{what}: {_errno.errorcode.get(err, err)}: {__import__('os').strerror(err)}",
+        return ConnectionLost(f"{what}: {_errno.errorcode.get(err, err)}: {_os.strerror(err)}",
                               errno=err)
     if err == _errno.EINVAL:
         return BadRequest(f"{what}: invalid argument", errno=err)
-    return BrokerError(f"{what}: {__import__('os').strerror(err)}", errno=err)
+    return BrokerError(f"{what}: {_os.strerror(err)}", errno=err)
