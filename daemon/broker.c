@@ -201,17 +201,16 @@ int broker_create_configured_pools(Broker *b, char *why, size_t len) {
 
 static void refuse_client(Broker *b, int fd) {
         char msg[192];
-        size_t n;
-        _cleanup_(freep) char *line = NULL;
+        SbBytes out = { 0 };
         cJSON *reply;
 
         snprintf(msg, sizeof(msg), "too many clients: the limit max_clients (%llu) is reached",
                  (unsigned long long)b->config->limits.max_clients);
         reply = reply_new_error(NULL, SB_E_LIMIT, msg);
-        line = reply ? reply_print(reply, &n) : NULL;
+        if (reply && reply_print(reply, &out) == 0)
+                (void)!send(fd, out.data, sb_bytes_pending(&out), MSG_NOSIGNAL | MSG_DONTWAIT);
         cJSON_Delete(reply);
-        if (line)
-                (void)!send(fd, line, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        free(out.data);
         close(fd);
 }
 

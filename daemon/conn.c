@@ -144,35 +144,21 @@ Conn *conn_free(Conn *c) {
 
 /* --- output ------------------------------------------------------------------------ */
 
-static int conn_queue(Conn *c, const char *data, size_t n) {
-        if (sb_bytes_pending(&c->out) + n > CONN_OUTPUT_MAX) {
+int conn_send(Conn *c, cJSON *reply) {
+        int r = reply ? reply_print(reply, &c->out) : -ENOMEM;
+
+        cJSON_Delete(reply);
+        if (r < 0) {
+                c->dead = true;
+                return r;
+        }
+        if (sb_bytes_pending(&c->out) > CONN_OUTPUT_MAX) {
                 log_warning("client %llu (pid %d) does not read its replies: disconnecting it",
                             (unsigned long long)c->serial, (int)c->cred.pid);
                 c->dead = true;
                 return -ENOBUFS;
         }
-        if (sb_bytes_append(&c->out, data, n) < 0) {
-                c->dead = true;
-                return -ENOMEM;
-        }
         return 0;
-}
-
-int conn_send(Conn *c, cJSON *reply) {
-        _cleanup_(freep) char *line = NULL;
-        size_t n;
-
-        if (!reply) {
-                c->dead = true;
-                return -ENOMEM;
-        }
-        line = reply_print(reply, &n);
-        cJSON_Delete(reply);
-        if (!line) {
-                c->dead = true;
-                return -ENOMEM;
-        }
-        return conn_queue(c, line, n);
 }
 
 int conn_send_error(Conn *c, const cJSON *id, int code, const char *message) {

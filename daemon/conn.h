@@ -46,6 +46,7 @@ typedef struct Conn {
         SbList members;          /* Member.owner_link */
         PoolWaiter waiter;
         cJSON *wait_id;          /* the waiting request's id */
+        uint32_t wait_max;       /* its "max" (0: the one-slot form) */
         bool waiting;
         bool eof;                /* the client sent all it will send */
         bool closing;            /* answer what is queued, then close */

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arena.h"
 #include "broker.h"
 #include "conn.h"
 #include "log.h"
@@ -31,10 +32,14 @@ typedef int (*OpHandler)(Conn *c, Request *req, cJSON *reply);
  * sprintf("%1.15g") and reads it back with sscanf() to check it, which a profile of the
  * daemon showed as an eighth of all its instructions per handoff. */
 static int add_uint(cJSON *o, const char *key, uint64_t v) {
-        char buf[24];
+        char buf[24], *p = buf + sizeof(buf) - 1;
 
-        snprintf(buf, sizeof(buf), "%llu", (unsigned long long)v);
-        return cJSON_AddRawToObject(o, key, buf) ? 0 : -ENOMEM;
+        /* By hand, not snprintf(): that was the next tenth of the profile. */
+        *p = 0;
+        do
+                *--p = (char)('0' + v % 10);
+        while (v /= 10);
+        return cJSON_AddRawToObject(o, key, p) ? 0 : -ENOMEM;
 }
 
 static int add_pool_info(cJSON *o, const Pool *p, bool with_shmid) {
@@ -66,11 +71,9 @@ static int add_batch(cJSON *o, const Pool *p, const Slot *s) {
         if (add_slot(o, p, s) < 0 || add_uint(o, "nbytes", s->nbytes) < 0 || add_uint(o, "seq", s->seq) < 0 ||
             add_uint(o, "stream", s->stream) < 0)
                 return -ENOMEM;
-        /* The meta object is referenced, not copied: the reply is printed before the slot
-         * can change. */
-        if (s->meta ? !cJSON_AddItemReferenceToObject(o, "meta", s->meta) : !cJSON_AddObjectToObject(o, "meta"))
-                return -ENOMEM;
-        return 0;
+        /* The slot keeps the producer's meta as text: it goes out as it came in, with
+         * no tree to build or print per consume. */
+        return cJSON_AddRawToObject(o, "meta", s->meta_len ? s->meta : "{}") ? 0 : -ENOMEM;
 }
 
 static int request_pool_name(Request *req, const char **name) {
@@ -106,6 +109,18 @@ static int request_slot_index(Request *req, uint32_t *ret) {
         return r;
 }
 
+/* The number of slots a request asks for with "max": 0 for the one-slot form. */
+static int request_max(Request *req, uint32_t *ret) {
+        uint64_t v;
+        bool present;
+        int r = request_uint(req, "max", POOL_MANY_MAX, &v, &present);
+
+        if (r == 0 && present && v == 0)
+                r = request_fail(req, SB_E_BAD_REQUEST, "\"max\" must be from 1 to %d", POOL_MANY_MAX);
+        *ret = present ? (uint32_t)v : 0;
+        return r;
+}
+
 static int fail_role(Request *req, Conn *c, const char *needed) {
         return request_fail(req, SB_E_WRONG_ROLE, "\"%s\" needs role %s; this connection said hello as %s",
                             req->op, needed, pool_role_name(c->role));
@@ -118,6 +133,33 @@ static int add_taken(cJSON *reply, PoolWaitKind kind, const Pool *p, const Slot 
         if (!s)  /* only a consume ends with no slot: end of stream */
                 return kind == WAIT_CONSUME && cJSON_AddTrueToObject(reply, "eof") ? 0 : -ENOMEM;
         return kind == WAIT_ACQUIRE ? add_slot(reply, p, s) : add_batch(reply, p, s);
+}
+
+/* The many-slot form of a take ("max" given): @s first (NULL: end of stream), then as
+ * many more as can be taken right now, up to @max. */
+static int add_taken_many(cJSON *reply, PoolWaitKind kind, Member *m, Slot *s, uint32_t max) {
+        cJSON *arr = cJSON_AddArrayToObject(reply, kind == WAIT_ACQUIRE ? "slots" : "batches");
+        uint32_t n = 0;
+
+        if (!arr)
+                return -ENOMEM;
+        if (!s)
+                return cJSON_AddTrueToObject(reply, "eof") ? 0 : -ENOMEM;
+        do {
+                cJSON *o = cJSON_CreateObject();
+                if (!o || !cJSON_AddItemToArray(arr, o)) {
+                        cJSON_Delete(o);
+                        return -ENOMEM;
+                }
+                if (add_taken(o, kind, m->pool, s) < 0)
+                        return -ENOMEM;
+        } while (++n < max && (kind == WAIT_ACQUIRE ? pool_acquire(m, &s) : pool_consume_ready(m, &s)) == 0);
+        return 0;
+}
+
+/* @m may be NULL when @s is (end of stream). */
+static int add_taken_any(cJSON *reply, PoolWaitKind kind, Member *m, Slot *s, uint32_t max) {
+        return max ? add_taken_many(reply, kind, m, s, max) : add_taken(reply, kind, m ? m->pool : NULL, s);
 }
 
 static void wait_finish(Conn *c) {
@@ -136,7 +178,7 @@ static void on_wait_wake(PoolWaiter *w, int result, Slot *slot) {
                 reply = reply_new_error(c->wait_id, result, "the pool was dropped");
         } else {
                 reply = reply_new(c->wait_id);
-                if (reply && add_taken(reply, w->kind, slot ? slot->holder->pool : NULL, slot) < 0)
+                if (reply && add_taken_any(reply, w->kind, slot ? slot->holder : NULL, slot, c->wait_max) < 0)
                         reply = (cJSON_Delete(reply), NULL);
         }
         wait_finish(c);
@@ -157,7 +199,9 @@ static int on_wait_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-static int wait_begin(Conn *c, Request *req, Member *m, PoolWaitKind kind, uint64_t timeout, bool forever) {
+static int wait_begin(Conn *c, Request *req, Member *m, PoolWaitKind kind, uint64_t timeout, bool forever,
+                      uint32_t max) {
+        unsigned depth;
         int r;
 
         if (!forever && timeout == 0)
@@ -175,9 +219,13 @@ static int wait_begin(Conn *c, Request *req, Member *m, PoolWaitKind kind, uint6
                 }
                 (void)sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
         }
-        /* The id outlives the request: take it out of the parsed line. */
-        c->wait_id = req->id ? cJSON_DetachItemViaPointer(req->root, req->id) : NULL;
-        req->id = NULL;
+        /* The id outlives the request, and so its memory: copy it out of the arena. */
+        depth = arena_suspend();
+        c->wait_id = req->id ? cJSON_Duplicate(req->id, true) : NULL;
+        arena_resume(depth);
+        if (req->id && !c->wait_id)
+                return -ENOMEM;
+        c->wait_max = max;
         c->waiting = true;
         pool_wait(&c->waiter, m, kind, on_wait_wake);
         return OPS_WAITING;
@@ -299,51 +347,119 @@ static int op_open(Conn *c, Request *req, cJSON *reply) {
         return join_and_describe(c, p, reply);
 }
 
+/* One entry of a publish: the request itself, or an object of its "batches". */
+static int publish_entry(Request *req, const cJSON *obj, const Pool *p, PoolPublish *e) {
+        cJSON *meta = cJSON_GetObjectItemCaseSensitive(obj, "meta");
+        uint64_t slot;
+        int r = request_uint_in(req, obj, "slot", POOL_SLOTS_MAX - 1, &slot, NULL);
+
+        if (r == 0)
+                r = request_uint_in(req, obj, "nbytes", p->spec.slot_size, &e->nbytes, NULL);
+        if (r == 0)
+                r = request_uint_in(req, obj, "seq", SB_JSON_INT_MAX, &e->seq, &e->has_seq);
+        if (r != 0)
+                return r;
+        e->slot = (uint32_t)slot;
+        e->meta = NULL;
+        e->meta_len = 0;
+        if (!meta)
+                return 0;
+        if (!cJSON_IsObject(meta))
+                return request_fail(req, SB_E_BAD_REQUEST, "\"meta\" must be a JSON object");
+        /* Printed once here, in the arena; the slot keeps a copy of the text. */
+        e->meta = cJSON_PrintUnformatted(meta);
+        if (!e->meta)
+                return -ENOMEM;
+        e->meta_len = strlen(e->meta);
+        return 0;
+}
+
+static int publish_failed(Conn *c, Request *req, const Member *m, const PoolPublish *v, size_t bad, int r) {
+        const PoolPublish *e = &v[bad];
+        const char *name = m->pool->spec.name;
+
+        switch (r) {
+        case SB_E_WRONG_ROLE:
+                return fail_role(req, c, "producer");
+        case SB_E_NOT_HOLDER:
+                for (size_t i = 0; i < bad; i++)
+                        if (v[i].slot == e->slot)
+                                return request_fail(req, SB_E_BAD_REQUEST, "slot %u is listed twice", e->slot);
+                return request_fail(req, r, "slot %u of pool \"%s\" is not being written by this connection", e->slot,
+                                    name);
+        case SB_E_BAD_REQUEST:
+                if (!e->has_seq)
+                        return request_fail(req, r, "pool \"%s\" is ordered: publish needs \"seq\"", name);
+                for (size_t i = 0; i < bad; i++)
+                        if (v[i].seq == e->seq)
+                                return request_fail(req, r, "seq %llu is listed twice", (unsigned long long)e->seq);
+                return request_fail(req, r, "seq %llu was already published in this stream of pool \"%s\"",
+                                    (unsigned long long)e->seq, name);
+        default:
+                return r;
+        }
+}
+
+/* The entries of a publish and their printed metas. Everything here comes from the
+ * arena as a rule, but not once a huge request has used it up: free it all the same. */
+typedef struct PublishList {
+        PoolPublish one, *v;
+        size_t n;
+} PublishList;
+
+static void publish_list_done(PublishList *l) {
+        for (size_t i = 0; i < l->n; i++)
+                cJSON_free((void *)l->v[i].meta);
+        if (l->v != &l->one)
+                cJSON_free(l->v);
+}
+
+static int publish_list_parse(Request *req, const Pool *p, PublishList *l) {
+        const cJSON *batches, *it;
+        int r = request_array(req, "batches", POOL_MANY_MAX, &batches);
+
+        l->v = &l->one;
+        if (r != 0)
+                return r;
+        if (!batches) {
+                r = publish_entry(req, req->root, p, &l->one);
+                l->n = r == 0;
+                return r;
+        }
+        l->v = cJSON_malloc(sizeof(*l->v) * (size_t)cJSON_GetArraySize(batches));
+        if (!l->v)
+                return -ENOMEM;
+        cJSON_ArrayForEach(it, batches) {
+                r = cJSON_IsObject(it) ? publish_entry(req, it, p, &l->v[l->n]) :
+                        request_fail(req, SB_E_BAD_REQUEST, "it must be an object");
+                if (r != 0)
+                        return r > 0 ? request_fail_within(req, r, "\"batches\" entry %zu", l->n) : r;
+                l->n++;
+        }
+        return 0;
+}
+
+/* publish: one slot from the request's own fields, or several from "batches". */
 static int op_publish(Conn *c, Request *req, cJSON *reply) {
-        _cleanup_(cJSON_Deletep) cJSON *meta = NULL;
-        uint64_t nbytes, seq = 0;
-        bool has_seq;
-        uint32_t index;
+        _cleanup_(publish_list_done) PublishList l = { 0 };
+        size_t bad;
         Member *m;
         int r;
 
         (void)reply;
         r = request_member(c, req, &m);
         if (r == 0)
-                r = request_slot_index(req, &index);
-        if (r == 0)
-                r = request_uint(req, "nbytes", m->pool->spec.slot_size, &nbytes, NULL);
-        if (r == 0)
-                r = request_uint(req, "seq", SB_JSON_INT_MAX, &seq, &has_seq);
+                r = publish_list_parse(req, m->pool, &l);
         if (r != 0)
                 return r;
-        meta = cJSON_DetachItemFromObjectCaseSensitive(req->root, "meta");
-        if (meta && !cJSON_IsObject(meta))
-                return request_fail(req, SB_E_BAD_REQUEST, "\"meta\" must be a JSON object");
-
-        r = pool_publish(m, index, nbytes, has_seq, seq, meta);
-        switch (r) {
-        case 0:
-                meta = NULL;  /* the slot has it now */
-                return 0;
-        case SB_E_WRONG_ROLE:
-                return fail_role(req, c, "producer");
-        case SB_E_NOT_HOLDER:
-                return request_fail(req, r, "slot %u of pool \"%s\" is not being written by this connection", index,
-                                    m->pool->spec.name);
-        case SB_E_BAD_REQUEST:
-                if (!has_seq)
-                        return request_fail(req, r, "pool \"%s\" is ordered: publish needs \"seq\"", m->pool->spec.name);
-                return request_fail(req, r, "seq %llu was already published in this stream of pool \"%s\"",
-                                    (unsigned long long)seq, m->pool->spec.name);
-        default:
-                return r;
-        }
+        r = pool_publish(m, l.v, l.n, &bad);
+        return r == 0 ? 0 : publish_failed(c, req, m, l.v, bad, r);
 }
 
-/* acquire and consume: take a slot now, or wait for one. */
+/* acquire and consume: take a slot now, or wait for one; with "max", up to that many. */
 static int op_take(Conn *c, Request *req, cJSON *reply, PoolWaitKind kind) {
         uint64_t timeout;
+        uint32_t max;
         bool forever;
         Member *m;
         Slot *s;
@@ -351,14 +467,16 @@ static int op_take(Conn *c, Request *req, cJSON *reply, PoolWaitKind kind) {
 
         if (r == 0)
                 r = request_timeout(req, &timeout, &forever);
+        if (r == 0)
+                r = request_max(req, &max);
         if (r != 0)
                 return r;
         r = kind == WAIT_ACQUIRE ? pool_acquire(m, &s) : pool_consume(m, &s);
         if (r == SB_E_WRONG_ROLE)
                 return fail_role(req, c, kind == WAIT_ACQUIRE ? "producer" : "consumer");
         if (r == -EAGAIN)
-                return wait_begin(c, req, m, kind, timeout, forever);
-        return add_taken(reply, kind, m->pool, s);
+                return wait_begin(c, req, m, kind, timeout, forever, max);
+        return add_taken_any(reply, kind, m, s, max);
 }
 
 static int op_acquire(Conn *c, Request *req, cJSON *reply) {
@@ -369,26 +487,53 @@ static int op_consume(Conn *c, Request *req, cJSON *reply) {
         return op_take(c, req, reply, WAIT_CONSUME);
 }
 
+/* The slots of a release: the request's "slot", or its "slots" array, into @v. */
+static int release_slots(Request *req, uint32_t *v, size_t *n) {
+        const cJSON *slots, *it;
+        uint64_t x;
+        int r = request_array(req, "slots", POOL_MANY_MAX, &slots);
+
+        *n = 0;
+        if (r != 0)
+                return r;
+        if (!slots) {
+                r = request_slot_index(req, &v[0]);
+                *n = r == 0;
+                return r;
+        }
+        cJSON_ArrayForEach(it, slots) {
+                if (sb_json_uint(it, POOL_SLOTS_MAX - 1, &x) < 0)
+                        return request_fail(req, SB_E_BAD_REQUEST, "\"slots\" entry %zu must be a slot number", *n);
+                v[(*n)++] = (uint32_t)x;
+        }
+        return 0;
+}
+
 static int op_release(Conn *c, Request *req, cJSON *reply) {
+        uint32_t v[POOL_MANY_MAX];
         bool requeue = false;
-        uint32_t index;
+        size_t n, bad;
         Member *m;
         int r;
 
         (void)reply;
         r = request_member(c, req, &m);
         if (r == 0)
-                r = request_slot_index(req, &index);
+                r = release_slots(req, v, &n);
         if (r == 0)
                 r = request_bool(req, "requeue", &requeue);
         if (r != 0)
                 return r;
-        r = pool_release(m, index, requeue);
-        if (r == SB_E_NOT_HOLDER)
-                return request_fail(req, r, "slot %u of pool \"%s\" is not held by this connection", index,
+        r = pool_release(m, v, n, requeue, &bad);
+        if (r == SB_E_NOT_HOLDER) {
+                for (size_t i = 0; i < bad; i++)
+                        if (v[i] == v[bad])
+                                return request_fail(req, SB_E_BAD_REQUEST, "slot %u is listed twice", v[bad]);
+                return request_fail(req, r, "slot %u of pool \"%s\" is not held by this connection", v[bad],
                                     m->pool->spec.name);
+        }
         if (r == SB_E_BAD_REQUEST)
-                return request_fail(req, r, "requeue applies to a slot being read, and slot %u is being written", index);
+                return request_fail(req, r, "requeue applies to a slot being read, and slot %u is being written", v[bad]);
         return r;
 }
 
@@ -542,7 +687,7 @@ static int ops_dispatch(Conn *c, Request *req, cJSON *reply) {
         return request_fail(req, SB_E_UNKNOWN_OP, "unknown op \"%.64s\"", req->op);
 }
 
-int ops_handle_line(Conn *c, const char *line, size_t len) {
+static int handle_line(Conn *c, const char *line, size_t len) {
         Request req;
         cJSON *reply = NULL;
         int r;
@@ -569,5 +714,14 @@ int ops_handle_line(Conn *c, const char *line, size_t len) {
         }
         r = conn_send(c, reply);
         request_done(&req);
+        return r;
+}
+
+int ops_handle_line(Conn *c, const char *line, size_t len) {
+        int r;
+
+        arena_begin();
+        r = handle_line(c, line, len);
+        arena_end();
         return r;
 }

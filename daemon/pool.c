@@ -160,7 +160,7 @@ Pool *pool_free(Pool *p) {
         }
         if (p->slots)
                 for (uint32_t i = 0; i < p->spec.slots; i++)
-                        cJSON_Delete(p->slots[i].meta);
+                        free(p->slots[i].meta);
         if (p->spec.ordered)
                 order_done(&p->order);
         segment_release(&p->seg);
@@ -177,8 +177,7 @@ static void slot_to_free(Pool *p, Slot *s) {
         if (s->holder)
                 s->holder->n_held--;
         s->holder = NULL;
-        cJSON_Delete(s->meta);
-        s->meta = NULL;
+        s->meta_len = 0;
         slot_set_state(p, s, SLOT_FREE);
         /* Last freed, first reused: its pages are the likeliest to be warm. */
         sb_list_prepend(&p->free_slots, &s->link);
@@ -312,66 +311,158 @@ static Slot *member_slot(Member *m, uint32_t index) {
         return &p->slots[index];
 }
 
-int pool_publish(Member *m, uint32_t index, uint64_t nbytes, bool has_seq, uint64_t seq, cJSON *meta) {
-        Pool *p = m->pool;
-        Slot *s;
-        uint64_t stream;
+/* The slot's copy of its meta text. The buffer stays with the slot for its next batch;
+ * only a big one is given back, so that a few huge metas do not pin memory. */
+static int slot_set_meta(Slot *s, const char *meta, size_t len) {
+        if (!meta) {
+                s->meta_len = 0;
+                return 0;
+        }
+        if (len > UINT32_MAX - 1)
+                return -ENOMEM;
+        if (len + 1 > s->meta_cap || (s->meta_cap > 4096 && len + 1 <= 4096)) {
+                char *t = realloc(s->meta, len + 1);
+                if (!t)
+                        return -ENOMEM;
+                s->meta = t;
+                s->meta_cap = (uint32_t)len + 1;
+        }
+        memcpy(s->meta, meta, len);
+        s->meta[len] = 0;
+        s->meta_len = (uint32_t)len;
+        return 0;
+}
 
-        if (m->role != ROLE_PRODUCER)
-                return SB_E_WRONG_ROLE;
-        s = member_slot(m, index);
-        if (!s || s->state != SLOT_WRITING)
+static int cmp_u64(const void *a, const void *b) {
+        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+        return x < y ? -1 : x > y;
+}
+
+/* The stream @m publishes into: the next one once it has sent end. */
+static uint64_t publish_stream(const Member *m) {
+        return m->ended ? m->pool->stream + 1 : m->pool->stream;
+}
+
+static int publish_check(Member *m, const PoolPublish *e) {
+        Pool *p = m->pool;
+        uint64_t stream = publish_stream(m);
+        Slot *s = member_slot(m, e->slot);
+
+        if (!s || s->state != SLOT_WRITING || s->mark == p->mark_gen)
                 return SB_E_NOT_HOLDER;
-        if (nbytes > p->spec.slot_size)
+        s->mark = p->mark_gen;
+        if (e->nbytes > p->spec.slot_size)
                 return SB_E_BAD_REQUEST;
-        stream = m->ended ? p->stream + 1 : p->stream;
         if (p->spec.ordered) {
-                if (!has_seq)
+                if (!e->has_seq)
                         return SB_E_BAD_REQUEST;
-                if ((stream == p->stream && seq < p->next_seq) || order_contains(&p->order, stream, seq))
+                if ((stream == p->stream && e->seq < p->next_seq) || order_contains(&p->order, stream, e->seq))
                         return SB_E_BAD_REQUEST;
-        } else if (!has_seq)
-                seq = p->stats.published;
+        }
+        return 0;
+}
+
+/* A seq listed twice in one request: the first entry with a seq seen before it. */
+static int publish_check_seqs(const PoolPublish *v, size_t n, size_t *bad) {
+        uint64_t seqs[POOL_MANY_MAX];
+
+        if (n < 2)
+                return 0;
+        for (size_t i = 0; i < n; i++)
+                seqs[i] = v[i].seq;
+        qsort(seqs, n, sizeof(seqs[0]), cmp_u64);
+        for (size_t i = 1; i < n; i++) {
+                if (seqs[i] != seqs[i - 1])
+                        continue;
+                for (size_t j = 0, seen = 0; j < n; j++)
+                        if (v[j].seq == seqs[i] && seen++) {
+                                *bad = j;
+                                return SB_E_BAD_REQUEST;
+                        }
+        }
+        return 0;
+}
+
+static void publish_apply(Member *m, const PoolPublish *e) {
+        Pool *p = m->pool;
+        Slot *s = &p->slots[e->slot];
 
         sb_list_unlink(&s->link);
         m->n_held--;
         s->holder = NULL;
-        s->nbytes = nbytes;
-        s->seq = seq;
-        s->stream = stream;
-        cJSON_Delete(s->meta);
-        s->meta = meta;
+        s->nbytes = e->nbytes;
+        s->stream = publish_stream(m);
+        s->seq = p->spec.ordered || e->has_seq ? e->seq : p->stats.published;
         slot_set_state(p, s, SLOT_READY);
         if (p->spec.ordered)
                 order_push(&p->order, s);
         else
-                sb_list_append(stream == p->stream ? &p->ready : &p->early, &s->link);
+                sb_list_append(s->stream == p->stream ? &p->ready : &p->early, &s->link);
         p->stats.published++;
-        p->stats.bytes_published += nbytes;
+        p->stats.bytes_published += e->nbytes;
+}
+
+int pool_publish(Member *m, const PoolPublish *v, size_t n, size_t *bad) {
+        Pool *p = m->pool;
+        int r;
+
+        *bad = 0;
+        if (m->role != ROLE_PRODUCER)
+                return SB_E_WRONG_ROLE;
+        if (n > POOL_MANY_MAX)
+                return SB_E_BAD_REQUEST;
+        p->mark_gen++;
+        for (size_t i = 0; i < n; i++) {
+                r = publish_check(m, &v[i]);
+                if (r != 0) {
+                        *bad = i;
+                        return r;
+                }
+        }
+        if (p->spec.ordered && (r = publish_check_seqs(v, n, bad)) != 0)
+                return r;
+        /* A slot being written keeps no meta yet: storing it now changes nothing visible
+         * if a later entry fails. */
+        for (size_t i = 0; i < n; i++) {
+                r = slot_set_meta(&p->slots[v[i].slot], v[i].meta, v[i].meta_len);
+                if (r < 0) {
+                        *bad = i;
+                        return r;
+                }
+        }
+        for (size_t i = 0; i < n; i++)
+                publish_apply(m, &v[i]);
         pool_dispatch(p);
+        return 0;
+}
+
+int pool_consume_ready(Member *m, Slot **ret) {
+        Pool *p = m->pool;
+        Slot *s = next_deliverable(p, m->stream);
+
+        if (!s)
+                return -EAGAIN;
+        if (sb_list_is_linked(&s->link))
+                sb_list_unlink(&s->link);
+        else {
+                (void)order_pop(&p->order);
+                if (s->stream == p->stream)
+                        p->next_seq = s->seq + 1;
+        }
+        slot_to_holder(p, s, m, SLOT_READING);
+        p->stats.consumed++;
+        *ret = s;
         return 0;
 }
 
 int pool_consume(Member *m, Slot **ret) {
         Pool *p = m->pool;
-        Slot *s;
 
         if (m->role != ROLE_CONSUMER)
                 return SB_E_WRONG_ROLE;
-        s = next_deliverable(p, m->stream);
-        if (s) {
-                if (sb_list_is_linked(&s->link))
-                        sb_list_unlink(&s->link);
-                else {
-                        (void)order_pop(&p->order);
-                        if (s->stream == p->stream)
-                                p->next_seq = s->seq + 1;
-                }
-                slot_to_holder(p, s, m, SLOT_READING);
-                p->stats.consumed++;
-                *ret = s;
+        if (pool_consume_ready(m, ret) == 0)
                 return 0;
-        }
         if (m->stream < p->stream) {
                 m->stream++;
                 *ret = NULL;
@@ -380,18 +471,32 @@ int pool_consume(Member *m, Slot **ret) {
         return -EAGAIN;
 }
 
-int pool_release(Member *m, uint32_t index, bool requeue) {
+int pool_release(Member *m, const uint32_t *slots, size_t n, bool requeue, size_t *bad) {
         Pool *p = m->pool;
-        Slot *s = member_slot(m, index);
 
-        if (!s)
-                return SB_E_NOT_HOLDER;
-        if (requeue && s->state != SLOT_READING)
+        *bad = 0;
+        if (n > POOL_MANY_MAX)
                 return SB_E_BAD_REQUEST;
-        if (requeue)
-                slot_requeue(p, s);
-        else
-                slot_to_free(p, s);
+        p->mark_gen++;
+        for (size_t i = 0; i < n; i++) {
+                Slot *s = member_slot(m, slots[i]);
+                *bad = i;
+                if (!s || s->mark == p->mark_gen)
+                        return SB_E_NOT_HOLDER;
+                if (requeue && s->state != SLOT_READING)
+                        return SB_E_BAD_REQUEST;
+                s->mark = p->mark_gen;
+        }
+        *bad = 0;
+        /* Requeued slots go to the front one by one: the last listed first, so that the
+         * first listed ends up first in line. */
+        for (size_t i = n; i-- > 0;) {
+                Slot *s = &p->slots[slots[i]];
+                if (requeue)
+                        slot_requeue(p, s);
+                else
+                        slot_to_free(p, s);
+        }
         pool_dispatch(p);
         return 0;
 }

@@ -22,6 +22,7 @@
 
 #define POOL_NAME_MAX 64
 #define POOL_SLOTS_MAX (1u << 20)
+#define POOL_MANY_MAX 1024     /* slots one request may take or give */
 
 typedef struct Pool Pool;
 typedef struct Member Member;
@@ -76,7 +77,10 @@ struct Slot {
         uint64_t seq;
         uint64_t stream;
         uint32_t heap_pos;       /* ordered pools: place in the heap */
-        cJSON *meta;             /* the producer's meta, owned, while ready or reading */
+        uint64_t mark;           /* Pool.mark_gen when a many-slot request last named it */
+        char *meta;              /* the producer's meta as JSON text (NULL: {}), while ready or reading */
+        uint32_t meta_len;
+        uint32_t meta_cap;       /* kept across uses: no allocation per batch in steady state */
         uint64_t since_usec;     /* when it entered its state */
 };
 
@@ -140,6 +144,7 @@ struct Pool {
         uint32_t n_waiters[2];   /* by PoolWaitKind */
         PoolStats stats;
         uint64_t created_usec;
+        uint64_t mark_gen;       /* finds a slot named twice in one request */
         SbList owner_link;       /* in the broker's list of pools */
 };
 
@@ -172,17 +177,34 @@ void member_leave(Member *m);
 /* Take a free slot for writing. 0, SB_E_WRONG_ROLE or -EAGAIN (none free). */
 int pool_acquire(Member *m, Slot **ret);
 
-/* Publish a slot being written. 0, SB_E_WRONG_ROLE, SB_E_NOT_HOLDER or SB_E_BAD_REQUEST.
- * Takes @meta (may be NULL) on success. */
-int pool_publish(Member *m, uint32_t index, uint64_t nbytes, bool has_seq, uint64_t seq, cJSON *meta);
+/* One slot to publish: @meta is JSON object text of @meta_len bytes, or NULL for {}. */
+typedef struct PoolPublish {
+        uint32_t slot;
+        bool has_seq;
+        uint64_t nbytes;
+        uint64_t seq;
+        const char *meta;
+        size_t meta_len;
+} PoolPublish;
+
+/* Publish @n slots being written by @m, in order, all or none: 0; or the first entry
+ * that cannot be published in *bad and SB_E_WRONG_ROLE, SB_E_NOT_HOLDER (also: a slot
+ * listed twice), SB_E_BAD_REQUEST (nbytes over slot_size, no seq for an ordered pool, a
+ * seq already published or listed twice) or -ENOMEM; nothing changed. */
+int pool_publish(Member *m, const PoolPublish *v, size_t n, size_t *bad);
 
 /* Take the next ready slot for reading: 0 with *ret a slot, or NULL for end of stream;
  * SB_E_WRONG_ROLE; -EAGAIN when nothing is ready yet. */
 int pool_consume(Member *m, Slot **ret);
 
-/* Give back a held slot: free it, or (being read, @requeue) put it back first in line.
- * 0, SB_E_NOT_HOLDER or SB_E_BAD_REQUEST. */
-int pool_release(Member *m, uint32_t index, bool requeue);
+/* Take the next ready slot if there is one, never the end of stream: 0 or -EAGAIN. */
+int pool_consume_ready(Member *m, Slot **ret);
+
+/* Give back @n held slots, all or none: free them, or (being read, @requeue) put them
+ * back first in line, the first listed first. 0; or, nothing changed, the first bad
+ * entry in *bad and SB_E_NOT_HOLDER (also: listed twice) or SB_E_BAD_REQUEST (requeue of
+ * a slot being written). */
+int pool_release(Member *m, const uint32_t *slots, size_t n, bool requeue, size_t *bad);
 
 /* The producer @m ends the current stream. 0 or SB_E_WRONG_ROLE. */
 int pool_end(Member *m);

@@ -19,6 +19,18 @@ int request_fail(Request *req, int code, const char *fmt, ...) {
         return code;
 }
 
+int request_fail_within(Request *req, int code, const char *fmt, ...) {
+        char where[96], inner[sizeof(req->error)];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(where, sizeof(where), fmt, ap);
+        va_end(ap);
+        memcpy(inner, req->error, sizeof(inner));
+        snprintf(req->error, sizeof(req->error), "%.80s: %.160s", where, inner);
+        return code;
+}
+
 int request_parse(Request *req, const char *line, size_t len) {
         const char *end = NULL;
         const cJSON *op;
@@ -52,7 +64,11 @@ void request_done(Request *req) {
 }
 
 int request_uint(Request *req, const char *key, uint64_t max, uint64_t *ret, bool *present) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(req->root, key);
+        return request_uint_in(req, req->root, key, max, ret, present);
+}
+
+int request_uint_in(Request *req, const cJSON *obj, const char *key, uint64_t max, uint64_t *ret, bool *present) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
         int r;
 
         if (present)
@@ -94,6 +110,20 @@ int request_string(Request *req, const char *key, bool required, const char **re
         if (!cJSON_IsString(v))
                 return request_fail(req, SB_E_BAD_REQUEST, "\"%s\" must be a string", key);
         *ret = v->valuestring;
+        return 0;
+}
+
+int request_array(Request *req, const char *key, size_t max, const cJSON **ret) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(req->root, key);
+        int n;
+
+        *ret = NULL;
+        if (!v)
+                return 0;
+        n = cJSON_GetArraySize(v);
+        if (!cJSON_IsArray(v) || n < 1 || (size_t)n > max)
+                return request_fail(req, SB_E_BAD_REQUEST, "\"%s\" must be an array of 1 to %zu entries", key, max);
+        *ret = v;
         return 0;
 }
 
@@ -150,20 +180,29 @@ cJSON *reply_new_error(const cJSON *id, int code, const char *message) {
         return r;
 }
 
-char *reply_print(const cJSON *reply, size_t *len) {
-        char *s = cJSON_PrintUnformatted(reply), *t;
+int reply_print(const cJSON *reply, SbBytes *out) {
+        /* Most replies are a few hundred bytes: print them straight into the output
+         * queue. cJSON wants a few bytes of slack past the text it prints. */
+        char *p = sb_bytes_reserve(out, REPLY_INLINE_MAX), *s;
         size_t n;
 
-        if (!s)
-                return NULL;
-        n = strlen(s);
-        t = realloc(s, n + 2);
-        if (!t) {
-                free(s);
-                return NULL;
+        if (!p)
+                return -ENOMEM;
+        if (cJSON_PrintPreallocated((cJSON *)reply, p, (int)sb_bytes_room(out) - 1, false)) {
+                n = strlen(p);
+                p[n] = '\n';
+                sb_bytes_commit(out, n + 1);
+                return 0;
         }
-        t[n] = '\n';
-        t[n + 1] = 0;
-        *len = n + 1;
-        return t;
+        s = cJSON_PrintUnformatted(reply);
+        if (!s)
+                return -ENOMEM;
+        n = strlen(s);
+        s[n] = '\n';  /* over the NUL: the length is known */
+        if (sb_bytes_append(out, s, n + 1) < 0) {
+                cJSON_free(s);
+                return -ENOMEM;
+        }
+        cJSON_free(s);
+        return 0;
 }

@@ -13,6 +13,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "sb-bytes.h"
 #include "sb-macro.h"
 
 #define PROTOCOL_VERSION 1
@@ -32,9 +33,19 @@ void request_done(Request *req);
 /* Set req->error from @fmt and return @code (a positive SbError). */
 int request_fail(Request *req, int code, const char *fmt, ...) _printf_(3, 4);
 
+/* Prefix the message of a failed request with where it failed ("\"batches\" entry 3").
+ * Returns @code. */
+int request_fail_within(Request *req, int code, const char *fmt, ...) _printf_(3, 4);
+
 /* An integer field in [0, max]. With @present NULL the field is required; otherwise
  * *present tells whether it was there. 0 or SB_E_BAD_REQUEST. */
 int request_uint(Request *req, const char *key, uint64_t max, uint64_t *ret, bool *present);
+
+/* The same for a field of @obj, an object inside the request. */
+int request_uint_in(Request *req, const cJSON *obj, const char *key, uint64_t max, uint64_t *ret, bool *present);
+
+/* An array field of 1 to @max entries; *ret NULL when absent. 0 or SB_E_BAD_REQUEST. */
+int request_array(Request *req, const char *key, size_t max, const cJSON **ret);
 
 /* A boolean field; absent leaves *ret as it is. 0 or SB_E_BAD_REQUEST. */
 int request_bool(Request *req, const char *key, bool *ret);
@@ -51,5 +62,6 @@ cJSON *reply_new(const cJSON *id);
 /* {"id": <id>, "ok": false, "error": <code>, "message": <message>}; NULL on ENOMEM. */
 cJSON *reply_new_error(const cJSON *id, int code, const char *message);
 
-/* Print @reply as one line with its newline; malloc'd, NULL on ENOMEM. *len excludes NUL. */
-char *reply_print(const cJSON *reply, size_t *len);
+/* Append @reply to @out as one line with its newline. 0 or -ENOMEM. */
+#define REPLY_INLINE_MAX 4096
+int reply_print(const cJSON *reply, SbBytes *out);

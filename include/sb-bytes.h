@@ -19,8 +19,10 @@ static inline size_t sb_bytes_pending(const SbBytes *b) {
         return b->len - b->off;
 }
 
-/* Append @n bytes: moves what is pending to the front, or grows, as needed. 0 or -ENOMEM. */
-static inline int sb_bytes_append(SbBytes *b, const void *data, size_t n) {
+/* Make room for at least @n more bytes at the end (moving what is pending to the front,
+ * or growing) and return where they go; sb_bytes_room() tells how many fit. Commit what
+ * was written there with sb_bytes_commit(). NULL on ENOMEM. */
+static inline char *sb_bytes_reserve(SbBytes *b, size_t n) {
         size_t pending = sb_bytes_pending(b);
 
         if (b->off > 0 && b->len + n > b->cap) {
@@ -35,12 +37,29 @@ static inline int sb_bytes_append(SbBytes *b, const void *data, size_t n) {
                         cap *= 2;
                 p = realloc(b->data, cap);
                 if (!p)
-                        return -ENOMEM;
+                        return NULL;
                 b->data = p;
                 b->cap = cap;
         }
-        memcpy(b->data + b->len, data, n);
+        return b->data + b->len;
+}
+
+static inline size_t sb_bytes_room(const SbBytes *b) {
+        return b->cap - b->len;
+}
+
+static inline void sb_bytes_commit(SbBytes *b, size_t n) {
         b->len += n;
+}
+
+/* Append @n bytes. 0 or -ENOMEM. */
+static inline int sb_bytes_append(SbBytes *b, const void *data, size_t n) {
+        char *p = sb_bytes_reserve(b, n);
+
+        if (!p)
+                return -ENOMEM;
+        memcpy(p, data, n);
+        sb_bytes_commit(b, n);
         return 0;
 }
 

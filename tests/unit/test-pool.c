@@ -35,8 +35,21 @@ static Slot *acquire(Member *m) {
         return s;
 }
 
+static int publish1(Member *m, uint32_t index, uint64_t nbytes, bool has_seq, uint64_t seq) {
+        PoolPublish e = { .slot = index, .nbytes = nbytes, .has_seq = has_seq, .seq = seq };
+        size_t bad;
+
+        return pool_publish(m, &e, 1, &bad);
+}
+
+static int release1(Member *m, uint32_t index, bool requeue) {
+        size_t bad;
+
+        return pool_release(m, &index, 1, requeue, &bad);
+}
+
 static void publish(Member *m, Slot *s, uint64_t seq) {
-        ck_assert_int_eq(pool_publish(m, s->index, 10, true, seq, NULL), 0);
+        ck_assert_int_eq(publish1(m, s->index, 10, true, seq), 0);
 }
 
 /* Consume and return the seq, -1 for end of stream, -2 when nothing is ready. */
@@ -80,7 +93,7 @@ START_TEST(full_cycle_and_layout) {
         ck_assert_int_eq(consume_seq(cons, &idx), 7);
         ck_assert_int_eq(memcmp(mem + slot_offset(p, &p->slots[idx]), "hello", 5), 0);
         ck_assert_int_eq(p->count[SLOT_READING], 1);
-        ck_assert_int_eq(pool_release(cons, idx, false), 0);
+        ck_assert_int_eq(release1(cons, idx, false), 0);
         ck_assert_int_eq(p->count[SLOT_FREE], 3);
         check_counts(p);
         shmdt(mem);
@@ -97,13 +110,13 @@ START_TEST(roles_and_holders_are_enforced) {
         ck_assert_int_eq(pool_consume(a, &s), SB_E_WRONG_ROLE);
         ck_assert_int_eq(pool_end(c), SB_E_WRONG_ROLE);
         s = acquire(a);
-        ck_assert_int_eq(pool_publish(b, s->index, 1, false, 0, NULL), SB_E_NOT_HOLDER);
-        ck_assert_int_eq(pool_release(b, s->index, false), SB_E_NOT_HOLDER);
-        ck_assert_int_eq(pool_release(c, 99, false), SB_E_NOT_HOLDER);
-        ck_assert_int_eq(pool_publish(a, s->index, 101, false, 0, NULL), SB_E_BAD_REQUEST);
-        ck_assert_int_eq(pool_release(a, s->index, true), SB_E_BAD_REQUEST);
+        ck_assert_int_eq(publish1(b, s->index, 1, false, 0), SB_E_NOT_HOLDER);
+        ck_assert_int_eq(release1(b, s->index, false), SB_E_NOT_HOLDER);
+        ck_assert_int_eq(release1(c, 99, false), SB_E_NOT_HOLDER);
+        ck_assert_int_eq(publish1(a, s->index, 101, false, 0), SB_E_BAD_REQUEST);
+        ck_assert_int_eq(release1(a, s->index, true), SB_E_BAD_REQUEST);
         /* a producer gives a slot back unpublished */
-        ck_assert_int_eq(pool_release(a, s->index, false), 0);
+        ck_assert_int_eq(release1(a, s->index, false), 0);
         ck_assert_int_eq(p->count[SLOT_FREE], 2);
         ck_assert_int_eq(consume_seq(c, NULL), -2);
         pool_free(p);
@@ -135,15 +148,15 @@ START_TEST(ordered_delivers_by_seq_and_refuses_duplicates) {
         Slot *a = acquire(prod), *b = acquire(prod), *c = acquire(prod), *d = acquire(prod);
         uint32_t idx;
 
-        ck_assert_int_eq(pool_publish(prod, a->index, 1, false, 0, NULL), SB_E_BAD_REQUEST);  /* needs seq */
+        ck_assert_int_eq(publish1(prod, a->index, 1, false, 0), SB_E_BAD_REQUEST);  /* needs seq */
         publish(prod, a, 2);
         publish(prod, b, 1);
-        ck_assert_int_eq(pool_publish(prod, c->index, 1, true, 2, NULL), SB_E_BAD_REQUEST);  /* seq 2 is ready */
+        ck_assert_int_eq(publish1(prod, c->index, 1, true, 2), SB_E_BAD_REQUEST);  /* seq 2 is ready */
         ck_assert_int_eq(consume_seq(cons, NULL), -2);   /* waits for seq 0 */
         publish(prod, c, 0);
         ck_assert_int_eq(consume_seq(cons, &idx), 0);
-        ck_assert_int_eq(pool_release(cons, idx, false), 0);
-        ck_assert_int_eq(pool_publish(prod, d->index, 1, true, 0, NULL), SB_E_BAD_REQUEST);  /* seq 0 delivered */
+        ck_assert_int_eq(release1(cons, idx, false), 0);
+        ck_assert_int_eq(publish1(prod, d->index, 1, true, 0), SB_E_BAD_REQUEST);  /* seq 0 delivered */
         ck_assert_int_eq(consume_seq(cons, NULL), 1);
         ck_assert_int_eq(consume_seq(cons, NULL), 2);
         pool_free(p);
@@ -158,11 +171,11 @@ START_TEST(ordered_end_skips_gaps_and_restarts_seqs) {
         publish(prod, acquire(prod), 0);
         publish(prod, acquire(prod), 2);       /* seq 1 never comes (its producer died) */
         ck_assert_int_eq(consume_seq(cons, &idx), 0);
-        pool_release(cons, idx, false);
+        release1(cons, idx, false);
         ck_assert_int_eq(consume_seq(cons, NULL), -2);
         ck_assert_int_eq(pool_end(prod), 0);
         ck_assert_int_eq(consume_seq(cons, &idx), 2);
-        pool_release(cons, idx, false);
+        release1(cons, idx, false);
         ck_assert_int_eq(consume_seq(cons, NULL), -1);
         publish(prod, acquire(prod), 0);       /* the next stream starts at 0 again */
         ck_assert_int_eq(consume_seq(cons, NULL), 0);
@@ -182,9 +195,9 @@ START_TEST(stream_ends_when_every_producer_ended_or_left) {
         publish(a, acquire(a), 100);
         publish(b, acquire(b), 2);
         ck_assert_int_eq(consume_seq(c1, &idx), 1);
-        pool_release(c1, idx, false);
+        release1(c1, idx, false);
         ck_assert_int_eq(consume_seq(c1, &idx), 2);
-        pool_release(c1, idx, false);
+        release1(c1, idx, false);
         ck_assert_int_eq(consume_seq(c1, NULL), -2);   /* b has not ended: no eof, no early batch */
         member_leave(b);                               /* leaving counts as ending */
         ck_assert_int_eq(consume_seq(c1, NULL), -1);   /* eof once per consumer ... */
@@ -245,7 +258,7 @@ START_TEST(requeue_by_consumer) {
         publish(prod, acquire(prod), 0);
         publish(prod, acquire(prod), 1);
         ck_assert_int_eq(consume_seq(c1, &idx), 0);
-        ck_assert_int_eq(pool_release(c1, idx, true), 0);
+        ck_assert_int_eq(release1(c1, idx, true), 0);
         ck_assert_int_eq(consume_seq(c1, NULL), 0);   /* back at the front, even in an ordered pool */
         ck_assert_int_eq(consume_seq(c1, NULL), 1);
         pool_free(p);
@@ -283,7 +296,7 @@ START_TEST(waiters_first_come_first_served) {
         ck_assert_int_eq(wk.woken, 1);                 /* the consumer got the batch */
         ck_assert_int_eq(wk.slot->seq, 5);
         ck_assert_int_eq(wb.woken + wc.woken, 0);
-        pool_release(cons, wk.slot->index, false);
+        release1(cons, wk.slot->index, false);
         ck_assert_int_eq(wb.woken, 1);                 /* b asked first */
         ck_assert_int_eq(wc.woken, 0);
         ck_assert_ptr_eq(wb.slot->holder, b);
@@ -325,6 +338,55 @@ START_TEST(free_fails_waiters_and_unwait_leaves_quietly) {
         ck_assert_int_eq(wb.woken, 1);
         ck_assert_int_eq(wb.result, SB_E_NO_SUCH_POOL);
         ck_assert_int_eq(wk.woken, 0);
+}
+END_TEST
+
+/* Several slots in one publish or release: all or none, in the order listed. */
+START_TEST(many_slots_all_or_none) {
+        Pool *p = mkpool(4, true, POLICY_REQUEUE);
+        Member *prod = join(p, ROLE_PRODUCER), *cons = join(p, ROLE_CONSUMER);
+        Slot *a = acquire(prod), *b = acquire(prod), *c = acquire(prod);
+        PoolPublish v[3] = { { .slot = b->index, .nbytes = 5, .has_seq = true, .seq = 1, .meta = "{\"k\":1}", .meta_len = 7 },
+                             { .slot = a->index, .nbytes = 6, .has_seq = true, .seq = 0 },
+                             { .slot = c->index, .nbytes = 7, .has_seq = true, .seq = 1 } };
+        uint32_t held[3];
+        size_t bad;
+        Slot *s;
+
+        /* seq 1 twice: refused, nothing published, the bad entry named */
+        ck_assert_int_eq(pool_publish(prod, v, 3, &bad), SB_E_BAD_REQUEST);
+        ck_assert_uint_eq(bad, 2);
+        ck_assert_uint_eq(p->count[SLOT_WRITING], 3);
+        /* a slot twice */
+        v[2].slot = b->index;
+        v[2].seq = 2;
+        ck_assert_int_eq(pool_publish(prod, v, 3, &bad), SB_E_NOT_HOLDER);
+        ck_assert_uint_eq(bad, 2);
+        ck_assert_uint_eq(p->count[SLOT_READY], 0);
+        v[2].slot = c->index;
+        ck_assert_int_eq(pool_publish(prod, v, 3, &bad), 0);
+        ck_assert_uint_eq(p->count[SLOT_READY], 3);
+        for (uint64_t seq = 0; seq < 3; seq++) {
+                ck_assert_int_eq(pool_consume_ready(cons, &s), 0);
+                ck_assert_uint_eq(s->seq, seq);
+                held[seq] = s->index;
+        }
+        ck_assert_uint_eq(b->meta_len, 7);
+        ck_assert_str_eq(b->meta, "{\"k\":1}");
+        ck_assert_int_eq(pool_consume_ready(cons, &s), -EAGAIN);
+        /* release: a slot not held makes the whole request fail */
+        held[1] = 3;
+        ck_assert_int_eq(pool_release(cons, held, 3, false, &bad), SB_E_NOT_HOLDER);
+        ck_assert_uint_eq(bad, 1);
+        ck_assert_uint_eq(p->count[SLOT_READING], 3);
+        held[1] = b->index;
+        /* requeued in the order listed: first listed, first consumed again */
+        ck_assert_int_eq(pool_release(cons, held, 3, true, &bad), 0);
+        ck_assert_int_eq(pool_consume_ready(cons, &s), 0);
+        ck_assert_uint_eq(s->index, held[0]);
+        ck_assert_int_eq(pool_release(cons, &held[0], 1, false, &bad), 0);
+        check_counts(p);
+        pool_free(p);
 }
 END_TEST
 
@@ -383,6 +445,7 @@ Suite *suite_pool(void) {
         tcase_add_test(t, waiters_first_come_first_served);
         tcase_add_test(t, stream_end_wakes_every_waiting_consumer);
         tcase_add_test(t, free_fails_waiters_and_unwait_leaves_quietly);
+        tcase_add_test(t, many_slots_all_or_none);
         tcase_add_test(t, layout_limits_overflow);
         tcase_add_test(t, segment_goes_with_its_last_user);
         suite_add_tcase(s, t);

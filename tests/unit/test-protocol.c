@@ -82,22 +82,39 @@ START_TEST(field_errors_name_the_field) {
 }
 END_TEST
 
+/* The text printed into an output queue, as a string. */
+static const char *printed(SbBytes *out, const cJSON *r) {
+        ck_assert_int_eq(reply_print(r, out), 0);
+        ck_assert_int_eq(sb_bytes_reserve(out, 1) != NULL, 1);
+        out->data[out->len] = 0;
+        return out->data + out->off;
+}
+
 START_TEST(reply_shapes) {
-        cJSON *id = cJSON_Parse("{\"k\":[1,2]}"), *r;
-        size_t n;
-        char *line;
+        cJSON *id = cJSON_Parse("{\"k\":[1,2]}"), *r, *big;
+        SbBytes out = { 0 };
+        const char *line;
 
         r = reply_new(id);
-        line = reply_print(r, &n);
-        ck_assert_str_eq(line, "{\"id\":{\"k\":[1,2]},\"ok\":true}\n");
-        ck_assert_uint_eq(n, strlen(line));
-        free(line);
+        ck_assert_str_eq(printed(&out, r), "{\"id\":{\"k\":[1,2]},\"ok\":true}\n");
         cJSON_Delete(r);
+        sb_bytes_consume(&out, sb_bytes_pending(&out));
         r = reply_new_error(NULL, SB_E_NOT_HOLDER, "slot 3 is not yours");
-        line = reply_print(r, &n);
-        ck_assert_str_eq(line, "{\"ok\":false,\"error\":\"not_holder\",\"message\":\"slot 3 is not yours\"}\n");
-        free(line);
+        ck_assert_str_eq(printed(&out, r), "{\"ok\":false,\"error\":\"not_holder\",\"message\":\"slot 3 is not yours\"}\n");
         cJSON_Delete(r);
+        /* A reply bigger than what is printed in place still comes out whole, after what
+         * was queued before it. */
+        r = reply_new(NULL);
+        big = cJSON_AddArrayToObject(r, "a");
+        for (int i = 0; i < 3000; i++)
+                cJSON_AddItemToArray(big, cJSON_CreateString("xyz"));
+        line = printed(&out, r);
+        ck_assert_int_eq(strncmp(line, "{\"ok\":false,", 12), 0);
+        line = strchr(line, '\n') + 1;
+        ck_assert_uint_eq(strlen(line), strlen("{\"ok\":true,\"a\":[]}\n") + 3000 * 6 - 1);
+        ck_assert_int_eq(line[strlen(line) - 1], '\n');
+        cJSON_Delete(r);
+        free(out.data);
         cJSON_Delete(id);
 }
 END_TEST
