@@ -6,9 +6,11 @@
  *                 through two pipes (free slots to the producers, ready ones to the
  *                 consumer): the simplest correct ring, no daemon;
  *   --mode lib    shmbroker through libshmbroker: sb_publish_acquire() and
- *                 sb_release_consume(), one round trip per batch on each side.
+ *                 sb_release_consume(), one round trip per batch on each side;
+ *   --mode many   shmbroker with up to --batch K batches per request:
+ *                 sb_publish_acquire_many() and sb_release_consume_many().
  *
- * Usage: move --mode ring|lib --size BYTES --count N [--slots N] [--socket PATH]
+ * Usage: move --mode ring|lib|many --size BYTES --count N [--slots N] [--batch K] [--socket PATH]
  * Prints one line: "<batches/s> <GB/s> <seconds>" for the N batches after a warm-up.
  */
 #include <errno.h>
@@ -24,6 +26,7 @@
 #include "shmbroker.h"
 
 static unsigned SLOTS = 4;
+static unsigned BATCH = 16;
 #define PRODUCERS 2
 #define WARMUP 8
 
@@ -164,6 +167,72 @@ static double run_lib(const char *sock, size_t size, long count) {
         return dt;
 }
 
+/* --- through shmbroker, several batches per request ---------------------------------------- */
+
+static void many_producer(const char *sock, const char *name, size_t size, long per) {
+        sb_slot held[SB_MANY_MAX];
+        sb_publish_item pub[SB_MANY_MAX];
+        sb_client *pc;
+        sb_pool *pp;
+        size_t nh = 0, k;
+        long i = 0;
+
+        if (sb_connect(&pc, sock, SB_ROLE_PRODUCER, "move-producer") < 0 || sb_pool_open(pc, &pp, name) < 0 ||
+            sb_publish_acquire_many(pp, NULL, 0, -1, held, BATCH < per ? BATCH : (size_t)per, &nh) < 0)
+                _exit(1);
+        while (nh > 0) {
+                for (k = 0; k < nh; k++, i++) {
+                        memset(held[k].data, (int)(i & 0xff), size);
+                        pub[k] = (sb_publish_item){ .slot = held[k].slot, .nbytes = size, .seq = -1 };
+                }
+                /* Never take more than is left to write: nothing to give back at the end. */
+                size_t want = per - i < (long)BATCH ? (size_t)(per - i) : BATCH;
+                if (sb_publish_acquire_many(pp, pub, k, -1, held, want, &nh) < 0)
+                        _exit(1);
+        }
+        sb_end(pp);
+        sb_client_free(pc);
+        _exit(0);
+}
+
+static double run_many(const char *sock, size_t size, long count) {
+        static sb_batch bs[SB_MANY_MAX];
+        char name[64];
+        sb_client *c;
+        sb_pool *pool;
+        long per = (count + WARMUP) / PRODUCERS, n = 0;
+        size_t nb = 0;
+        double t0 = 0;
+
+        snprintf(name, sizeof(name), "move-%d", (int)getpid());
+        if (sb_connect(&c, sock, SB_ROLE_CONSUMER, "move-consumer") < 0 ||
+            sb_pool_create(c, &pool, name, size, SLOTS, NULL) < 0)
+                return -1;
+        for (int p = 0; p < PRODUCERS; p++)
+                if (fork() == 0)
+                        many_producer(sock, name, size, per);
+        for (;;) {
+                if (sb_release_consume_many(pool, bs, nb, -1, bs, BATCH, &nb) < 0)
+                        return -1;
+                if (bs[0].eof) {
+                        if (n >= per * PRODUCERS)
+                                break;
+                        continue;        /* one producer ended before the other opened */
+                }
+                for (size_t i = 0; i < nb; i++) {
+                        if (n == WARMUP)
+                                t0 = now_s();
+                        sink += read_all(bs[i].data, bs[i].nbytes);
+                        n++;
+                }
+        }
+        double dt = now_s() - t0;
+        while (wait(NULL) > 0)
+                ;
+        sb_client_free(c);
+        return dt;
+}
+
 int main(int argc, char **argv) {
         const char *mode = NULL, *sock = NULL;
         size_t size = 0;
@@ -181,12 +250,16 @@ int main(int argc, char **argv) {
                         sock = argv[i + 1];
                 else if (!strcmp(argv[i], "--slots"))
                         SLOTS = (unsigned)strtoul(argv[i + 1], NULL, 10);
+                else if (!strcmp(argv[i], "--batch"))
+                        BATCH = (unsigned)strtoul(argv[i + 1], NULL, 10);
         }
-        if (!mode || !size || count <= 0 || SLOTS < 1) {
-                fprintf(stderr, "usage: move --mode ring|lib --size BYTES --count N [--socket PATH]\n");
+        if (!mode || !size || count <= 0 || SLOTS < 1 || BATCH < 1 || BATCH > SB_MANY_MAX) {
+                fprintf(stderr, "usage: move --mode ring|lib|many --size BYTES --count N [--slots N] [--batch K] "
+                        "[--socket PATH]\n");
                 return 2;
         }
-        dt = !strcmp(mode, "ring") ? run_ring(size, count) : run_lib(sock, size, count);
+        dt = !strcmp(mode, "ring") ? run_ring(size, count) :
+             !strcmp(mode, "many") ? run_many(sock, size, count) : run_lib(sock, size, count);
         if (dt <= 0) {
                 fprintf(stderr, "move: the %s run failed\n", mode);
                 return 1;

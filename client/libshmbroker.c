@@ -211,8 +211,9 @@ static int batch_from_reply(sb_pool *p, const cJSON *reply, sb_batch *b) {
         if (slot >= p->slots || nbytes > p->slot_size)
                 return -EPROTO;
         meta = cJSON_GetObjectItemCaseSensitive(reply, "meta");
-        text = meta ? cJSON_PrintUnformatted(meta) : strdup("{}");
-        if (!text)
+        /* An empty meta (the common case for raw bytes) needs no copy of its own. */
+        text = meta && meta->child ? cJSON_PrintUnformatted(meta) : NULL;
+        if (meta && meta->child && !text)
                 return -ENOMEM;
         free(p->meta[slot]);
         p->meta[slot] = text;
@@ -221,7 +222,7 @@ static int batch_from_reply(sb_pool *p, const cJSON *reply, sb_batch *b) {
         b->nbytes = nbytes;
         b->seq = num(reply, "seq");
         b->stream = num(reply, "stream");
-        b->meta = text;
+        b->meta = text ? text : "{}";
         return 0;
 }
 
@@ -416,14 +417,14 @@ static char *json_quote(const char *s) {
         return out;
 }
 
-/* @meta as one line of JSON: NULL for "{}", else it must be a JSON object. */
+/* @meta as one line of JSON, to free(): NULL stays NULL (meaning {}, with nothing to
+ * allocate), else it must be a JSON object. */
 static int meta_line(const char *meta, char **ret) {
         cJSON *m;
 
-        if (!meta) {
-                *ret = strdup("{}");
-                return *ret ? 0 : -ENOMEM;
-        }
+        *ret = NULL;
+        if (!meta)
+                return 0;
         m = cJSON_Parse(meta);
         if (!cJSON_IsObject(m)) {
                 cJSON_Delete(m);
@@ -627,19 +628,24 @@ _public_ void *sb_pool_base(const sb_pool *p) { return p->base; }
 
 /* --- producing and consuming ---------------------------------------------------------- */
 
-/* An acquire or consume request: @op, with a timeout_ms unless it waits forever. */
-static int format_take(const sb_pool *p, const char *op, int timeout_ms, char *buf, size_t len) {
-        if (timeout_ms < 0)
-                return snprintf(buf, len, "{\"op\":\"%s\",\"pool\":\"%s\"}\n", op, p->name);
-        return snprintf(buf, len, "{\"op\":\"%s\",\"pool\":\"%s\",\"timeout_ms\":%d}\n", op, p->name, timeout_ms);
+/* An acquire or consume request: @op, with a timeout_ms unless it waits forever, and a
+ * "max" for the many-slot form (@max > 0). */
+static int format_take(const sb_pool *p, const char *op, int timeout_ms, size_t max, char *buf, size_t len) {
+        char maxs[32] = "", tos[32] = "";
+
+        if (max)
+                snprintf(maxs, sizeof(maxs), ",\"max\":%zu", max);
+        if (timeout_ms >= 0)
+                snprintf(tos, sizeof(tos), ",\"timeout_ms\":%d", timeout_ms);
+        return snprintf(buf, len, "{\"op\":\"%s\",\"pool\":\"%s\"%s%s}\n", op, p->name, tos, maxs);
 }
 
 static int format_acquire(const sb_pool *p, int timeout_ms, char *buf, size_t len) {
-        return format_take(p, "acquire", timeout_ms, buf, len);
+        return format_take(p, "acquire", timeout_ms, 0, buf, len);
 }
 
 static int format_consume(const sb_pool *p, int timeout_ms, char *buf, size_t len) {
-        return format_take(p, "consume", timeout_ms, buf, len);
+        return format_take(p, "consume", timeout_ms, 0, buf, len);
 }
 
 static int format_release(const sb_pool *p, uint32_t slot, bool requeue, char *buf, size_t len) {
@@ -647,43 +653,93 @@ static int format_release(const sb_pool *p, uint32_t slot, bool requeue, char *b
                         requeue ? ",\"requeue\":true" : "");
 }
 
-static int format_publish(const sb_pool *p, uint32_t slot, size_t nbytes, int64_t seq, const char *meta, char **ret) {
-        _cleanup_(freep) char *m = NULL;
-        char seqs[32] = "";
-        int r = meta_line(meta, &m);
+_printf_(2, 3)
+static int bytes_printf(SbBytes *b, const char *fmt, ...) {
+        va_list ap;
+        char *at;
+        int n;
 
-        if (r < 0)
-                return r;
-        if (seq >= 0)
-                snprintf(seqs, sizeof(seqs), ",\"seq\":%lld", (long long)seq);
-        if (asprintf(ret, "{\"op\":\"publish\",\"pool\":\"%s\",\"slot\":%u,\"nbytes\":%zu%s,\"meta\":%s}\n", p->name,
-                     slot, nbytes, seqs, m) < 0)
+        va_start(ap, fmt);
+        n = vsnprintf(NULL, 0, fmt, ap);
+        va_end(ap);
+        if (n < 0 || !(at = sb_bytes_reserve(b, (size_t)n + 1)))
                 return -ENOMEM;
+        va_start(ap, fmt);
+        vsnprintf(at, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+        sb_bytes_commit(b, (size_t)n);  /* the NUL stays past the end: b->data is a string */
         return 0;
 }
 
+/* "slot":N,"nbytes":N[,"seq":N],"meta":{...} */
+static int format_publish_fields(SbBytes *b, const sb_publish_item *e) {
+        _cleanup_(freep) char *m = NULL;
+        char seqs[32] = "";
+        int r = meta_line(e->meta, &m);
+
+        if (r < 0)
+                return r;
+        if (e->seq >= 0)
+                snprintf(seqs, sizeof(seqs), ",\"seq\":%lld", (long long)e->seq);
+        return bytes_printf(b, "\"slot\":%u,\"nbytes\":%zu%s,\"meta\":%s", e->slot, e->nbytes, seqs, m ? m : "{}");
+}
+
+/* A publish of one slot (its fields in the request) or of several ("batches"). */
+static int format_publish(const sb_pool *p, const sb_publish_item *v, size_t n, SbBytes *b) {
+        int r = bytes_printf(b, "{\"op\":\"publish\",\"pool\":\"%s\",%s", p->name, n == 1 ? "" : "\"batches\":[");
+
+        for (size_t i = 0; i < n && r == 0; i++) {
+                if (n > 1)
+                        r = bytes_printf(b, "%s{", i ? "," : "");
+                if (r == 0)
+                        r = format_publish_fields(b, &v[i]);
+                if (r == 0 && n > 1)
+                        r = bytes_printf(b, "}");
+        }
+        return r < 0 ? r : bytes_printf(b, "%s}\n", n == 1 ? "" : "]");
+}
+
+/* A release of one slot, or of several ("slots"); eof entries have no slot. */
+static int format_release_many(const sb_pool *p, const sb_batch *v, size_t n, SbBytes *b) {
+        int r = bytes_printf(b, "{\"op\":\"release\",\"pool\":\"%s\",\"slots\":[", p->name);
+
+        for (size_t i = 0, k = 0; i < n && r == 0; i++)
+                if (!v[i].eof)
+                        r = bytes_printf(b, "%s%u", k++ ? "," : "", v[i].slot);
+        return r < 0 ? r : bytes_printf(b, "]}\n");
+}
+
+static void bytes_done(SbBytes *b) {
+        free(b->data);
+}
+
 /* Queue two requests in one write and wait for both: their outcomes in *r1 and *r2, and
- * the second's reply in *reply2 when it succeeded. Returns 0 or -errno (nothing sent). */
+ * the second's reply in *reply2 when it succeeded. Either line may be NULL (not sent,
+ * outcome 0). Returns 0 or -errno (nothing sent). */
 static int call_two(sb_client *c, sb_pool *p, ReqKind k1, const char *l1, ReqKind k2, const char *l2,
                     int *r1, int *r2, cJSON **reply2) {
         _cleanup_(pending_freep) Pending *a = pending_new(k1, p), *b = pending_new(k2, p);
         int r;
 
+        *r1 = *r2 = 0;
         if (!a || !b)
                 return -ENOMEM;
         c->code = SB_CODE_OK;
         c->message[0] = 0;
-        r = queue_request(c, a, "%s", l1);
+        r = l1 ? queue_request(c, a, "%s", l1) : 0;
         if (r < 0)
                 return r;
-        r = queue_request(c, b, "%s", l2);
+        r = l2 ? queue_request(c, b, "%s", l2) : 0;
         if (r < 0) {
-                (void)wait_done(c, a);
+                if (l1)
+                        (void)wait_done(c, a);
                 return r;
         }
-        *r1 = wait_done(c, a);
-        *r2 = wait_done(c, b);
-        if (*r2 == 0)
+        if (l1)
+                *r1 = wait_done(c, a);
+        if (l2)
+                *r2 = wait_done(c, b);
+        if (l2 && *r2 == 0)
                 *reply2 = steal_ptr(b->reply);
         return 0;
 }
@@ -702,27 +758,69 @@ _public_ int sb_acquire(sb_pool *p, int timeout_ms, void **ptr, uint32_t *slot, 
 }
 
 _public_ int sb_publish(sb_pool *p, uint32_t slot, size_t nbytes, int64_t seq, const char *meta) {
-        _cleanup_(freep) char *line = NULL;
-        int r = format_publish(p, slot, nbytes, seq, meta, &line);
+        const sb_publish_item e = { .slot = slot, .nbytes = nbytes, .seq = seq, .meta = meta };
+        _cleanup_(bytes_done) SbBytes line = { 0 };
+        int r = format_publish(p, &e, 1, &line);
 
-        return r < 0 ? r : call_line(p->client, REQ_PLAIN, p, line, NULL);
+        return r < 0 ? r : call_line(p->client, REQ_PLAIN, p, line.data, NULL);
 }
 
 _public_ int sb_publish_acquire(sb_pool *p, uint32_t slot, size_t nbytes, int64_t seq, const char *meta,
                                 int timeout_ms, void **ptr, uint32_t *next_slot, size_t *capacity) {
-        _cleanup_(freep) char *line = NULL;
+        const sb_publish_item e = { .slot = slot, .nbytes = nbytes, .seq = seq, .meta = meta };
+        _cleanup_(bytes_done) SbBytes line = { 0 };
         char acq[256];
         cJSON *reply = NULL;
-        int r1, r2, r = format_publish(p, slot, nbytes, seq, meta, &line);
+        int r1, r2, r = format_publish(p, &e, 1, &line);
 
         if (r < 0)
                 return r;
         format_acquire(p, timeout_ms, acq, sizeof(acq));
-        r = call_two(p->client, p, REQ_PLAIN, line, REQ_ACQUIRE, acq, &r1, &r2, &reply);
+        r = call_two(p->client, p, REQ_PLAIN, line.data, REQ_ACQUIRE, acq, &r1, &r2, &reply);
         if (r < 0)
                 return r;
         if (r2 == 0)
                 r2 = acquired_from_reply(p, reply, ptr, next_slot, capacity);
+        cJSON_Delete(reply);
+        return r1 ? r1 : r2;
+}
+
+/* The "slots" of a many-slot acquire reply. */
+static int slots_from_reply(sb_pool *p, const cJSON *reply, sb_slot *out, size_t max, size_t *n) {
+        const cJSON *it, *arr = cJSON_GetObjectItemCaseSensitive(reply, "slots");
+        int r;
+
+        if (!cJSON_IsArray(arr) || (size_t)cJSON_GetArraySize(arr) > max)
+                return -EPROTO;
+        cJSON_ArrayForEach(it, arr) {
+                sb_slot *s = &out[*n];
+                r = acquired_from_reply(p, it, &s->data, &s->slot, &s->capacity);
+                if (r < 0)
+                        return r;
+                (*n)++;
+        }
+        return 0;
+}
+
+_public_ int sb_publish_acquire_many(sb_pool *p, const sb_publish_item *pub, size_t n_pub, int timeout_ms,
+                                     sb_slot *slots, size_t max, size_t *n_got) {
+        _cleanup_(bytes_done) SbBytes line = { 0 };
+        char acq[256];
+        cJSON *reply = NULL;
+        int r1, r2, r;
+
+        *n_got = 0;
+        if (n_pub > SB_MANY_MAX || max > SB_MANY_MAX || (n_pub && !pub) || (max && !slots))
+                return -EINVAL;
+        if (n_pub && (r = format_publish(p, pub, n_pub, &line)) < 0)
+                return r;
+        format_take(p, "acquire", timeout_ms, max, acq, sizeof(acq));
+        r = call_two(p->client, p, REQ_PLAIN, n_pub ? line.data : NULL, REQ_ACQUIRE, max ? acq : NULL, &r1, &r2,
+                     &reply);
+        if (r < 0)
+                return r;
+        if (max && r2 == 0)
+                r2 = slots_from_reply(p, reply, slots, max, n_got);
         cJSON_Delete(reply);
         return r1 ? r1 : r2;
 }
@@ -775,6 +873,58 @@ _public_ int sb_release_consume(sb_pool *p, sb_batch *batch, int timeout_ms) {
                 forget_meta(p, old);
         if (r2 == 0)
                 r2 = batch_from_reply(p, reply, batch);
+        cJSON_Delete(reply);
+        return r1 ? r1 : r2;
+}
+
+/* The "batches" of a many-slot consume reply, or its end of stream. */
+static int batches_from_reply(sb_pool *p, const cJSON *reply, sb_batch *out, size_t max, size_t *n) {
+        const cJSON *it, *arr = cJSON_GetObjectItemCaseSensitive(reply, "batches");
+        int r;
+
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "eof"))) {
+                out[0] = (sb_batch){ .eof = true };
+                *n = 1;
+                return 0;
+        }
+        if (!cJSON_IsArray(arr) || (size_t)cJSON_GetArraySize(arr) > max)
+                return -EPROTO;
+        cJSON_ArrayForEach(it, arr) {
+                r = batch_from_reply(p, it, &out[*n]);
+                if (r < 0)
+                        return r;
+                (*n)++;
+        }
+        return 0;
+}
+
+_public_ int sb_release_consume_many(sb_pool *p, const sb_batch *rel, size_t n_rel, int timeout_ms,
+                                     sb_batch *batches, size_t max, size_t *n_got) {
+        _cleanup_(bytes_done) SbBytes line = { 0 };
+        char con[256];
+        cJSON *reply = NULL;
+        size_t held = 0;
+        int r1, r2, r;
+
+        *n_got = 0;
+        if (n_rel > SB_MANY_MAX || max > SB_MANY_MAX || (n_rel && !rel) || (max && !batches))
+                return -EINVAL;
+        for (size_t i = 0; i < n_rel; i++)
+                held += !rel[i].eof;
+        if (held && (r = format_release_many(p, rel, n_rel, &line)) < 0)
+                return r;
+        format_take(p, "consume", timeout_ms, max, con, sizeof(con));
+        r = call_two(p->client, p, REQ_PLAIN, held ? line.data : NULL, REQ_CONSUME, max ? con : NULL, &r1, &r2,
+                     &reply);
+        if (r < 0)
+                return r;
+        /* The released slots' metas go before the new batches take theirs: @rel and
+         * @batches may be one array, and a slot may come straight back. */
+        for (size_t i = 0; r1 == 0 && i < n_rel; i++)
+                if (!rel[i].eof)
+                        forget_meta(p, rel[i].slot);
+        if (max && r2 == 0)
+                r2 = batches_from_reply(p, reply, batches, max, n_got);
         cJSON_Delete(reply);
         return r1 ? r1 : r2;
 }

@@ -89,6 +89,25 @@ typedef struct sb_batch {
         const char *meta;
 } sb_batch;
 
+/* The most slots one request may take or give (sb_publish_acquire_many(),
+ * sb_release_consume_many()). */
+#define SB_MANY_MAX 1024
+
+/* An acquired slot: @capacity bytes at @data to write. */
+typedef struct sb_slot {
+        uint32_t slot;
+        void *data;
+        size_t capacity;
+} sb_slot;
+
+/* One slot to publish: @nbytes written, @seq (< 0: none), @meta JSON object text (NULL: {}). */
+typedef struct sb_publish_item {
+        uint32_t slot;
+        size_t nbytes;
+        int64_t seq;
+        const char *meta;
+} sb_publish_item;
+
 /* --- connections ---------------------------------------------------------------------- */
 
 /* Connect to @path (NULL: $SHMBROKER_SOCKET, else SHMBROKER_DEFAULT_SOCKET) and say hello
@@ -150,6 +169,15 @@ int sb_publish(sb_pool *p, uint32_t slot, size_t nbytes, int64_t seq, const char
 int sb_publish_acquire(sb_pool *p, uint32_t slot, size_t nbytes, int64_t seq, const char *meta, int timeout_ms,
                        void **ptr, uint32_t *next_slot, size_t *capacity);
 
+/* Publish the @n_pub slots of @pub (all or none; @n_pub may be 0) and acquire up to
+ * @max slots into @slots (@max may be 0), in one round trip. The acquire waits up to
+ * @timeout_ms for the first slot and takes the others only if they are free at once;
+ * *n_got says how many it took. Returns the publish's failure if it failed, else the
+ * acquire's. Handing over several batches per round trip is what makes small batches
+ * fast. At most SB_MANY_MAX each. */
+int sb_publish_acquire_many(sb_pool *p, const sb_publish_item *pub, size_t n_pub, int timeout_ms, sb_slot *slots,
+                            size_t max, size_t *n_got);
+
 /* End the current stream (epoch) for this producer. */
 int sb_end(sb_pool *p);
 
@@ -166,6 +194,15 @@ int sb_release(sb_pool *p, uint32_t slot, bool requeue);
  * the steady state of a consumer. Returns the release's failure if it failed, else the
  * consume's; whenever the consume succeeded, *batch is the batch now held. */
 int sb_release_consume(sb_pool *p, sb_batch *batch, int timeout_ms);
+
+/* Release the @n_rel batches of @rel (all or none; eof entries are skipped) and consume
+ * up to @max ready batches into @batches (@max may be 0), in one round trip. The consume
+ * waits up to @timeout_ms for the first batch and takes the others only if they are
+ * ready at once; *n_got says how many it took. At the end of a stream *n_got is 1 and
+ * batches[0].eof is set. @rel and @batches may be the same array. Returns the release's
+ * failure if it failed, else the consume's. At most SB_MANY_MAX each. */
+int sb_release_consume_many(sb_pool *p, const sb_batch *rel, size_t n_rel, int timeout_ms, sb_batch *batches,
+                            size_t max, size_t *n_got);
 
 /* --- administration ------------------------------------------------------------------- */
 

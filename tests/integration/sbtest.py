@@ -121,6 +121,13 @@ class Client:
         assert r["ok"], r
         return r
 
+    def err(self, op: str, code: str, **fields) -> dict:
+        """Send a request that must be refused with @code; the reply."""
+        r = self.rpc(op, **fields)
+        assert not r["ok"] and r["error"] == code, r
+        assert r["message"], r
+        return r
+
     def closed_by_peer(self, timeout: float = 5) -> bool:
         self.sock.settimeout(timeout)
         try:

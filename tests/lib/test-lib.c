@@ -131,6 +131,63 @@ START_TEST(pipelined_steady_state_and_eof) {
 }
 END_TEST
 
+/* Several batches per round trip: every byte and meta arrives, in seq order, and a
+ * failed publish changes nothing. */
+START_TEST(many_batches_per_round_trip) {
+        sb_client *p = connect_as(SB_ROLE_PRODUCER, NULL), *c = connect_as(SB_ROLE_CONSUMER, NULL);
+        sb_pool_options o = { .ordered = true };
+        sb_publish_item pub[16];
+        sb_slot held[16];
+        sb_batch bs[16];
+        char meta[16][32];
+        size_t nh, nb = 0, k;
+        sb_pool *pp, *cp;
+        int next = 0, seen = 0;
+
+        ck_assert_int_eq(sb_pool_create(p, &pp, "many", 64, 16, &o), 0);
+        ck_assert_int_eq(sb_pool_open(c, &cp, "many"), 0);
+        ck_assert_int_eq(sb_publish_acquire_many(pp, NULL, 0, -1, held, 8, &nh), 0);
+        ck_assert_uint_eq(nh, 8);
+        /* a seq listed twice: refused, nothing published */
+        pub[0] = (sb_publish_item){ .slot = held[0].slot, .nbytes = 1, .seq = 0 };
+        pub[1] = (sb_publish_item){ .slot = held[1].slot, .nbytes = 1, .seq = 0 };
+        ck_assert_int_eq(sb_publish_acquire_many(pp, pub, 2, -1, NULL, 0, &k), -EINVAL);
+        ck_assert_int_eq(sb_client_code(p), SB_CODE_BAD_REQUEST);
+        ck_assert_int_eq(sb_release_consume_many(cp, NULL, 0, 0, bs, 16, &nb), -ETIMEDOUT);
+        while (next < 40) {
+                for (k = 0; k < nh; k++, next++) {
+                        memset(held[k].data, next, 64);
+                        snprintf(meta[k], sizeof(meta[k]), "{\"n\":%d}", next);
+                        /* listed backwards: the consumer still gets them by seq */
+                        pub[nh - 1 - k] = (sb_publish_item){ .slot = held[k].slot, .nbytes = 64, .seq = next,
+                                                             .meta = meta[k] };
+                }
+                ck_assert_int_eq(sb_publish_acquire_many(pp, pub, nh, -1, held, 40 - next < 8 ? 40 - next : 8, &nh), 0);
+                for (size_t got = 0; got < k;) {
+                        ck_assert_int_eq(sb_release_consume_many(cp, bs, nb, 1000, bs, 16, &nb), 0);
+                        for (size_t i = 0; i < nb; i++, seen++) {
+                                char want[32];
+                                ck_assert(!bs[i].eof);
+                                ck_assert_uint_eq(bs[i].seq, (unsigned)seen);
+                                ck_assert_int_eq(((const unsigned char *)bs[i].data)[63], seen);
+                                snprintf(want, sizeof(want), "{\"n\":%d}", seen);
+                                ck_assert_str_eq(bs[i].meta, want);
+                        }
+                        got += nb;
+                }
+                /* release only (max 0): the producer's next acquire finds them free */
+                ck_assert_int_eq(sb_release_consume_many(cp, bs, nb, 0, NULL, 0, &nb), 0);
+                ck_assert_uint_eq(nb, 0);
+        }
+        ck_assert_int_eq(sb_end(pp), 0);
+        ck_assert_int_eq(sb_release_consume_many(cp, bs, nb, 1000, bs, 16, &nb), 0);
+        ck_assert(nb == 1 && bs[0].eof);
+        ck_assert_int_eq(seen, 40);
+        sb_client_free(c);
+        sb_client_free(p);
+}
+END_TEST
+
 START_TEST(errors_carry_code_and_message) {
         sb_client *p = connect_as(SB_ROLE_PRODUCER, NULL), *c = connect_as(SB_ROLE_CONSUMER, NULL);
         sb_pool *pp, *cp;
@@ -270,6 +327,7 @@ static Suite *lib_suite(void) {
         tcase_set_timeout(t, 20);
         tcase_add_test(t, round_trip_through_pointers);
         tcase_add_test(t, pipelined_steady_state_and_eof);
+        tcase_add_test(t, many_batches_per_round_trip);
         tcase_add_test(t, errors_carry_code_and_message);
         tcase_add_test(t, connect_failures);
         tcase_add_test(t, async_requests_in_a_poll_loop);
