@@ -21,6 +21,8 @@ PYTHON ?= /usr/bin/python3
 BUILD_DEPS := gcc make pkg-config libsystemd-dev libcjson-dev check
 TEST_DEPS := python3 python3-numpy python3-pytest python3-pip python3-venv python3-setuptools systemd procps util-linux binutils
 DEPS := $(BUILD_DEPS) $(TEST_DEPS)
+# make bench also draws plots and counts the daemon's instructions.
+BENCH_DEPS := $(DEPS) python3-matplotlib valgrind
 
 PKGS := libsystemd libcjson
 WARNINGS := -Wall -Wextra -Werror -Wmissing-prototypes -Wshadow -Wno-missing-field-initializers
@@ -46,8 +48,8 @@ all: deps-build build/shmbrokerd build/shmbrokerctl build/libshmbroker.so build/
 # --- dependencies ---------------------------------------------------------------------
 
 # Installs what is missing when run as root; otherwise prints the apt-get line to run.
-deps deps-build:
-	@missing=""; for p in $(if $(filter deps,$@),$(DEPS),$(BUILD_DEPS)); do \
+deps deps-build deps-bench:
+	@missing=""; for p in $(if $(filter deps,$@),$(DEPS),$(if $(filter deps-bench,$@),$(BENCH_DEPS),$(BUILD_DEPS))); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -246,7 +248,7 @@ valgrind: deps all
 build/move: $(call obj,build,bench/move.c) build/libshmbroker.a
 	$(CC) $(CFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson)
 
-bench: deps all
+bench: deps-bench all
 	$(PYTHON) bench/run.py $(if $(QUICK),--quick)
 .PHONY: bench
 

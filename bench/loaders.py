@@ -4,13 +4,18 @@ DataLoader with 2 workers), every byte written by the producer and read by the c
 
     /usr/bin/python3 bench/loaders.py [--socket PATH | --daemon build/shmbrokerd] [--quick]
 
-Rows: shmbroker put/iterate, shmbroker.DataLoader, multiprocessing.Queue with numpy
-arrays, and torch.utils.data.DataLoader (when Debian's python3-torch is installed).
+Rows: shmbroker put/iterate, shmbroker.DataLoader (samples made by __getitem__ and
+copied into the batch, as torch does; and written in place by write_sample()),
+multiprocessing.Queue with numpy arrays, multiprocessing.Pipe.send_bytes, hand-written
+multiprocessing.shared_memory slots with Queues of slot numbers, and
+torch.utils.data.DataLoader with both sharing strategies (when Debian's python3-torch is
+installed).
 Figures: median over the trials, with min and max, of batches/s and GB/s.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import signal
@@ -28,6 +33,23 @@ sys.path.insert(0, str(ROOT / "client" / "python"))
 import shmbroker  # noqa: E402
 
 BATCH_SAMPLES = 16
+WARMUP = 8        # batches before the clock starts, as in bench/move.c: first touches of memory
+
+
+class Clock:
+    """Starts after WARMUP batches; elapsed() is scaled to the whole count, so that every
+    row is a rate over the same steady state."""
+
+    def __init__(self, count: int):
+        self.count, self.n, self.t0 = count, 0, None
+
+    def tick(self) -> None:
+        self.n += 1
+        if self.n == WARMUP:
+            self.t0 = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return (time.perf_counter() - self.t0) * self.count / (self.n - WARMUP)
 
 
 def read_all(a: np.ndarray) -> int:
@@ -49,6 +71,13 @@ class Samples:
 
     def __getitem__(self, i: int) -> np.ndarray:
         return np.full(self.size, i % 251, np.uint8)
+
+
+class SamplesInPlace(Samples):
+    """The same samples, which shmbroker.DataLoader can also have written in place."""
+
+    def write_sample(self, i: int, out: np.ndarray) -> None:
+        out.fill(i % 251)
 
 
 # --- producers and consumers ----------------------------------------------------------------
@@ -76,31 +105,26 @@ def run_sb_put(sock: str, size: int, count: int) -> float:
             p.start()
         time.sleep(0.3)                            # both producers have the pool open
         start.set()
-        t0 = time.perf_counter()
-        n = 0
+        clock = Clock(count)
         for batch in pool:
             read_all(batch.array)
-            n += 1
-        dt = time.perf_counter() - t0
+            clock.tick()
+        dt, n = clock.elapsed(), clock.n
         for p in procs:
             p.join()
     assert n == count // 2 * 2, n
     return dt
 
 
-def run_sb_loader(sock: str, size: int, count: int) -> float:
-    ds = Samples(count * BATCH_SAMPLES, size // BATCH_SAMPLES)
+def run_sb_loader(sock: str, size: int, count: int, in_place: bool = False) -> float:
+    ds = (SamplesInPlace if in_place else Samples)(count * BATCH_SAMPLES, max(size // BATCH_SAMPLES, 1))
     with shmbroker.DataLoader(ds, batch_size=BATCH_SAMPLES, num_workers=2, socket=sock) as dl:
-        it = iter(dl)
-        read_all(next(it))                         # workers started, first batch in
-        t0 = time.perf_counter()
-        n = 1
-        for batch in it:
+        clock = Clock(count)
+        for batch in dl:
             read_all(batch)
-            n += 1
-        dt = time.perf_counter() - t0
-    assert n == count, n
-    return dt * count / (count - 1)
+            clock.tick()
+    assert clock.n == count, clock.n
+    return clock.elapsed()
 
 
 def _q_producer(q, count: int, size: int) -> None:
@@ -113,20 +137,92 @@ def run_mp_queue(size: int, count: int) -> float:
     ctx = mp.get_context("fork")
     q = ctx.Queue(maxsize=4)
     procs = [ctx.Process(target=_q_producer, args=(q, count // 2, size)) for _ in range(2)]
-    t0 = time.perf_counter()
     for p in procs:
         p.start()
-    done = n = 0
+    done, clock = 0, Clock(count)
     while done < 2:
         a = q.get()
         if a is None:
             done += 1
             continue
         read_all(a)
-        n += 1
-    dt = time.perf_counter() - t0
+        clock.tick()
+    dt, n = clock.elapsed(), clock.n
     for p in procs:
         p.join()
+    assert n == count // 2 * 2
+    return dt
+
+
+def _pipe_producer(conn, count: int, size: int) -> None:
+    for i in range(count):
+        conn.send_bytes(np.full(size, i % 251, np.uint8))   # the buffer itself, no pickle
+    conn.send_bytes(b"")
+    conn.close()
+
+
+def run_mp_pipe(size: int, count: int) -> float:
+    from multiprocessing.connection import wait
+    ctx = mp.get_context("fork")
+    pipes = [ctx.Pipe(duplex=False) for _ in range(2)]
+    procs = [ctx.Process(target=_pipe_producer, args=(w, count // 2, size)) for _, w in pipes]
+    for p in procs:
+        p.start()
+    live, clock = [r for r, _ in pipes], Clock(count)
+    while live:
+        for r in wait(live):
+            data = r.recv_bytes()
+            if not data:
+                live.remove(r)
+                continue
+            read_all(np.frombuffer(data, np.uint8))
+            clock.tick()
+    dt, n = clock.elapsed(), clock.n
+    for p in procs:
+        p.join()
+    assert n == count // 2 * 2
+    return dt
+
+
+def _shm_producer(name: str, free, ready, count: int, size: int) -> None:
+    from multiprocessing import shared_memory
+    shm = shared_memory.SharedMemory(name=name)
+    for i in range(count):
+        k = free.get()
+        np.ndarray(size, np.uint8, buffer=shm.buf, offset=k * size).fill(i % 251)
+        ready.put(k)
+    ready.put(-1)
+    shm.close()
+
+
+def run_mp_shared_memory(size: int, count: int) -> float:
+    """What a trainer writes by hand: 4 slots in a multiprocessing.shared_memory block, slot
+    numbers passed through two Queues (free and ready)."""
+    from multiprocessing import shared_memory
+    ctx = mp.get_context("fork")
+    shm = shared_memory.SharedMemory(create=True, size=4 * size)
+    try:
+        free, ready = ctx.Queue(), ctx.Queue()
+        for k in range(4):
+            free.put(k)
+        procs = [ctx.Process(target=_shm_producer, args=(shm.name, free, ready, count // 2, size)) for _ in range(2)]
+        for p in procs:
+            p.start()
+        done, clock = 0, Clock(count)
+        while done < 2:
+            k = ready.get()
+            if k < 0:
+                done += 1
+                continue
+            read_all(np.ndarray(size, np.uint8, buffer=shm.buf, offset=k * size))
+            free.put(k)
+            clock.tick()
+        dt, n = clock.elapsed(), clock.n
+        for p in procs:
+            p.join()
+    finally:
+        shm.close()
+        shm.unlink()
     assert n == count // 2 * 2
     return dt
 
@@ -148,19 +244,14 @@ def run_torch(size: int, count: int, strategy: str) -> float:
         def __getitem__(self, i):
             return torch.from_numpy(np.full(self.sz, i % 251, np.uint8))
 
-    dl = DataLoader(TorchSamples(count * BATCH_SAMPLES, size // BATCH_SAMPLES), batch_size=BATCH_SAMPLES,
+    dl = DataLoader(TorchSamples(count * BATCH_SAMPLES, max(size // BATCH_SAMPLES, 1)), batch_size=BATCH_SAMPLES,
                     num_workers=2)
-    it = iter(dl)
-    read_all(next(it).numpy())
-    t0 = time.perf_counter()
-    n = 1
-    for batch in it:
+    clock = Clock(count)
+    for batch in dl:
         read_all(batch.numpy())
-        n += 1
-    dt = time.perf_counter() - t0
-    del it
-    assert n == count
-    return dt * count / (count - 1)
+        clock.tick()
+    assert clock.n == count
+    return clock.elapsed()
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -179,6 +270,8 @@ def main() -> int:
     ap.add_argument("--daemon", default=str(ROOT / "build" / "shmbrokerd"))
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--trials", type=int, default=None)
+    ap.add_argument("--sizes", help="batch sizes in bytes, comma-separated (default: 64KiB and 16MiB)")
+    ap.add_argument("--json", help="also write the figures to this file, for bench/run.py")
     args = ap.parse_args()
     trials = args.trials or (3 if args.quick else 5)
     tmp = tempfile.mkdtemp(prefix="shmbroker-bench-")
@@ -189,10 +282,19 @@ def main() -> int:
         daemon = subprocess.Popen([args.daemon, "--socket", sock, "--config", "/dev/null"], stderr=subprocess.DEVNULL)
         while not os.path.exists(sock):
             time.sleep(0.01)
-    sizes = [(16 << 20, 60 if args.quick else 200), (64 << 10, 1000 if args.quick else 4000)]
+    def count_for(size: int) -> int:
+        # about half a second a trial for the shmbroker rows on this kind of machine
+        n = 3000 if size <= 64 << 10 else 1500 if size <= 1 << 20 else 240 if size <= 16 << 20 else 60
+        return n // 2 if args.quick else n
+    wanted = [int(x) for x in args.sizes.split(",")] if args.sizes else [16 << 20, 64 << 10]
+    sizes = [(size, count_for(size)) for size in wanted]
+    figures = []
     rows = [("shmbroker put/iterate", lambda s, c: run_sb_put(sock, s, c)),
             ("shmbroker.DataLoader", lambda s, c: run_sb_loader(sock, s, c)),
-            ("multiprocessing.Queue", run_mp_queue)]
+            ("shmbroker.DataLoader (write_sample)", lambda s, c: run_sb_loader(sock, s, c, in_place=True)),
+            ("multiprocessing.Queue", run_mp_queue),
+            ("multiprocessing.Pipe.send_bytes", run_mp_pipe),
+            ("multiprocessing.shared_memory slots", run_mp_shared_memory)]
     if have_torch():
         rows.append(("torch DataLoader (file_descriptor)", lambda s, c: run_torch(s, c, "file_descriptor")))
         rows.append(("torch DataLoader (file_system)", lambda s, c: run_torch(s, c, "file_system")))
@@ -203,11 +305,12 @@ def main() -> int:
         for size, count in sizes:
             results = {}
             for name, fn in rows:
-                fn(size, max(count // 10, 8))       # warm-up
+                fn(size, max(count // 10, 2 * WARMUP))       # warm-up
                 times = [fn(size, count) for _ in range(trials)]
                 rates = sorted(count / t for t in times)
                 med = statistics.median(rates)
                 results[name] = med
+                figures.append({"system": name, "size": size, "median": med, "min": rates[0], "max": rates[-1]})
                 print(f"{name:36} {size >> 10:>6}Ki {med:>12.1f} ({rates[0]:.1f}-{rates[-1]:.1f}) "
                       f"{med * size / 1e9:>14.3f}", flush=True)
             base = results["multiprocessing.Queue"]
@@ -220,6 +323,8 @@ def main() -> int:
         if daemon:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait()
+    if args.json:
+        Path(args.json).write_text(json.dumps({"trials": trials, "rows": figures}, indent=1))
     return 0
 
 

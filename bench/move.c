@@ -8,7 +8,9 @@
  *   --mode lib    shmbroker through libshmbroker: sb_publish_acquire() and
  *                 sb_release_consume(), one round trip per batch on each side;
  *   --mode many   shmbroker with up to --batch K batches per request:
- *                 sb_publish_acquire_many() and sb_release_consume_many().
+ *                 sb_publish_acquire_many() and sb_release_consume_many();
+ *   --mode memcpy one process copying BYTES from one buffer to another, N times: what a
+ *                 single extra copy of every batch costs (the floor of copying transports).
  *
  * Usage: move --mode ring|lib|many --size BYTES --count N [--slots N] [--batch K] [--socket PATH]
  * Prints one line: "<batches/s> <GB/s> <seconds>" for the N batches after a warm-up.
@@ -167,6 +169,30 @@ static double run_lib(const char *sock, size_t size, long count) {
         return dt;
 }
 
+/* --- one copy ------------------------------------------------------------------------------ */
+
+static double run_memcpy(size_t size, long count) {
+        char *src = malloc(size), *dst = malloc(size);
+        double t0;
+
+        if (!src || !dst)
+                return -1;
+        memset(src, 1, size);
+        memset(dst, 0, size);
+        for (long i = 0; i < WARMUP; i++)
+                memcpy(dst, src, size);
+        t0 = now_s();
+        for (long i = 0; i < count; i++) {
+                src[(size_t)i % size] = (char)i;    /* a new batch each time: no copy is skipped */
+                memcpy(dst, src, size);
+                sink += (unsigned char)dst[(size_t)i % size];
+        }
+        t0 = now_s() - t0;
+        free(src);
+        free(dst);
+        return t0;
+}
+
 /* --- through shmbroker, several batches per request ---------------------------------------- */
 
 static void many_producer(const char *sock, const char *name, size_t size, long per) {
@@ -257,6 +283,11 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "usage: move --mode ring|lib|many --size BYTES --count N [--slots N] [--batch K] "
                         "[--socket PATH]\n");
                 return 2;
+        }
+        if (!strcmp(mode, "memcpy")) {
+                dt = run_memcpy(size, count);
+                printf("%.1f %.3f %.3f\n", (double)count / dt, (double)count * (double)size / dt / 1e9, dt);
+                return dt > 0 ? 0 : 1;
         }
         dt = !strcmp(mode, "ring") ? run_ring(size, count) :
              !strcmp(mode, "many") ? run_many(sock, size, count) : run_lib(sock, size, count);

@@ -38,6 +38,30 @@ def labels(loader):
     return out
 
 
+class InPlace(Squares):
+    """Squares that can also write a sample straight into the batch."""
+
+    written = 0
+
+    def write_sample(self, i, out):
+        image, label = out
+        assert image.shape == (4, 4) and image.flags.writeable and label.shape == ()
+        if i == self.fail_at:
+            raise ZeroDivisionError(f"sample {i} is cursed")
+        image.fill(i)
+        label[...] = i
+
+
+def test_write_sample_fills_batches_in_place(daemon):
+    with shmbroker.DataLoader(InPlace(23), batch_size=4, num_workers=2, shuffle=True, socket=daemon.path) as dl:
+        for _ in range(2):
+            got = labels(dl)
+            assert sorted(sum(got, [])) == list(range(23))
+    with shmbroker.DataLoader(InPlace(12, fail_at=9), batch_size=4, socket=daemon.path) as dl:
+        with pytest.raises(shmbroker.WorkerError, match="sample 9 is cursed"):
+            labels(dl)
+
+
 def test_epochs_in_order(daemon):
     with shmbroker.DataLoader(Squares(50), batch_size=8, num_workers=3, socket=daemon.path) as dl:
         assert len(dl) == 7

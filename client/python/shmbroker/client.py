@@ -297,14 +297,25 @@ class Pool:
     # -- consuming ------------------------------------------------------------------------
     def get(self, timeout: float | None = None) -> "Batch":
         """The next batch; raises EndOfStream at the end of a stream, Timeout after ``timeout`` s."""
-        self._call(lib.sb_consume, _timeout_ms(timeout), ctypes.byref(self._batch), what="consume")
+        return self.release_get(None, timeout)
+
+    def release_get(self, prev: "Batch | None", timeout: float | None = None) -> "Batch":
+        """Release ``prev`` (if given and still held) and get the next batch, in one round
+        trip to the daemon: the steady state of a consumer. Raises as get() does."""
+        if prev is not None and not prev.released:
+            prev.released = True
+            self._batch.slot, self._batch.eof = prev.slot, False
+            self._call(lib.sb_release_consume, ctypes.byref(self._batch), _timeout_ms(timeout),
+                       what="release and consume")
+        else:
+            self._call(lib.sb_consume, _timeout_ms(timeout), ctypes.byref(self._batch), what="consume")
         return self._take_batch()
 
     def _take_batch(self) -> "Batch":
         b = self._batch
         if b.eof:
             raise errors.EndOfStream(f"end of stream in pool {self.name}")
-        return Batch(self, b.slot, b.nbytes, b.seq, b.stream, json.loads(b.meta.decode()))
+        return Batch(self, b.slot, b.nbytes, b.seq, b.stream, json.loads(b.meta))
 
     def __iter__(self) -> Iterator["Batch"]:
         """Batches until the end of the stream. Asking for the next releases the previous
@@ -312,14 +323,8 @@ class Pool:
         prev: Batch | None = None
         try:
             while True:
-                if prev is not None and not prev.released:
-                    prev.released = True
-                    self._batch.slot, self._batch.eof = prev.slot, False
-                    self._call(lib.sb_release_consume, ctypes.byref(self._batch), -1, what="release and consume")
-                else:
-                    self._call(lib.sb_consume, -1, ctypes.byref(self._batch), what="consume")
                 try:
-                    prev = self._take_batch()
+                    prev = self.release_get(prev)
                 except errors.EndOfStream:
                     prev = None
                     return

@@ -44,6 +44,24 @@ def default_collate(samples: Sequence[Any]) -> Any:
     return _unflatten(kind, keys, [np.stack([np.asarray(x) for x in col]) for col in columns])
 
 
+def _write_into_slot(pool: Pool, dataset: Any, indices, template: tuple, seq: int, meta: dict) -> None:
+    """The dataset writes each sample straight into the slot (its write_sample()): no
+    sample exists anywhere else, so every byte is written exactly once."""
+    kind, keys, shapes = template
+    n = len(indices)
+    with pool.acquire() as slot:
+        views = {k: slot.ndarray((n,) + shape, dtype) for k, (shape, dtype) in zip(keys, shapes)}
+        for j, i in enumerate(indices):
+            dataset.write_sample(int(i), _unflatten(kind, keys, [views[k][j, ...] for k in keys]))
+        slot.publish(views, meta=dict(meta, **{STRUCT_KEY: [kind, keys]}), seq=seq)
+
+
+def _template(sample: Any) -> tuple:
+    """What write_sample() is handed: the sample's structure, shapes and dtypes."""
+    kind, keys, leaves = _flatten(sample)
+    return kind, keys, [(np.asarray(x).shape, np.asarray(x).dtype) for x in leaves]
+
+
 def _collate_into_slot(pool: Pool, samples: list, seq: int, meta: dict) -> None:
     """default_collate, writing each sample straight into the slot: one copy per byte."""
     kind, keys, first = _flatten(samples[0])
@@ -97,6 +115,9 @@ def _worker(w: int, cfg: dict, dataset: Any, collate: Callable | None, ready: An
                 # the pool always has a slot for whichever batch the trainer needs next.
                 credits.acquire()
                 try:
+                    if cfg["template"] is not None:
+                        _write_into_slot(pool, dataset, batches[b], cfg["template"], b, {"epoch": epoch})
+                        continue
                     samples = [dataset[int(i)] for i in batches[b]]
                     if collate is None:
                         _collate_into_slot(pool, samples, b, {"epoch": epoch})
@@ -134,13 +155,19 @@ class DataLoader(Closing):
     what you keep longer). A worker's exception is raised in the trainer, with its
     traceback, as WorkerError. close() (or leaving a ``with`` block) stops the workers;
     if the trainer dies, they die with it and the pool's segment goes with them.
+
+    A dataset that also has ``write_sample(i, out)`` (and no custom ``collate``) has each
+    sample written in place: ``out`` is shaped like ``dataset[0]`` (an array, or a tuple or
+    dict of arrays) and is the sample's row of the batch in shared memory, so no copy of
+    the sample is ever made. ``prefetch`` batches per worker may wait for the trainer
+    (default: 2 for big batches, up to 8 for small ones, where round trips dominate).
     """
 
     _serial = itertools.count()
 
     def __init__(self, dataset: Any, batch_size: int = 1, num_workers: int = 2, shuffle: bool = False,
                  collate: Callable | None = None, drop_last: bool = False, seed: int = 0,
-                 socket: str | None = None, slot_size: int | None = None, prefetch: int = 2):
+                 socket: str | None = None, slot_size: int | None = None, prefetch: int | None = None):
         if batch_size < 1 or num_workers < 1:
             raise ValueError("batch_size and num_workers must be at least 1")
         self.dataset, self.batch_size, self.num_workers = dataset, batch_size, num_workers
@@ -165,11 +192,19 @@ class DataLoader(Closing):
             first = _epoch_batches(len(self.dataset), self.batch_size, False, 0, 0, False)[0]
             sample = (self.collate or default_collate)([self.dataset[int(i)] for i in first])
             slot_size = _packed_size(sample) + 64 * len(_flatten(sample)[2])
+        if self.prefetch is None:
+            # Small batches are bound by round trips, and more of them in flight hide those;
+            # big ones by memory, where two per worker keep the trainer fed.
+            self.prefetch = max(2, min(8, (64 << 20) // (slot_size * self.num_workers)))
         name = f"loader-{os.getpid()}-{next(self._serial)}"
         self._client = connect("consumer", self.socket, name="loader-trainer")
         # Every worker's batches in flight, plus the one the trainer reads.
         self._pool = self._client.create(name, slot_size, self.num_workers * self.prefetch + 1, ordered=True)
-        cfg = dict(parent=os.getpid(), socket=self.socket, pool=name, batch_size=self.batch_size,
+        # A dataset that can write a sample in place (and the default collation, which
+        # stacks) skips the copy from sample to batch: samples all shaped like the first.
+        in_place = self.collate is None and callable(getattr(self.dataset, "write_sample", None))
+        template = _template(self.dataset[0]) if in_place else None
+        cfg = dict(parent=os.getpid(), socket=self.socket, pool=name, batch_size=self.batch_size, template=template,
                    shuffle=self.shuffle, seed=self.seed, drop_last=self.drop_last, num_workers=self.num_workers)
         ready = ctx.Semaphore(0)
         for w in range(self.num_workers):
@@ -193,11 +228,10 @@ class DataLoader(Closing):
 
     def _next_batch(self, prev: Batch | None) -> Batch | None:
         pool = self._pool
-        if prev is not None:
-            prev.release()
         while True:
             try:
-                batch = pool.get(timeout=0.5)
+                # The previous batch goes back in the same round trip.
+                batch = pool.release_get(prev, timeout=0.5)
             except errors.Timeout:
                 self._check_workers()
                 continue
