@@ -656,17 +656,24 @@ static int format_release(const sb_pool *p, uint32_t slot, bool requeue, char *b
 _printf_(2, 3)
 static int bytes_printf(SbBytes *b, const char *fmt, ...) {
         va_list ap;
-        char *at;
+        char *at = sb_bytes_reserve(b, 256);
         int n;
 
-        va_start(ap, fmt);
-        n = vsnprintf(NULL, 0, fmt, ap);
-        va_end(ap);
-        if (n < 0 || !(at = sb_bytes_reserve(b, (size_t)n + 1)))
+        if (!at)
                 return -ENOMEM;
+        /* One pass when it fits in what is free already, as nearly everything does. */
         va_start(ap, fmt);
-        vsnprintf(at, (size_t)n + 1, fmt, ap);
+        n = vsnprintf(at, sb_bytes_room(b), fmt, ap);
         va_end(ap);
+        if (n < 0)
+                return -EINVAL;
+        if ((size_t)n >= sb_bytes_room(b)) {
+                if (!(at = sb_bytes_reserve(b, (size_t)n + 1)))
+                        return -ENOMEM;
+                va_start(ap, fmt);
+                vsnprintf(at, (size_t)n + 1, fmt, ap);
+                va_end(ap);
+        }
         sb_bytes_commit(b, (size_t)n);  /* the NUL stays past the end: b->data is a string */
         return 0;
 }

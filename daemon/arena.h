@@ -9,12 +9,17 @@
 
 #include <stddef.h>
 
+#include <cjson/cJSON.h>
+
 void arena_begin(void);
 void arena_end(void);
 
 /* Allocate from malloc() again until arena_resume(); returns what to resume with. */
 unsigned arena_suspend(void);
 void arena_resume(unsigned depth);
+
+/* cJSON_Delete(), which skips the walk when arena_end() will take the whole tree anyway. */
+void arena_json_delete(cJSON *item);
 
 /* Bytes handed out since arena_begin(). */
 size_t arena_used(void);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "broker.h"
+#include "arena.h"
 #include "conn.h"
 #include "log.h"
 #include "ops.h"
@@ -147,7 +148,7 @@ Conn *conn_free(Conn *c) {
 int conn_send(Conn *c, cJSON *reply) {
         int r = reply ? reply_print(reply, &c->out) : -ENOMEM;
 
-        cJSON_Delete(reply);
+        arena_json_delete(reply);
         if (r < 0) {
                 c->dead = true;
                 return r;

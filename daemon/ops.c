@@ -698,12 +698,12 @@ static int handle_line(Conn *c, const char *line, size_t len) {
                 r = reply ? ops_dispatch(c, &req, reply) : -ENOMEM;
         }
         if (r == OPS_WAITING) {
-                cJSON_Delete(reply);
+                arena_json_delete(reply);
                 request_done(&req);
                 return OPS_WAITING;
         }
         if (r != 0) {
-                cJSON_Delete(reply);
+                arena_json_delete(reply);
                 if (r < 0) {
                         log_error_errno(r, "client %llu: \"%s\" failed", (unsigned long long)c->serial,
                                         req.op ? req.op : "?");

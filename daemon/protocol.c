@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "arena.h"
 #include "protocol.h"
 #include "sb-error.h"
 #include "sb-json.h"
@@ -59,7 +60,7 @@ int request_parse(Request *req, const char *line, size_t len) {
 }
 
 void request_done(Request *req) {
-        cJSON_Delete(req->root);
+        arena_json_delete(req->root);
         *req = (Request){ 0 };
 }
 
