@@ -1008,6 +1008,15 @@ _public_ int sb_consume_async(sb_pool *p, int timeout_ms, sb_reply_fn fn, void *
         return queue_async(p, REQ_CONSUME, line, fn, userdata);
 }
 
+_public_ int sb_publish_async(sb_pool *p, uint32_t slot, size_t nbytes, int64_t seq, const char *meta, sb_reply_fn fn,
+                              void *userdata) {
+        const sb_publish_item e = { .slot = slot, .nbytes = nbytes, .seq = seq, .meta = meta };
+        _cleanup_(bytes_done) SbBytes line = { 0 };
+        int r = format_publish(p, &e, 1, &line);
+
+        return r < 0 ? r : queue_async(p, REQ_PLAIN, line.data, fn, userdata);
+}
+
 _public_ int sb_release_async(sb_pool *p, uint32_t slot, bool requeue, sb_reply_fn fn, void *userdata) {
         char line[256];
 

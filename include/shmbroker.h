@@ -228,6 +228,11 @@ short sb_client_events(const sb_client *c);
 int sb_acquire_async(sb_pool *p, int timeout_ms, sb_reply_fn fn, void *userdata);
 int sb_consume_async(sb_pool *p, int timeout_ms, sb_reply_fn fn, void *userdata);
 
+/* Queue a publish without waiting: the producer writes its next batch while the daemon
+ * answers (the outcome, 0 or the failure, is reported through @fn). */
+int sb_publish_async(sb_pool *p, uint32_t slot, size_t nbytes, int64_t seq, const char *meta, sb_reply_fn fn,
+                     void *userdata);
+
 /* Queue a release without waiting (its failure, if any, is reported through @fn). */
 int sb_release_async(sb_pool *p, uint32_t slot, bool requeue, sb_reply_fn fn, void *userdata);
 

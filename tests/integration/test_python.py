@@ -186,3 +186,27 @@ def test_pip_install_without_a_package_index(daemon, tmp_path):
     r = subprocess.run([str(venv / "bin" / "python"), "-c", code, daemon.path], capture_output=True, text=True,
                        cwd=tmp_path, env=env, timeout=60)
     assert r.stdout.strip() == "ok", r.stderr
+
+
+def test_pipelined_publish_returns_at_once_and_reports_refusals_later(daemon):
+    with shmbroker.connect("producer", daemon.path) as p, shmbroker.connect("consumer", daemon.path) as c:
+        pool = p.create("pipe", slot_size=4096, slots=2, ordered=True)
+        cpool = c.open("pipe")
+        pool.pipelined = True
+        for i in range(6):
+            with pool.acquire(timeout=2) as slot:
+                a = slot.ndarray(8, np.int64)
+                a[:] = i
+                slot.publish(a, seq=i)
+            b = cpool.get(timeout=2)
+            assert b.seq == i and (b.array == i).all()
+            b.release()
+        with pool.acquire(timeout=2) as slot:
+            slot.publish(slot.ndarray(1, np.uint8), seq=3)     # already published: refused, later
+        with pytest.raises(shmbroker.BadRequest, match="seq 3 was already published"):
+            pool.acquire(timeout=2)
+        pool.end()
+        with pytest.raises(shmbroker.EndOfStream):
+            cpool.get(timeout=2)
+        st = c.status("pipe")["pools"][0]
+        assert st["free"] == 2 and st["writing"] == 0            # nothing held after end()

@@ -234,8 +234,18 @@ START_TEST(connect_failures) {
 }
 END_TEST
 
-static int acquired, consumed;
+static int acquired, consumed, published;
 static uint32_t acquired_slot;
+
+static void on_publish(sb_pool *p, int error, const sb_batch *b, uint32_t slot, void *ptr, void *userdata) {
+        (void)p;
+        (void)b;
+        (void)slot;
+        (void)ptr;
+        ck_assert_int_eq(error, 0);
+        ck_assert_ptr_eq(userdata, &published);
+        published++;
+}
 
 static void on_acquire(sb_pool *p, int error, const sb_batch *b, uint32_t slot, void *ptr, void *userdata) {
         (void)b;
@@ -266,7 +276,7 @@ START_TEST(async_requests_in_a_poll_loop) {
         /* the consume is queued before anything is ready: it must not block us */
         ck_assert_int_eq(sb_consume_async(cp, -1, on_consume, NULL), 0);
         ck_assert_int_eq(sb_acquire_async(pp, -1, on_acquire, &acquired), 0);
-        for (int i = 0; i < 500 && (acquired < 1 || consumed < 1); i++) {
+        for (int i = 0; i < 500 && (acquired < 1 || consumed < 1 || published < 1); i++) {
                 struct pollfd fds[2] = { { .fd = sb_client_fd(p), .events = sb_client_events(p) },
                                          { .fd = sb_client_fd(c), .events = sb_client_events(c) } };
                 ck_assert_int_ge(poll(fds, 2, 100), 0);
@@ -276,11 +286,12 @@ START_TEST(async_requests_in_a_poll_loop) {
                         ck_assert_int_ge(sb_client_process(c), 0);
                 if (acquired == 1 && consumed == 0 && i < 1000) {
                         strcpy((char *)sb_pool_base(pp) + acquired_slot * sb_pool_stride(pp), "async");
-                        ck_assert_int_eq(sb_publish(pp, acquired_slot, 6, -1, NULL), 0);
+                        ck_assert_int_eq(sb_publish_async(pp, acquired_slot, 6, -1, NULL, on_publish, &published), 0);
                         acquired++;   /* published once */
                 }
         }
         ck_assert_int_eq(consumed, 1);
+        ck_assert_int_eq(published, 1);
         sb_client_free(c);
         sb_client_free(p);
 }

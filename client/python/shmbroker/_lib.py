@@ -30,6 +30,11 @@ class sb_batch(ctypes.Structure):
     ]
 
 
+# void (*sb_reply_fn)(sb_pool *p, int error, const sb_batch *batch, uint32_t slot, void *ptr, void *userdata)
+REPLY_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(sb_batch), ctypes.c_uint32,
+                            ctypes.c_void_p, ctypes.c_void_p)
+
+
 def _candidates() -> list[str]:
     here = Path(__file__).resolve().parent
     found = []
@@ -84,6 +89,11 @@ def load() -> ctypes.CDLL:
         "sb_release": (i, [P, u32, ctypes.c_bool]),
         "sb_release_consume": (i, [P, ctypes.POINTER(sb_batch), i]),
         "sb_drop": (i, [P]),
+        "sb_publish_async": (i, [P, u32, sz, i64, C, REPLY_FN, P]),
+        "sb_acquire_async": (i, [P, i, REPLY_FN, P]),
+        "sb_client_process": (i, [P]),
+        "sb_client_fd": (i, [P]),
+        "sb_client_events": (ctypes.c_short, [P]),
         "sb_status": (i, [P, C, ctypes.POINTER(ctypes.c_void_p)]),
     }
     for name, (res, args) in sigs.items():

@@ -14,13 +14,14 @@ import functools
 import json
 import math
 import os
+import select
 import threading
 from typing import Any, Iterator, Mapping, Union
 
 import numpy as np
 
 from . import errors
-from ._lib import CODE_TIMEOUT, lib, libc, sb_batch, sb_pool_options
+from ._lib import CODE_TIMEOUT, REPLY_FN, lib, libc, sb_batch, sb_pool_options
 
 ALIGN = 64                 # every array in a slot starts on a 64-byte boundary
 LAYOUT_KEY = "__shmbroker__"
@@ -227,6 +228,12 @@ class Pool:
         # A slot taken in the same round trip as the previous publish (see Slot.publish):
         # the next acquire() costs no round trip at all.
         self._reserve: int | None = None
+        #: When True, publish() returns without waiting for the daemon's answer (which the
+        #: next acquire(), put() or end() collects, raising a refusal there): the producer
+        #: writes its next batch while the daemon works. For loops of small batches.
+        self.pipelined = False
+        self._inflight: dict = {}
+        self._on_reply = REPLY_FN(self._reply)     # kept alive as long as the pool
 
     def _handle(self) -> int:
         if self._h is None:
@@ -249,6 +256,7 @@ class Pool:
     # -- producing ------------------------------------------------------------------------
     def acquire(self, timeout: float | None = None) -> "Slot":
         """Take a free slot to write into (waits up to ``timeout`` seconds; None: no limit)."""
+        self._settle()
         if self._reserve is not None:
             index, self._reserve = self._reserve, None
             return Slot(self, index)
@@ -268,8 +276,57 @@ class Pool:
                 slot.release()
             raise
 
+    # -- pipelined publishing -------------------------------------------------------------
+    def _reply(self, pool, error, batch, slot, ptr, userdata) -> None:
+        kind = "acquire" if userdata else "publish"
+        self._inflight[kind] = (error, slot, lib.sb_client_code(self.client._h), lib.sb_client_message(self.client._h))
+
+    def _publish_pipelined(self, index: int, nbytes: int, seq: int, meta: bytes) -> None:
+        """Queue the publish and an acquire that takes a slot only if one is free then; wait
+        for neither."""
+        h = self._handle()
+        self._inflight = {}
+        with self.client._lock:
+            rc = lib.sb_publish_async(h, index, nbytes, seq, meta, self._on_reply, None)
+            if rc == 0:
+                rc = lib.sb_acquire_async(h, 0, self._on_reply, 1)
+            if rc < 0:
+                raise errors.from_call(lib, self.client._h, rc, "publish")
+        self._inflight["slot"] = index
+
+    def _settle(self) -> None:
+        """Collect the answers of a pipelined publish: keep its next slot, raise its refusal."""
+        if not self._inflight:
+            return
+        self._handle()
+        h = self.client._handle()
+        with self.client._lock:
+            while "publish" not in self._inflight or "acquire" not in self._inflight:
+                rc = lib.sb_client_process(h)
+                if rc < 0:
+                    self._inflight = {}
+                    raise errors.from_call(lib, h, rc, "publish")
+                if "publish" in self._inflight and "acquire" in self._inflight:
+                    break
+                poller = select.poll()
+                poller.register(lib.sb_client_fd(h), lib.sb_client_events(h))
+                poller.poll()
+        done, self._inflight = self._inflight, {}
+        err, slot, _, _ = done["acquire"]
+        if err == 0:
+            self._reserve = slot
+        err, _, code, message = done["publish"]
+        if err < 0:
+            # Refused: the slot is still ours, unpublished; give it back as a synchronous
+            # publish that raised would have (with its with-block).
+            with self.client._lock:
+                lib.sb_release(self._handle(), done["slot"], False)
+            raise errors.from_refusal(lib, code, message, err, "publish")
+
     def _publish(self, index: int, nbytes: int, seq: int, meta: bytes) -> None:
         """Publish, and in the same round trip take the next free slot if one is free now."""
+        if self.pipelined:
+            return self._publish_pipelined(index, nbytes, seq, meta)
         ptr, nxt, cap = ctypes.c_void_p(), ctypes.c_uint32(0xFFFFFFFF), ctypes.c_size_t()
         with self.client._lock:
             rc = lib.sb_publish_acquire(self._handle(), index, nbytes, seq, meta, 0, ctypes.byref(ptr),
@@ -281,6 +338,7 @@ class Pool:
                 raise errors.from_call(lib, self.client._h, rc, "publish")
 
     def _drop_reserve(self) -> None:
+        self._settle()
         if self._reserve is not None:
             index, self._reserve = self._reserve, None
             self._call(lib.sb_release, index, False, what="release")

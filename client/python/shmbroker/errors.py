@@ -73,10 +73,15 @@ BY_CODE = {cls.code: cls for cls in (Timeout, NoSuchPool, PoolExists, NotHolder,
 def from_call(lib, client, rc: int, what: str) -> BrokerError:
     """The exception for a failed library call returning -errno ``rc``."""
     code_num = lib.sb_client_code(client) if client else 0
+    return from_refusal(lib, code_num, lib.sb_client_message(client) if code_num else b"", rc, what)
+
+
+def from_refusal(lib, code_num: int, message: bytes, rc: int, what: str) -> BrokerError:
+    """The exception for a request the daemon refused with ``code_num`` and ``message``
+    (code 0: a local failure, -errno ``rc``)."""
     if code_num:
         code = lib.sb_code_name(code_num).decode()
-        msg = lib.sb_client_message(client).decode(errors="replace")
-        return BY_CODE.get(code, BrokerError)(f"{what}: {msg}", code, -rc)
+        return BY_CODE.get(code, BrokerError)(f"{what}: {(message or b'').decode(errors='replace')}", code, -rc)
     err = -rc
     if err in (_errno.ECONNRESET, _errno.ECONNREFUSED, _errno.ENOENT, _errno.EPIPE, _errno.ECONNABORTED,
                _errno.ENOTCONN):

@@ -105,6 +105,9 @@ def _worker(w: int, cfg: dict, dataset: Any, collate: Callable | None, ready: An
     try:
         client = connect("producer", cfg["socket"], name=f"loader-worker-{w}")
         pool = client.open(cfg["pool"])
+        # Write the next batch while the daemon answers the last publish; a refusal
+        # surfaces at the next acquire, as this worker's error.
+        pool.pipelined = True
         ready.release()
         for epoch in itertools.count():
             start.acquire()                     # the trainer began this epoch
