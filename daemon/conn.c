@@ -85,12 +85,6 @@ int conn_new(Conn **ret, Broker *b, int fd) {
                 conn_free(c);
                 return r;
         }
-        r = sd_event_add_defer(b->event, &c->defer, conn_on_defer, c);
-        if (r < 0) {
-                conn_free(c);
-                return r;
-        }
-        (void)sd_event_source_set_enabled(c->defer, SD_EVENT_OFF);
         if (usage && usage->clients > b->config->limits.max_clients_per_uid) {
                 char msg[160];
                 snprintf(msg, sizeof(msg), "uid %u has too many connections: the quota max_clients_per_uid (%llu) "
@@ -322,6 +316,12 @@ static int conn_on_defer(sd_event_source *s, void *userdata) {
 }
 
 void conn_kick(Conn *c) {
+        /* Made on first use: most connections never wait, and an idle one should cost the
+         * event loop nothing. */
+        if (!c->defer && sd_event_add_defer(c->broker->event, &c->defer, conn_on_defer, c) < 0) {
+                c->dead = true;
+                return;
+        }
         (void)sd_event_source_set_enabled(c->defer, SD_EVENT_ONESHOT);
 }
 
