@@ -32,7 +32,7 @@
 #define UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
-#define ARENA_SIZE (256u * 1024u)
+#define ARENA_SIZE ((size_t)256 * 1024)
 #define ARENA_ALIGN 16u
 
 static struct {

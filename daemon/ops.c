@@ -129,10 +129,11 @@ static int fail_role(Request *req, Conn *c, const char *needed) {
 /* --- waits ------------------------------------------------------------------------- */
 
 /* The reply fields of an acquired slot, a consumed batch, or (NULL) end of stream. */
-static int add_taken(cJSON *reply, PoolWaitKind kind, const Pool *p, const Slot *s) {
+static int add_taken(cJSON *reply, PoolWaitKind kind, const Slot *s) {
         if (!s)  /* only a consume ends with no slot: end of stream */
                 return kind == WAIT_CONSUME && cJSON_AddTrueToObject(reply, "eof") ? 0 : -ENOMEM;
-        return kind == WAIT_ACQUIRE ? add_slot(reply, p, s) : add_batch(reply, p, s);
+        /* A slot just taken is held, by the taker. */
+        return kind == WAIT_ACQUIRE ? add_slot(reply, s->holder->pool, s) : add_batch(reply, s->holder->pool, s);
 }
 
 /* The many-slot form of a take ("max" given): @s first (NULL: end of stream), then as
@@ -151,7 +152,7 @@ static int add_taken_many(cJSON *reply, PoolWaitKind kind, Member *m, Slot *s, u
                         cJSON_Delete(o);
                         return -ENOMEM;
                 }
-                if (add_taken(o, kind, m->pool, s) < 0)
+                if (add_taken(o, kind, s) < 0)
                         return -ENOMEM;
         } while (++n < max && (kind == WAIT_ACQUIRE ? pool_acquire(m, &s) : pool_consume_ready(m, &s)) == 0);
         return 0;
@@ -159,7 +160,7 @@ static int add_taken_many(cJSON *reply, PoolWaitKind kind, Member *m, Slot *s, u
 
 /* @m may be NULL when @s is (end of stream). */
 static int add_taken_any(cJSON *reply, PoolWaitKind kind, Member *m, Slot *s, uint32_t max) {
-        return max ? add_taken_many(reply, kind, m, s, max) : add_taken(reply, kind, m ? m->pool : NULL, s);
+        return max ? add_taken_many(reply, kind, m, s, max) : add_taken(reply, kind, s);
 }
 
 static void wait_finish(Conn *c) {
@@ -510,9 +511,9 @@ static int release_slots(Request *req, uint32_t *v, size_t *n) {
 }
 
 static int op_release(Conn *c, Request *req, cJSON *reply) {
-        uint32_t v[POOL_MANY_MAX];
+        uint32_t v[POOL_MANY_MAX] = { 0 };
         bool requeue = false;
-        size_t n, bad;
+        size_t n = 0, bad = 0;
         Member *m;
         int r;
 
