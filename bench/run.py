@@ -153,11 +153,14 @@ def plot(path: Path, title: str, xlabel: str, ylabel: str, series: dict, logx: b
         import matplotlib.pyplot as plt
     except ImportError:
         return "(no plot: python3-matplotlib is not installed)"
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
-    for name, pts in series.items():
+    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=100)
+    colours = plt.get_cmap("tab20").colors
+    markers = "os^vD<>ph*Xd8P"
+    for i, (name, pts) in enumerate(series.items()):
         pts = [(x, y) for x, y in pts if y == y]
         if pts:
-            ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=name,
+            ax.plot([x for x, _ in pts], [y for _, y in pts], marker=markers[i % len(markers)], label=name,
+                    color=colours[(2 * i) % 20 if i < 10 else (2 * i + 1) % 20],
                     linestyle="--" if "ring" in name or "memcpy" in name else "-")
     if logx:
         ax.set_xscale("log", base=2)
@@ -181,8 +184,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--output", default=str(ROOT / "docs" / "performance.md"))
+    ap.add_argument("--replot", action="store_true",
+                    help="measure nothing: redraw the report and plots from the figures of the last run")
     args = ap.parse_args()
     out_dir = Path(args.output).parent
+    figures = Path(args.output).with_suffix(".json")
+    if args.replot:
+        return report_from(args, json.loads(figures.read_text()))
     n = 3 if args.quick else 5
     scale = 0.25 if args.quick else 1.0
     tmp = tempfile.mkdtemp(prefix="shmbroker-bench-")
@@ -255,15 +263,39 @@ def main() -> int:
         except (OSError, StopIteration, subprocess.SubprocessError):
             ipc[key] = float("nan")
         print(f"instructions per handoff, {slots} slots, {idle} idle clients, {mode}: {ipc[key]:,.0f}", flush=True)
-    write_report(args, out_dir, n, sizes, c_rows, py_rows, many, by_slots, by_clients, handoff, ipc, peak_rss,
-                 prof_loader, clients_ipc)
+    data = {
+        "machine": machine(), "time": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "quick": args.quick,
+        "trials": n, "sizes": sizes,
+        "c_rows": {k: list(v.items()) for k, v in c_rows.items()},
+        "py_rows": {k: list(v.items()) for k, v in py_rows.items()},
+        "many": [[list(k), list(v)] for k, v in many.items()],
+        "by_slots": by_slots, "by_clients": by_clients, "handoff": handoff,
+        "ipc": [[list(k), v] for k, v in ipc.items()], "peak_rss": peak_rss, "prof_loader": prof_loader,
+        "clients_ipc": list(clients_ipc),
+        "profiles": {"lib": profile(LAST_PROFILE[(4, 0, "lib", 1)]) if (4, 0, "lib", 1) in LAST_PROFILE else [],
+                     "many": profile(LAST_PROFILE[(256, 0, "many", 64)]) if (256, 0, "many", 64) in LAST_PROFILE
+                     else []},
+    }
+    figures.write_text(json.dumps(data, indent=1))
+    return report_from(args, data)
+
+
+def report_from(args, d: dict) -> int:
+    """The report and plots from the figures of one run (as saved next to the report)."""
+    rows = lambda m: {k: {size: tuple(t) for size, t in v} for k, v in m.items()}  # noqa: E731
+    write_report(d, Path(args.output).parent, Path(args.output), d["trials"], [tuple(x) for x in d["sizes"]],
+                 rows(d["c_rows"]), rows(d["py_rows"]), {tuple(k): tuple(tuple(t) for t in v) for k, v in d["many"]},
+                 [(k, tuple(v)) for k, v in d["by_slots"]], [(k, tuple(v)) for k, v in d["by_clients"]],
+                 d["handoff"], {tuple(k): v for k, v in d["ipc"]}, d["peak_rss"], d["prof_loader"],
+                 tuple(d["clients_ipc"]), d["profiles"])
     print(f"wrote {args.output}")
     return 0
 
 
 
-def write_report(args, out_dir: Path, n: int, sizes, c_rows: dict, py_rows: dict, many: dict, by_slots, by_clients,
-                 handoff: str, ipc: dict, peak_rss: int, prof_loader: str, clients_ipc: tuple) -> None:
+def write_report(d: dict, out_dir: Path, output: Path, n: int, sizes, c_rows: dict, py_rows: dict, many: dict,
+                 by_slots, by_clients, handoff: str, ipc: dict, peak_rss: int, prof_loader: str, clients_ipc: tuple,
+                 profiles: dict) -> None:
     ring = c_rows["bare ring (C)"]
     big = 16 << 20
 
@@ -321,8 +353,7 @@ def write_report(args, out_dir: Path, n: int, sizes, c_rows: dict, py_rows: dict
                      "slots, or idle clients", "handoffs/s",
                      {"against slots": [(k, v[0]) for k, v in by_slots],
                       "against idle clients": [(k, v[0]) for k, v in by_clients]})
-    prof = profile(LAST_PROFILE[(4, 0, "lib", 1)]) if (4, 0, "lib", 1) in LAST_PROFILE else []
-    prof_many = profile(LAST_PROFILE[(256, 0, "many", 64)]) if (256, 0, "many", 64) in LAST_PROFILE else []
+    prof, prof_many = profiles["lib"], profiles["many"]
     L = [
         "# shmbroker performance",
         "",
@@ -331,8 +362,9 @@ def write_report(args, out_dir: Path, n: int, sizes, c_rows: dict, py_rows: dict
         "are what to read. Times on a shared 2-core machine swing from run to run: each figure is",
         "the median of the trials, with min and max.",
         "",
-        f"Machine: {machine()}.  Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-        f"{n} trials per row after a warm-up{' (QUICK)' if args.quick else ''}.",
+        f"Machine: {d['machine']}.  Run: {d['time']}, "
+        f"{n} trials per row after a warm-up{' (QUICK)' if d['quick'] else ''}. The figures are also in",
+        f"`{output.with_suffix('.json').name}`; `bench/run.py --replot` redraws this page and its plots from them.",
         "",
         "## Targets",
         "",
@@ -475,7 +507,7 @@ def write_report(args, out_dir: Path, n: int, sizes, c_rows: dict, py_rows: dict
         f"Peak RSS of the daemon over this whole run: **{peak_rss / 1024:.1f} MiB**.",
         "",
     ]
-    Path(args.output).write_text("\n".join(L))
+    output.write_text("\n".join(L))
 
 if __name__ == "__main__":
     sys.exit(main())
