@@ -199,19 +199,53 @@ def main() -> int:
                               stderr=subprocess.DEVNULL)
     while not os.path.exists(sock):
         time.sleep(0.01)
+    import loaders                         # bench/loaders.py: the Python transports
     c_rows: dict = {}                     # system -> {size: (median, min, max)}
+    py_rows: dict = {}
+
+    def py(fn):
+        return lambda size, count: count / fn(size, count)
+
     c_systems = [("bare ring (C)", lambda size, count: move("ring", size, count, sock)),
                  ("shmbroker C library", lambda size, count: move("lib", size, count, sock)),
                  ("shmbroker C library, 4 per request", lambda size, count: move("many", size, count, sock, 4, 4)),
                  ("shmbrokerctl produce/consume", lambda size, count: ctl(size, count, sock)),
                  ("memcpy (one copy, 1 process)", lambda size, count: move("memcpy", size, count, sock))]
+    py_systems = [("shmbroker put/iterate", py(lambda s, c: loaders.run_sb_put(sock, s, c))),
+                  ("shmbroker.DataLoader", py(lambda s, c: loaders.run_sb_loader(sock, s, c))),
+                  ("shmbroker.DataLoader (write_sample)",
+                   py(lambda s, c: loaders.run_sb_loader(sock, s, c, in_place=True))),
+                  ("multiprocessing.Queue", py(loaders.run_mp_queue)),
+                  ("multiprocessing.Pipe.send_bytes", py(loaders.run_mp_pipe)),
+                  ("multiprocessing.shared_memory slots", py(loaders.run_mp_shared_memory))]
+    if loaders.have_torch():
+        py_systems += [(f"torch DataLoader ({st})", py(lambda s, c, st=st: loaders.run_torch(s, c, st)))
+                       for st in ("file_descriptor", "file_system")]
+    else:
+        print("(torch is not installed: apt-get install python3-torch for its rows)", flush=True)
+
+    def py_count(size: int) -> int:
+        c = 3000 if size <= 64 << 10 else 1500 if size <= 1 << 20 else 240 if size <= 16 << 20 else 60
+        return c // 2 if args.quick else c
+
     sizes = SIZES if not args.quick else [x for x in SIZES if x[0] in (64, 64 << 10, 16 << 20)]
     try:
         for size, label, count in sizes:
-            count = max(int(count * scale), 20)
-            for name, fn in c_systems:
-                c_rows.setdefault(name, {})[size] = trials(lambda: fn(size, count), n)
-            print(f"{label:>7}: " + "  ".join(f"{k} {v[size][0]:.0f}/s" for k, v in c_rows.items()), flush=True)
+            # Every system once per round, round after round: each round sees the same
+            # machine, so the ratios between rows are not skewed by what else ran when.
+            plan = [(name, fn, max(int(count * scale), 20), c_rows) for name, fn in c_systems] + \
+                   [(name, fn, py_count(size), py_rows) for name, fn in py_systems]
+            rates: dict = {name: [] for name, _, _, _ in plan}
+            for name, fn, cnt, _ in plan:
+                fn(size, max(cnt // 10, 16))                         # warm-up
+            for _ in range(n):
+                for name, fn, cnt, _ in plan:
+                    rates[name].append(fn(size, cnt))
+            for name, _, _, rows in plan:
+                r = sorted(rates[name])
+                rows.setdefault(name, {})[size] = (statistics.median(r), r[0], r[-1])
+            print(f"{label:>7}: " + "  ".join(f"{k} {statistics.median(v):.0f}/s" for k, v in rates.items()),
+                  flush=True)
         # Small batches, many per request: against the ring with the same slots.
         many = {}
         for slots, batch in ((4, 4), (256, 64)):
@@ -234,12 +268,6 @@ def main() -> int:
             c.close()
         handoff = subprocess.run([str(BUILD / "handoff-bench"), "--socket", sock, "--seconds", "2"],
                                  capture_output=True, text=True, timeout=120).stdout.strip()
-        py_json = os.path.join(tmp, "loaders.json")
-        py_sizes = ",".join(str(s) for s, _, _ in sizes)
-        loaders = subprocess.run([sys.executable, str(ROOT / "bench" / "loaders.py"), "--socket", sock,
-                                  "--sizes", py_sizes, "--json", py_json] + (["--quick"] if args.quick else []),
-                                 capture_output=True, text=True, timeout=3600)
-        print(loaders.stdout, loaders.stderr[-2000:], flush=True)
         prof_loader = subprocess.run([sys.executable, str(ROOT / "bench" / "profile_loader.py"), "--socket", sock,
                                       "--count", "1500" if args.quick else "3000"],
                                      capture_output=True, text=True, timeout=600).stdout.strip()
@@ -251,10 +279,6 @@ def main() -> int:
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait()
-    py_rows: dict = {}
-    if os.path.exists(py_json):
-        for r in json.load(open(py_json))["rows"]:
-            py_rows.setdefault(r["system"], {})[r["size"]] = (r["median"], r["min"], r["max"])
     ipc = {}
     for key in ((4, 0, "lib", 1), (4096, 0, "lib", 1), (4, 512, "lib", 1), (256, 0, "many", 64)):
         slots, idle, mode, batch = key
@@ -389,8 +413,9 @@ def write_report(d: dict, out_dir: Path, output: Path, n: int, sizes, c_rows: di
         "",
         "C rows: `build/move --mode ring|lib|many|memcpy --size BYTES --count N` (bench/move.c) and",
         "`shmbrokerctl produce/consume` (every byte checked against a per-batch pattern). Python",
-        "rows: `/usr/bin/python3 bench/loaders.py --sizes ...` (16 samples a batch for the loaders;",
-        "torch is Debian's python3-torch when installed). The bare ring is the bound: a SysV",
+        "rows: the functions of bench/loaders.py (16 samples a batch for the loaders; torch is",
+        "Debian's python3-torch when installed). At each size every system runs once per round,",
+        "round after round, so that all rows share the machine's ups and downs. The bare ring is the bound: a SysV",
         "segment with slot numbers passed through two pipes, no daemon. memcpy is one process",
         "copying each batch once: what one extra copy costs. Batches/s, median (min-max); GB/s;",
         "and the share of the bare ring.",
