@@ -82,9 +82,10 @@ class SamplesInPlace(Samples):
 
 # --- producers and consumers ----------------------------------------------------------------
 
-def _sb_producer(sock: str, pool: str, count: int, size: int, start) -> None:
+def _sb_producer(sock: str, pool: str, count: int, size: int, ready, start) -> None:
     with shmbroker.connect("producer", sock) as c:
         p = c.open(pool)
+        ready.release()
         start.wait()
         for i in range(count):
             with p.acquire() as slot:
@@ -99,11 +100,13 @@ def run_sb_put(sock: str, size: int, count: int) -> float:
     name = f"bench-{os.getpid()}-{time.monotonic_ns()}"
     with shmbroker.connect("consumer", sock) as c:
         pool = c.create(name, slot_size=size, slots=4)
-        start = ctx.Event()
-        procs = [ctx.Process(target=_sb_producer, args=(sock, name, count // 2, size, start)) for _ in range(2)]
+        start, ready = ctx.Event(), ctx.Semaphore(0)
+        procs = [ctx.Process(target=_sb_producer, args=(sock, name, count // 2, size, ready, start))
+                 for _ in range(2)]
         for p in procs:
             p.start()
-        time.sleep(0.3)                            # both producers have the pool open
+        for _ in procs:                            # both have the pool open: neither ends a stream alone
+            ready.acquire()
         start.set()
         clock = Clock(count)
         for batch in pool:

@@ -102,7 +102,7 @@ def client_instructions(quick: bool, sock: str) -> tuple:
     """Instructions per 64-byte handoff in the consumer and in a producer of
     `move --mode many --slots 256 --batch 64`, from callgrind (the clients' share of a
     handoff, beside the daemon's)."""
-    count = 10000 if quick else 40000
+    count = 4000 if quick else 40000
     tmp = tempfile.mkdtemp(prefix="shmbroker-cgc-")
     subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.%p", str(BUILD / "move"),
                     "--mode", "many", "--size", "64", "--count", str(count), "--slots", "256", "--batch", "64",
@@ -119,7 +119,7 @@ def instructions_per_handoff(quick: bool, slots: int = 4, idle: int = 0, mode: s
     length through a daemon under callgrind, so start-up and shut-down cancel out.
     Instruction counts repeat from run to run, unlike times on a shared machine."""
     totals = []
-    counts = (1000, 3000) if quick else (2000, 6000)
+    counts = (500, 1500) if quick else (2000, 6000)
     for count in counts:
         tmp = tempfile.mkdtemp(prefix="shmbroker-cg-")
         sock, out = os.path.join(tmp, "s.sock"), os.path.join(tmp, "cg.out")
@@ -137,6 +137,15 @@ def instructions_per_handoff(quick: bool, slots: int = 4, idle: int = 0, mode: s
         totals.append(next(int(l.split()[1]) for l in open(out) if l.startswith(("summary:", "totals:"))))
         LAST_PROFILE[(slots, idle, mode, batch)] = out
     return (totals[1] - totals[0]) / (counts[1] - counts[0])
+
+
+def sized_trials(fn, n: int, seconds: float, least: int, most: int) -> tuple[float, float, float]:
+    """trials() of fn(count) -> rate, with the count that takes about @seconds a trial, as
+    measured by the warm-up."""
+    rate = fn(least)
+    count = max(least, min(most, int(rate * seconds)))
+    rates = sorted(fn(count) for _ in range(n))
+    return statistics.median(rates), rates[0], rates[-1]
 
 
 def trials(fn, n: int) -> tuple[float, float, float]:
@@ -202,6 +211,7 @@ def main() -> int:
         return report_from(args, json.loads(figures.read_text()))
     n = 3 if args.quick else 5
     scale = 0.25 if args.quick else 1.0
+    trial_seconds = 0.08 if args.quick else 0.4
     tmp = tempfile.mkdtemp(prefix="shmbroker-bench-")
     sock = os.path.join(tmp, "s.sock")
     daemon = subprocess.Popen([str(BUILD / "shmbrokerd"), "--socket", sock, "--config", "/dev/null"],
@@ -237,7 +247,7 @@ def main() -> int:
         c = 3000 if size <= 64 << 10 else 1500 if size <= 1 << 20 else 240 if size <= 16 << 20 else 60
         return c // 2 if args.quick else c
 
-    sizes = SIZES if not args.quick else [x for x in SIZES if x[0] in (64, 64 << 10, 16 << 20)]
+    sizes = SIZES if not args.quick else [x for x in SIZES if x[0] in (64 << 10, 16 << 20)]
     try:
         for size, label, count in sizes:
             # Every system once per round, round after round: each round sees the same
@@ -245,11 +255,15 @@ def main() -> int:
             plan = [(name, fn, max(int(count * scale), 20), c_rows) for name, fn in c_systems] + \
                    [(name, fn, py_count(size), py_rows) for name, fn in py_systems]
             rates: dict = {name: [] for name, _, _, _ in plan}
+            counts = {}
             for name, fn, cnt, _ in plan:
-                fn(size, max(cnt // 10, 16))                         # warm-up
+                # The warm-up also sizes the trials: about TRIAL_SECONDS each, so that the
+                # slow transports do not take minutes a trial.
+                rate = fn(size, max(min(cnt // 10, 200), 24))
+                counts[name] = max(24, min(cnt, int(rate * trial_seconds)))
             for _ in range(n):
-                for name, fn, cnt, _ in plan:
-                    rates[name].append(fn(size, cnt))
+                for name, fn, _, _ in plan:
+                    rates[name].append(fn(size, counts[name]))
             for name, _, _, rows in plan:
                 r = sorted(rates[name])
                 rows.setdefault(name, {})[size] = (statistics.median(r), r[0], r[-1])
@@ -258,27 +272,28 @@ def main() -> int:
         # Small batches, many per request: against the ring with the same slots.
         many = {}
         for slots, batch in ((4, 4), (256, 64)):
-            cnt = int(200000 * scale) + 20000
-            many[(slots, batch)] = (trials(lambda: move("ring", 64, cnt, sock, slots), n),
-                                    trials(lambda: move("many", 64, cnt, sock, slots, batch), n))
+            many[(slots, batch)] = (
+                sized_trials(lambda c: move("ring", 64, c, sock, slots), n, trial_seconds, 2000, 400000),
+                sized_trials(lambda c: move("many", 64, c, sock, slots, batch), n, trial_seconds, 2000, 400000))
             print(f"64 B, {slots} slots, {batch} per request: ring {many[(slots, batch)][0][0]:.0f}/s "
                   f"many {many[(slots, batch)][1][0]:.0f}/s", flush=True)
         by_slots = []
         for slots in (4, 64, 1024, 4096):
-            by_slots.append((slots, trials(lambda: move("lib", 64, int(5000 * scale) + 500, sock, slots), n)))
+            by_slots.append((slots, sized_trials(lambda c: move("lib", 64, c, sock, slots), n, trial_seconds, 500,
+                                                 50000)))
             print(f"slots {slots}: {by_slots[-1][1][0]:.1f}/s", flush=True)
         by_clients = []
         held: list = []
         for idle in (1, 16, 128, 512):
             held += idle_clients(sock, idle - len(held))
-            by_clients.append((idle, trials(lambda: move("lib", 64, int(5000 * scale) + 500, sock), n)))
+            by_clients.append((idle, sized_trials(lambda c: move("lib", 64, c, sock), n, trial_seconds, 500, 50000)))
             print(f"idle clients {idle}: {by_clients[-1][1][0]:.1f}/s", flush=True)
         for c in held:
             c.close()
-        handoff = subprocess.run([str(BUILD / "handoff-bench"), "--socket", sock, "--seconds", "2"],
+        handoff = subprocess.run([str(BUILD / "handoff-bench"), "--socket", sock, "--seconds", "1" if args.quick else "2"],
                                  capture_output=True, text=True, timeout=120).stdout.strip()
         prof_loader = subprocess.run([sys.executable, str(ROOT / "bench" / "profile_loader.py"), "--socket", sock,
-                                      "--count", "1500" if args.quick else "3000"],
+                                      "--count", "600" if args.quick else "3000"],
                                      capture_output=True, text=True, timeout=600).stdout.strip()
         try:
             clients_ipc = client_instructions(args.quick, sock)
