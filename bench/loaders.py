@@ -82,6 +82,15 @@ class SamplesInPlace(Samples):
 
 # --- producers and consumers ----------------------------------------------------------------
 
+def _finish(clock: Clock, procs: list, count: int) -> float:
+    """The steady-state time of a run of 2 producers, once they are gone; every batch arrived."""
+    dt = clock.elapsed()
+    for p in procs:
+        p.join()
+    assert clock.n == count // 2 * 2, clock.n
+    return dt
+
+
 def _sb_producer(sock: str, pool: str, count: int, size: int, ready, start) -> None:
     with shmbroker.connect("producer", sock) as c:
         p = c.open(pool)
@@ -112,11 +121,7 @@ def run_sb_put(sock: str, size: int, count: int) -> float:
         for batch in pool:
             read_all(batch.array)
             clock.tick()
-        dt, n = clock.elapsed(), clock.n
-        for p in procs:
-            p.join()
-    assert n == count // 2 * 2, n
-    return dt
+        return _finish(clock, procs, count)
 
 
 def run_sb_loader(sock: str, size: int, count: int, in_place: bool = False) -> float:
@@ -150,11 +155,7 @@ def run_mp_queue(size: int, count: int) -> float:
             continue
         read_all(a)
         clock.tick()
-    dt, n = clock.elapsed(), clock.n
-    for p in procs:
-        p.join()
-    assert n == count // 2 * 2
-    return dt
+    return _finish(clock, procs, count)
 
 
 def _pipe_producer(conn, count: int, size: int) -> None:
@@ -180,11 +181,7 @@ def run_mp_pipe(size: int, count: int) -> float:
                 continue
             read_all(np.frombuffer(data, np.uint8))
             clock.tick()
-    dt, n = clock.elapsed(), clock.n
-    for p in procs:
-        p.join()
-    assert n == count // 2 * 2
-    return dt
+    return _finish(clock, procs, count)
 
 
 def _shm_producer(name: str, free, ready, count: int, size: int) -> None:
@@ -220,14 +217,10 @@ def run_mp_shared_memory(size: int, count: int) -> float:
             read_all(np.ndarray(size, np.uint8, buffer=shm.buf, offset=k * size))
             free.put(k)
             clock.tick()
-        dt, n = clock.elapsed(), clock.n
-        for p in procs:
-            p.join()
+        return _finish(clock, procs, count)
     finally:
         shm.close()
         shm.unlink()
-    assert n == count // 2 * 2
-    return dt
 
 
 def run_torch(size: int, count: int, strategy: str) -> float:
