@@ -36,6 +36,13 @@ BATCH_SAMPLES = 16
 WARMUP = 8        # batches before the clock starts, as in bench/move.c: first touches of memory
 
 
+def batch_count(size: int, quick: bool) -> int:
+    """Batches a trial at @size: about half a second for the shmbroker rows on this kind of
+    machine (bench/run.py shortens it for slower transports)."""
+    n = 3000 if size <= 64 << 10 else 1500 if size <= 1 << 20 else 240 if size <= 16 << 20 else 60
+    return n // 2 if quick else n
+
+
 class Clock:
     """Starts after WARMUP batches; elapsed() is scaled to the whole count, so that every
     row is a rate over the same steady state."""
@@ -278,12 +285,8 @@ def main() -> int:
         daemon = subprocess.Popen([args.daemon, "--socket", sock, "--config", "/dev/null"], stderr=subprocess.DEVNULL)
         while not os.path.exists(sock):
             time.sleep(0.01)
-    def count_for(size: int) -> int:
-        # about half a second a trial for the shmbroker rows on this kind of machine
-        n = 3000 if size <= 64 << 10 else 1500 if size <= 1 << 20 else 240 if size <= 16 << 20 else 60
-        return n // 2 if args.quick else n
     wanted = [int(x) for x in args.sizes.split(",")] if args.sizes else [16 << 20, 64 << 10]
-    sizes = [(size, count_for(size)) for size in wanted]
+    sizes = [(size, batch_count(size, args.quick)) for size in wanted]
     figures = []
     rows = [("shmbroker put/iterate", lambda s, c: run_sb_put(sock, s, c)),
             ("shmbroker.DataLoader", lambda s, c: run_sb_loader(sock, s, c)),

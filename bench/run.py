@@ -139,18 +139,16 @@ def instructions_per_handoff(quick: bool, slots: int = 4, idle: int = 0, mode: s
     return (totals[1] - totals[0]) / (counts[1] - counts[0])
 
 
+def sized_count(fn, seconds: float, least: int, most: int) -> int:
+    """Warm fn(count) -> rate up with @least, and return the count that takes about
+    @seconds a trial (within @least..@most): slow transports must not take minutes a trial."""
+    return max(least, min(most, int(fn(least) * seconds)))
+
+
 def sized_trials(fn, n: int, seconds: float, least: int, most: int) -> tuple[float, float, float]:
-    """trials() of fn(count) -> rate, with the count that takes about @seconds a trial, as
-    measured by the warm-up."""
-    rate = fn(least)
-    count = max(least, min(most, int(rate * seconds)))
+    """Median, min and max of @n runs of fn(count) -> rate, the count sized by sized_count()."""
+    count = sized_count(fn, seconds, least, most)
     rates = sorted(fn(count) for _ in range(n))
-    return statistics.median(rates), rates[0], rates[-1]
-
-
-def trials(fn, n: int) -> tuple[float, float, float]:
-    fn()                                  # warm-up
-    rates = sorted(fn() for _ in range(n))
     return statistics.median(rates), rates[0], rates[-1]
 
 
@@ -243,24 +241,16 @@ def main() -> int:
     else:
         print("(torch is not installed: apt-get install python3-torch for its rows)", flush=True)
 
-    def py_count(size: int) -> int:
-        c = 3000 if size <= 64 << 10 else 1500 if size <= 1 << 20 else 240 if size <= 16 << 20 else 60
-        return c // 2 if args.quick else c
-
     sizes = SIZES if not args.quick else [x for x in SIZES if x[0] in (64 << 10, 16 << 20)]
     try:
         for size, label, count in sizes:
             # Every system once per round, round after round: each round sees the same
             # machine, so the ratios between rows are not skewed by what else ran when.
             plan = [(name, fn, max(int(count * scale), 20), c_rows) for name, fn in c_systems] + \
-                   [(name, fn, py_count(size), py_rows) for name, fn in py_systems]
+                   [(name, fn, loaders.batch_count(size, args.quick), py_rows) for name, fn in py_systems]
             rates: dict = {name: [] for name, _, _, _ in plan}
-            counts = {}
-            for name, fn, cnt, _ in plan:
-                # The warm-up also sizes the trials: about TRIAL_SECONDS each, so that the
-                # slow transports do not take minutes a trial.
-                rate = fn(size, max(min(cnt // 10, 200), 24))
-                counts[name] = max(24, min(cnt, int(rate * trial_seconds)))
+            counts = {name: sized_count(lambda c, fn=fn: fn(size, c), trial_seconds, max(min(cnt // 10, 200), 24), cnt)
+                      for name, fn, cnt, _ in plan}
             for _ in range(n):
                 for name, fn, _, _ in plan:
                     rates[name].append(fn(size, counts[name]))

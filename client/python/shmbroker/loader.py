@@ -44,16 +44,24 @@ def default_collate(samples: Sequence[Any]) -> Any:
     return _unflatten(kind, keys, [np.stack([np.asarray(x) for x in col]) for col in columns])
 
 
+def _batch_into_slot(pool: Pool, template: tuple, n: int, fill: Callable, seq: int, meta: dict) -> None:
+    """A batch of @n samples shaped by @template, built straight in a slot: fill(j, rows)
+    writes sample j into ``rows``, its row of each array (views of shared memory)."""
+    kind, keys, shapes = template
+    with pool.acquire() as slot:
+        views = {k: slot.ndarray((n,) + shape, dtype) for k, (shape, dtype) in zip(keys, shapes)}
+        for j in range(n):
+            # [j, ...] keeps even a 0-d sample a writable view
+            fill(j, [views[k][j, ...] for k in keys])
+        slot.publish(views, meta=dict(meta, **{STRUCT_KEY: [kind, keys]}), seq=seq)
+
+
 def _write_into_slot(pool: Pool, dataset: Any, indices, template: tuple, seq: int, meta: dict) -> None:
     """The dataset writes each sample straight into the slot (its write_sample()): no
     sample exists anywhere else, so every byte is written exactly once."""
-    kind, keys, shapes = template
-    n = len(indices)
-    with pool.acquire() as slot:
-        views = {k: slot.ndarray((n,) + shape, dtype) for k, (shape, dtype) in zip(keys, shapes)}
-        for j, i in enumerate(indices):
-            dataset.write_sample(int(i), _unflatten(kind, keys, [views[k][j, ...] for k in keys]))
-        slot.publish(views, meta=dict(meta, **{STRUCT_KEY: [kind, keys]}), seq=seq)
+    kind, keys, _ = template
+    _batch_into_slot(pool, template, len(indices),
+                     lambda j, rows: dataset.write_sample(int(indices[j]), _unflatten(kind, keys, rows)), seq, meta)
 
 
 def _template(sample: Any) -> tuple:
@@ -64,14 +72,10 @@ def _template(sample: Any) -> tuple:
 
 def _collate_into_slot(pool: Pool, samples: list, seq: int, meta: dict) -> None:
     """default_collate, writing each sample straight into the slot: one copy per byte."""
-    kind, keys, first = _flatten(samples[0])
-    first = [np.asarray(x) for x in first]
-    with pool.acquire() as slot:
-        views = {k: slot.ndarray((len(samples),) + a.shape, a.dtype) for k, a in zip(keys, first)}
-        for j, s in enumerate(samples):
-            for k, leaf in zip(keys, _flatten(s)[2]):
-                views[k][j] = leaf
-        slot.publish(views, meta=dict(meta, **{STRUCT_KEY: [kind, keys]}), seq=seq)
+    def fill(j: int, rows: list) -> None:
+        for row, leaf in zip(rows, _flatten(samples[j])[2]):
+            row[...] = leaf
+    _batch_into_slot(pool, _template(samples[0]), len(samples), fill, seq, meta)
 
 
 def _packed_size(batch: Any) -> int:
