@@ -23,7 +23,7 @@
 #include "sb-macro.h"
 #include "socket.h"
 
-#define SHMBROKERD_VERSION "0.1.0"
+
 
 typedef struct Options {
         const char *socket;
@@ -79,7 +79,7 @@ static int parse_argv(int argc, char **argv, Options *o) {
                         help();
                         return 0;
                 case ARG_VERSION:
-                        printf("shmbrokerd " SHMBROKERD_VERSION "\n");
+                        printf("shmbrokerd " SHMBROKER_VERSION "\n");
                         return 0;
                 default:
                         return -EINVAL;

@@ -22,7 +22,7 @@
 #include "sb-json.h"
 #include "sb-time.h"
 
-#define SHMBROKER_VERSION_STRING "0.1.0"
+
 
 typedef int (*OpHandler)(Conn *c, Request *req, cJSON *reply);
 
@@ -262,7 +262,7 @@ static int op_hello(Conn *c, Request *req, cJSON *reply) {
         c->role = (PoolRole)role_id;
         c->hello = true;
         if (!cJSON_AddNumberToObject(reply, "version", PROTOCOL_VERSION) ||
-            !cJSON_AddStringToObject(reply, "server", "shmbrokerd " SHMBROKER_VERSION_STRING) ||
+            !cJSON_AddStringToObject(reply, "server", "shmbrokerd " SHMBROKER_VERSION) ||
             add_uint(reply, "pid", (uint64_t)c->cred.pid) < 0 || add_uint(reply, "uid", c->cred.uid) < 0 ||
             add_uint(reply, "gid", c->cred.gid) < 0)
                 return -ENOMEM;

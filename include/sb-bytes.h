@@ -1,10 +1,13 @@
 /*
- * sb-bytes.h: a growable queue of bytes, written at its end and consumed from its start
- * (the output of a connection, on either side of the socket).
+ * sb-bytes.h: a growable queue of bytes, written at its end and consumed from its start:
+ * the input and the output of a connection, on either side of the socket. The inline
+ * part is the queue itself; bytes.c moves it to and from a socket and splits lines.
  */
 #pragma once
 
 #include <errno.h>
+#include <stdbool.h>
+#include <sys/types.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,3 +72,16 @@ static inline void sb_bytes_consume(SbBytes *b, size_t n) {
         if (b->off == b->len)
                 b->off = b->len = 0;
 }
+
+/* Receive at most @want bytes from socket @fd onto the end of @b, without blocking.
+ * Returns the count received (0: the peer will send no more), -EAGAIN when nothing is
+ * there yet, -ENOMEM, or another -errno of recv(). */
+ssize_t sb_bytes_recv(SbBytes *b, int fd, size_t want);
+
+/* Send what is pending to socket @fd until all is sent or the socket is full, without
+ * blocking (and without SIGPIPE). Returns 0, or the -errno of a failed send(). */
+int sb_bytes_send(SbBytes *b, int fd);
+
+/* The next complete line pending in @b, without its '\n', its length in *len; NULL when
+ * no newline is pending. It stays valid until @b is written; consume it (len + 1). */
+const char *sb_bytes_line(const SbBytes *b, size_t *len);
