@@ -1,6 +1,9 @@
 /*
- * error.c: the one table between SbError values and the protocol's wire codes.
+ * error.c: the one table between SbError values and the protocol's wire codes, and the
+ * reasons that go with a failure.
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "sb-error.h"
@@ -34,4 +37,29 @@ SbError sb_error_from_code(const char *code) {
                 if (strcmp(error_codes[i], code) == 0)
                         return (SbError)i;
         return SB_E_INTERNAL;
+}
+
+int sb_fail(SbReason *why, int code, const char *fmt, ...) {
+        va_list ap;
+
+        if (!why)
+                return code;
+        va_start(ap, fmt);
+        vsnprintf(why->text, sizeof(why->text), fmt, ap);
+        va_end(ap);
+        return code;
+}
+
+int sb_fail_within(SbReason *why, int code, const char *fmt, ...) {
+        char where[128], inner[sizeof(why->text)];
+        va_list ap;
+
+        if (!why)
+                return code;
+        va_start(ap, fmt);
+        vsnprintf(where, sizeof(where), fmt, ap);
+        va_end(ap);
+        memcpy(inner, why->text, sizeof(inner));
+        snprintf(why->text, sizeof(why->text), "%s: %.*s", where, (int)(sizeof(inner) - sizeof(where) - 3), inner);
+        return code;
 }

@@ -3,8 +3,8 @@
  *
  * Handling a request line allocates some thirty small cJSON nodes and strings (the
  * parsed request, the reply, the printed reply), and frees them all together once the
- * reply is queued. A callgrind profile of the daemon showed malloc() and free() as a
- * quarter of its instructions per handoff. cJSON lets a program replace its allocator
+ * reply is queued: a malloc() and a free() for each would be a large part of the daemon's
+ * cost per batch. cJSON lets a program replace its allocator
  * (cJSON_InitHooks()), so while a request is handled its allocations are bumped out of
  * one block that is reset when the request is done, and free() of such a pointer does
  * nothing. Outside a request (the configuration, replies sent from a timer), or once the
@@ -93,10 +93,10 @@ void arena_end(void) {
 }
 
 void arena_json_delete(cJSON *item) {
-        /* Walking a tree only to free nothing was a sixth of the daemon's instructions with
-         * many slots per request. A tree whose root is in the block was made during this
-         * request; if nothing this request allocated came from malloc(), neither did any of
-         * its nodes, and arena_end() takes them all. */
+        /* Walking a tree only to free nothing costs about as much as building it. A tree
+         * whose root is in the block was made during this request; if nothing this request
+         * allocated came from malloc(), neither did any of its nodes, and arena_end() takes
+         * them all. */
         if (item && arena.depth > 0 && arena.fallbacks == 0 && arena_owns(item))
                 return;
         cJSON_Delete(item);
@@ -111,8 +111,4 @@ unsigned arena_suspend(void) {
 
 void arena_resume(unsigned depth) {
         arena.depth = depth;
-}
-
-size_t arena_used(void) {
-        return arena.used;
 }

@@ -20,6 +20,3 @@ void arena_resume(unsigned depth);
 
 /* cJSON_Delete(), which skips the walk when arena_end() will take the whole tree anyway. */
 void arena_json_delete(cJSON *item);
-
-/* Bytes handed out since arena_begin(). */
-size_t arena_used(void);

@@ -1,22 +1,23 @@
 /*
- * broker.c: the pools by name, the clients, and accepting new clients.
+ * broker.c: the pools by name, the limits on creating them, and the configured pools.
  */
 #include <errno.h>
-#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "broker.h"
-#include "conn.h"
 #include "log.h"
-#include "protocol.h"
-#include "sb-error.h"
+#include "sb-group.h"
 #include "sb-size.h"
 #include "sb-time.h"
+
+static void broker_apply_limits(Broker *b) {
+        const ConfigLimits *lim = &b->config->limits;
+
+        quota_set_limits(&b->quota, lim->max_clients_per_uid, lim->max_pools_per_uid, lim->max_bytes_per_uid);
+}
 
 int broker_new(Broker **ret, sd_event *event, Config *config) {
         Broker *b = calloc(1, sizeof(*b));
@@ -31,7 +32,11 @@ int broker_new(Broker **ret, sd_event *event, Config *config) {
         b->gid = getegid();
         b->started_usec = sb_now_usec();
         sb_list_init(&b->pools);
-        sb_list_init(&b->conns);
+        sb_list_init(&b->sessions);
+        /* Root passes every check anyway, and the daemon's own uid owns the configured
+         * pools: neither is held to a client's quota. */
+        quota_init(&b->quota, 0, b->uid);
+        broker_apply_limits(b);
         *ret = b;
         return 0;
 }
@@ -39,37 +44,14 @@ int broker_new(Broker **ret, sd_event *event, Config *config) {
 Broker *broker_free(Broker *b) {
         if (!b)
                 return NULL;
-        Conn *c;
         Pool *p;
 
-        while ((c = sb_list_first_entry(&b->conns, Conn, link)))
-                conn_free(c);
         while ((p = sb_list_first_entry(&b->pools, Pool, owner_link)))
                 broker_drop_pool(b, p);
-        sd_event_source_disable_unref(b->listen_source);
         sd_event_unref(b->event);
         config_free(b->config);
-        free(b->usage);
         free(b);
         return NULL;
-}
-
-UidUsage *broker_usage(Broker *b, uid_t uid) {
-        UidUsage *u;
-
-        if (uid == 0 || uid == b->uid)
-                return NULL;
-        /* Few distinct uids use one daemon: a linear scan at connect and create only. */
-        for (size_t i = 0; i < b->n_usage; i++)
-                if (b->usage[i].uid == uid)
-                        return &b->usage[i];
-        u = realloc(b->usage, (b->n_usage + 1) * sizeof(*u));
-        if (!u)
-                return NULL;
-        b->usage = u;
-        u = &b->usage[b->n_usage++];
-        *u = (UidUsage){ .uid = uid };
-        return u;
 }
 
 Pool *broker_find_pool(Broker *b, const char *name) {
@@ -83,64 +65,52 @@ Pool *broker_find_pool(Broker *b, const char *name) {
         return NULL;
 }
 
-int broker_create_pool(Broker *b, const PoolSpec *spec, Pool **ret, char *why, size_t len) {
+int broker_create_pool(Broker *b, const PoolSpec *spec, Pool **ret, SbReason *why) {
         const ConfigLimits *lim = &b->config->limits;
-        uint64_t stride, size, total;
-        UidUsage *usage;
+        _cleanup_(quota_uncharge) QuotaCharge charge = QUOTA_CHARGE_NULL;
         char x[32], y[32], z[32];
+        PoolLayout layout;
+        QuotaKind over;
+        uint64_t total;
         Pool *p;
         int r;
 
-        if (broker_find_pool(b, spec->name)) {
-                snprintf(why, len, "pool \"%s\" exists", spec->name);
-                return SB_E_POOL_EXISTS;
-        }
-        if (b->n_pools >= lim->max_pools) {
-                snprintf(why, len, "the limit max_pools (%llu) is reached", (unsigned long long)lim->max_pools);
-                return SB_E_LIMIT;
-        }
-        r = pool_spec_layout(spec, &stride, &size, why, len);
+        if (broker_find_pool(b, spec->name))
+                return sb_fail(why, SB_E_POOL_EXISTS, "pool \"%s\" exists", spec->name);
+        if (b->n_pools >= lim->max_pools)
+                return sb_fail(why, SB_E_LIMIT, "the limit max_pools (%llu) is reached",
+                               (unsigned long long)lim->max_pools);
+        r = pool_spec_layout(spec, &layout, why);
         if (r != 0)
                 return r;
-        usage = broker_usage(b, spec->uid);
-        if (usage && usage->pools >= lim->max_pools_per_uid) {
-                snprintf(why, len, "uid %u has %u pools: the quota max_pools_per_uid (%llu) is reached",
-                         (unsigned)spec->uid, usage->pools, (unsigned long long)lim->max_pools_per_uid);
-                return SB_E_LIMIT;
-        }
-        if (usage && (__builtin_add_overflow(usage->bytes, size, &total) || total > lim->max_bytes_per_uid)) {
-                snprintf(why, len, "a pool of %s would exceed the quota max_bytes_per_uid (%s) of uid %u",
-                         sb_format_size(size, x, sizeof(x)), sb_format_size(lim->max_bytes_per_uid, y, sizeof(y)),
-                         (unsigned)spec->uid);
-                return SB_E_LIMIT;
-        }
-        if (__builtin_add_overflow(b->pool_bytes, size, &total) || total > lim->max_bytes) {
-                snprintf(why, len, "a pool of %s would exceed the limit max_bytes (%s, %s in use)",
-                         sb_format_size(size, x, sizeof(x)), sb_format_size(lim->max_bytes, y, sizeof(y)),
-                         sb_format_size(b->pool_bytes, z, sizeof(z)));
-                return SB_E_LIMIT;
-        }
-        r = pool_new(&p, spec, why, len);
+        r = quota_charge(&b->quota, &charge, spec->uid,
+                         (const uint64_t[_QUOTA_MAX]){ [QUOTA_POOLS] = 1, [QUOTA_BYTES] = layout.size }, &over);
+        if (r == SB_E_LIMIT && over == QUOTA_POOLS)
+                return sb_fail(why, r, "uid %u has %llu pools: the quota max_pools_per_uid (%llu) is reached",
+                               (unsigned)spec->uid, (unsigned long long)quota_used(&b->quota, spec->uid, over),
+                               (unsigned long long)lim->max_pools_per_uid);
+        if (r == SB_E_LIMIT)
+                return sb_fail(why, r, "a pool of %s would exceed the quota max_bytes_per_uid (%s) of uid %u",
+                               sb_format_size(layout.size, x, sizeof(x)),
+                               sb_format_size(lim->max_bytes_per_uid, y, sizeof(y)), (unsigned)spec->uid);
+        if (r < 0)
+                return r;
+        if (__builtin_add_overflow(b->pool_bytes, layout.size, &total) || total > lim->max_bytes)
+                return sb_fail(why, SB_E_LIMIT, "a pool of %s would exceed the limit max_bytes (%s, %s in use)",
+                               sb_format_size(layout.size, x, sizeof(x)), sb_format_size(lim->max_bytes, y, sizeof(y)),
+                               sb_format_size(b->pool_bytes, z, sizeof(z)));
+        r = pool_new(&p, spec, &layout, why);
         if (r != 0)
                 return r;
+        quota_charge_move(&p->charge, &charge);
         sb_list_append(&b->pools, &p->owner_link);
         b->n_pools++;
         b->pool_bytes += p->seg.size;
-        if (usage) {
-                usage->pools++;
-                usage->bytes += p->seg.size;
-        }
         *ret = p;
         return 0;
 }
 
 void broker_drop_pool(Broker *b, Pool *p) {
-        UidUsage *usage = broker_usage(b, p->spec.uid);
-
-        if (usage) {
-                usage->pools--;
-                usage->bytes -= p->seg.size;
-        }
         b->n_pools--;
         b->pool_bytes -= p->seg.size;
         pool_free(p);
@@ -153,19 +123,9 @@ void broker_pool_gc(Broker *b, Pool *p) {
         }
 }
 
-static gid_t lookup_group(const char *name, bool *found) {
-        char buf[4096];
-        struct group gr, *res = NULL;
-
-        *found = getgrnam_r(name, &gr, buf, sizeof(buf), &res) == 0 && res;
-        return *found ? res->gr_gid : (gid_t)-1;
-}
-
-int broker_create_configured_pools(Broker *b, char *why, size_t len) {
+int broker_create_configured_pools(Broker *b, SbReason *why) {
         for (size_t i = 0; i < b->config->n_pools; i++) {
-                PoolSpec spec = b->config->pools[i].spec;
-                const char *group = b->config->pools[i].group;
-                char reason[256];
+                PoolSpec spec = b->config->pools[i];
                 Pool *p;
                 int r;
 
@@ -173,22 +133,17 @@ int broker_create_configured_pools(Broker *b, char *why, size_t len) {
                         continue;
                 spec.uid = b->uid;
                 spec.gid = b->gid;
-                if (group[0]) {
-                        bool found;
-                        gid_t gid = lookup_group(group, &found);
-                        if (found)
-                                spec.gid = gid;
-                        else {
-                                /* Falling back to our own group could admit the wrong users:
-                                 * give the group no access instead. */
-                                log_warning("pool \"%s\": no group \"%s\" on this system: group access removed",
-                                            spec.name, group);
-                                spec.mode &= ~070u;
-                        }
+                if (spec.group[0] && sb_group_lookup(spec.group, &spec.gid) < 0) {
+                        /* Falling back to our own group could admit the wrong users: give
+                         * the group no access instead. */
+                        log_warning("pool \"%s\": no group \"%s\" on this system: group access removed",
+                                    spec.name, spec.group);
+                        spec.gid = b->gid;
+                        spec.mode &= ~070u;
                 }
-                r = broker_create_pool(b, &spec, &p, reason, sizeof(reason));
+                r = broker_create_pool(b, &spec, &p, why);
                 if (r != 0) {
-                        snprintf(why, len, "pool \"%s\": %s", spec.name, r > 0 ? reason : strerror(-r));
+                        sb_fail_within(why, r, "pool \"%s\"", spec.name);
                         return r > 0 ? -EINVAL : r;
                 }
                 log_info("pool \"%s\": %u slots of %llu bytes, shmid %d", spec.name, spec.slots,
@@ -197,69 +152,23 @@ int broker_create_configured_pools(Broker *b, char *why, size_t len) {
         return 0;
 }
 
-/* --- clients ----------------------------------------------------------------------- */
-
-static void refuse_client(Broker *b, int fd) {
-        char msg[192];
-        SbBytes out = { 0 };
-        cJSON *reply;
-
-        snprintf(msg, sizeof(msg), "too many clients: the limit max_clients (%llu) is reached",
-                 (unsigned long long)b->config->limits.max_clients);
-        reply = reply_new_error(NULL, SB_E_LIMIT, msg);
-        if (reply && reply_print(reply, &out) == 0)
-                (void)!send(fd, out.data, sb_bytes_pending(&out), MSG_NOSIGNAL | MSG_DONTWAIT);
-        cJSON_Delete(reply);
-        free(out.data);
-        close(fd);
-}
-
-static int broker_on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        Broker *b = userdata;
-
-        (void)s;
-        (void)revents;
-        /* Take a bounded number per wake-up so a connect flood cannot starve clients. */
-        for (int i = 0; i < 64; i++) {
-                Conn *c;
-                int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-                if (cfd < 0) {
-                        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                                log_warning_errno(-errno, "accept failed");
-                        break;
-                }
-                if (b->n_conns >= b->config->limits.max_clients) {
-                        log_warning("refusing a client: max_clients (%llu) reached",
-                                    (unsigned long long)b->config->limits.max_clients);
-                        refuse_client(b, cfd);
-                        continue;
-                }
-                if (conn_new(&c, b, cfd) < 0)
-                        log_warning("cannot set up a new client");
-        }
-        return 0;
-}
-
-int broker_listen(Broker *b, int fd) {
-        return sd_event_add_io(b->event, &b->listen_source, fd, EPOLLIN, broker_on_accept, b);
-}
-
-static const ConfigPool *config_find_pool(const Config *c, const char *name) {
+static const PoolSpec *config_find_pool(const Config *c, const char *name) {
         for (size_t i = 0; i < c->n_pools; i++)
-                if (strcmp(c->pools[i].spec.name, name) == 0)
+                if (strcmp(c->pools[i].name, name) == 0)
                         return &c->pools[i];
         return NULL;
 }
 
 void broker_reload(Broker *b, Config *config) {
         SbList *it, *tmp;
-        char why[512];
+        SbReason why;
 
         config_free(b->config);
         b->config = config;
+        broker_apply_limits(b);
         sb_list_for_each_safe(it, tmp, &b->pools) {
                 Pool *p = sb_list_entry(it, Pool, owner_link);
-                const ConfigPool *cp;
+                const PoolSpec *cp;
 
                 if (!p->spec.configured)
                         continue;
@@ -269,11 +178,11 @@ void broker_reload(Broker *b, Config *config) {
                         p->spec.configured = false;
                         p->spec.persistent = false;
                         broker_pool_gc(b, p);
-                } else if (cp->spec.slot_size != p->spec.slot_size || cp->spec.slots != p->spec.slots ||
-                           cp->spec.ordered != p->spec.ordered || cp->spec.huge_pages != p->spec.huge_pages) {
+                } else if (cp->slot_size != p->spec.slot_size || cp->slots != p->spec.slots ||
+                           cp->ordered != p->spec.ordered || cp->huge_pages != p->spec.huge_pages) {
                         log_warning("pool \"%s\" keeps its layout until it is dropped", p->spec.name);
                 }
         }
-        if (broker_create_configured_pools(b, why, sizeof(why)) < 0)
-                log_error("configuration reloaded, but %s", why);
+        if (broker_create_configured_pools(b, &why) < 0)
+                log_error("configuration reloaded, but %s", why.text);
 }

@@ -1,82 +1,55 @@
 /*
- * conn.h: one client connection: its socket and buffers, its credentials, its hello,
- * the pools it has open (with the slots it holds), and its one pending wait.
+ * conn.h: a connection's bytes: newline-delimited lines in, queued output out, over one
+ * non-blocking stream socket. It knows nothing of JSON, clients or the event loop, so
+ * that the framing can be used (and fuzzed) alone.
+ *
+ * Input is read one bounded chunk at a time and never holds more than max_line + 1
+ * bytes: past that a line is too long, whatever follows. Output is queued and written
+ * as far as the socket takes it.
  */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <stdint.h>
-#include <sys/socket.h>
-#include <sys/types.h>
 
-#include <cjson/cJSON.h>
-#include <systemd/sd-event.h>
-
-#include "pool.h"
 #include "sb-bytes.h"
-#include "sb-list.h"
 
-typedef struct Broker Broker;
-
-/* Replies queued past this, unread by the client, disconnect it. */
-#define CONN_OUTPUT_MAX (8u << 20)
 /* Bytes read from a client in one go, so that no client starves the others. */
 #define CONN_READ_CHUNK (64u << 10)
-#define CONN_NAME_MAX 256
-#define CONN_GROUPS_MAX 1024
 
 typedef struct Conn {
-        Broker *broker;
-        SbList link;
-        uint64_t serial;
         int fd;
-        sd_event_source *io;
-        sd_event_source *defer;  /* resumes the connection after another one woke it */
-        sd_event_source *timer;  /* the pending wait's timeout */
-        struct ucred cred;
-        gid_t groups[CONN_GROUPS_MAX];
-        int n_groups;
-        bool hello;
-        PoolRole role;
-        char *name;
-        char *in;
-        size_t in_len, in_cap;
-        SbBytes out;             /* replies not yet written */
-        SbList members;          /* Member.owner_link */
-        PoolWaiter waiter;
-        cJSON *wait_id;          /* the waiting request's id */
-        uint32_t wait_max;       /* its "max" (0: the one-slot form) */
-        bool waiting;
-        bool eof;                /* the client sent all it will send */
-        bool closing;            /* answer what is queued, then close */
-        bool dead;               /* the socket failed: close now */
-        uint64_t connected_usec;
+        SbBytes in;              /* received, not yet taken as lines */
+        SbBytes out;             /* queued, not yet sent */
+        bool eof;                /* the peer will send no more */
 } Conn;
 
-/* A connection on accepted socket @fd (taken, also on failure). Returns 0 or -errno. */
-int conn_new(Conn **ret, Broker *b, int fd);
+/* A connection on socket @fd (taken: conn_clear() closes it; -1 for none). */
+void conn_init(Conn *c, int fd);
 
-/* Reclaim everything the client holds and close it; NULL-safe. */
-Conn *conn_free(Conn *c);
+/* Close the socket and free the buffers. */
+void conn_clear(Conn *c);
 
-/* Queue @reply (taken) as one line. Returns 0 or -errno (the connection is then dead). */
-int conn_send(Conn *c, cJSON *reply);
+/* Read one chunk, holding at most @max_line + 1 bytes of input. 0 (also when nothing was
+ * there), or -errno of a broken socket. Sets c->eof at the end of input. */
+int conn_read(Conn *c, size_t max_line);
 
-/* Queue an error reply. */
-int conn_send_error(Conn *c, const cJSON *id, int code, const char *message);
+/*
+ * Take the next line: 1 with @line (without its newline; the last line may lack one once
+ * c->eof) valid until the next conn_read(); 0 when no complete line is there; -E2BIG for
+ * a line longer than @max_line (the input cannot go on).
+ */
+int conn_next_line(Conn *c, size_t max_line, const char **line, size_t *len);
 
-/* Let the event loop write c's output and go on with its input (after a wake-up). */
-void conn_kick(Conn *c);
+/* Drop all pending input (a closing connection answers nothing more). */
+void conn_discard_input(Conn *c);
 
-/* The member of pool @name on this connection, or NULL. */
-Member *conn_find_member(Conn *c, const char *name);
+/* Whether conn_read() would take more input: no end of input yet, and room left. */
+bool conn_wants_input(const Conn *c, size_t max_line);
 
-/* Whether the kernel would let this client attach @p, read-only or read-write. */
-bool conn_may_access(const Conn *c, const Pool *p, bool write);
+/* Write queued output until done or the socket is full. 0 or -errno. */
+int conn_flush(Conn *c);
 
-/* Whether the client is in group @gid (primary or supplementary). */
-bool conn_in_group(const Conn *c, gid_t gid);
-
-/* Close every pool the client has open, reclaiming its slots. */
-void conn_leave_all(Conn *c);
+static inline size_t conn_pending_output(const Conn *c) {
+        return sb_bytes_pending(&c->out);
+}

@@ -6,7 +6,6 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +18,9 @@
 
 #include "broker.h"
 #include "config.h"
+#include "listener.h"
 #include "log.h"
+#include "sb-group.h"
 #include "sb-macro.h"
 #include "socket.h"
 
@@ -35,6 +36,7 @@ typedef struct Options {
 
 typedef struct Daemon {
         Broker *broker;
+        Listener *listener;
         const char *config_path;
         bool config_explicit;
         uint64_t last_published;     /* for the batches/s of STATUS= */
@@ -108,7 +110,7 @@ static void notify_status(Daemon *d) {
         uint64_t delta = now >= d->last_published ? now - d->last_published : 0;
 
         d->last_published = now;
-        (void)sd_notifyf(false, "STATUS=%u pools, %u clients, %.1f batches/s", b->n_pools, b->n_conns,
+        (void)sd_notifyf(false, "STATUS=%u pools, %u clients, %.1f batches/s", b->n_pools, b->n_sessions,
                          (double)delta * 1e6 / (double)STATUS_INTERVAL_USEC);
 }
 
@@ -140,15 +142,15 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
 static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Daemon *d = userdata;
         Config *config;
-        char err[640];
+        SbReason why;
         int r;
 
         (void)s;
         (void)si;
         (void)sd_notify(false, "RELOADING=1");
-        r = config_load(d->config_path, !d->config_explicit, &config, err, sizeof(err));
+        r = config_load(d->config_path, !d->config_explicit, &config, &why);
         if (r < 0)
-                log_error("configuration not reloaded, the running one stays: %s", err);
+                log_error("configuration not reloaded, the running one stays: %s", why.text);
         else {
                 broker_reload(d->broker, config);
                 log_info("configuration reloaded from %s", d->config_path);
@@ -188,25 +190,21 @@ static const char *socket_path(const Options *o, const Config *c) {
         return c->socket ? c->socket : CONFIG_DEFAULT_SOCKET;
 }
 
-static int socket_group(const Config *c, gid_t *gid) {
-        char buf[4096];
-        struct group gr, *res = NULL;
+static gid_t socket_group(const Config *c) {
+        gid_t gid;
 
-        *gid = (gid_t)-1;
         if (!c->socket_group)
-                return 0;
-        if (getgrnam_r(c->socket_group, &gr, buf, sizeof(buf), &res) != 0 || !res) {
+                return (gid_t)-1;
+        if (sb_group_lookup(c->socket_group, &gid) < 0) {
                 log_warning("socket_group \"%s\" does not exist: the socket keeps the daemon's group",
                             c->socket_group);
-                return 0;
+                return (gid_t)-1;
         }
-        *gid = res->gr_gid;
-        return 0;
+        return gid;
 }
 
 /* Returns the listening fd, and whether we bound it ourselves (and must unlink it). */
 static int open_listener(const Options *o, const Config *c, const char **path, bool *own) {
-        gid_t gid;
         int fd = -1, r;
 
         /* A socket from systemd (socket activation) wins over every path. */
@@ -220,8 +218,7 @@ static int open_listener(const Options *o, const Config *c, const char **path, b
                 return fd;
         }
         *path = socket_path(o, c);
-        (void)socket_group(c, &gid);
-        r = socket_listen_unix(*path, c->socket_mode, gid, &fd);
+        r = socket_listen_unix(*path, c->socket_mode, socket_group(c), &fd);
         if (r == -EADDRINUSE)
                 return log_error_errno(r, "%s: another shmbrokerd is listening there", *path);
         if (r < 0)
@@ -248,13 +245,13 @@ static int run(const Options *o) {
         Daemon d = { .config_path = o->config ? o->config : CONFIG_DEFAULT_PATH, .config_explicit = !!o->config };
         const char *path = NULL;
         Config *config;
-        char err[640];
+        SbReason why;
         bool own = false;
         int fd, r;
 
-        r = config_load(d.config_path, !d.config_explicit, &config, err, sizeof(err));
+        r = config_load(d.config_path, !d.config_explicit, &config, &why);
         if (r < 0) {
-                log_error("bad configuration: %s", err);
+                log_error("bad configuration: %s", why.text);
                 return r;
         }
         raise_fd_limit();
@@ -274,15 +271,15 @@ static int run(const Options *o) {
         /* With WATCHDOG_USEC set, sd-event sends WATCHDOG=1 pings on its own. */
         (void)sd_event_set_watchdog(b->event, true);
 
-        r = broker_create_configured_pools(b, err, sizeof(err));
+        r = broker_create_configured_pools(b, &why);
         if (r < 0) {
-                log_error("cannot create the configured pools: %s", err);
+                log_error("cannot create the configured pools: %s", why.text);
                 return r;
         }
         fd = open_listener(o, b->config, &path, &own);
         if (fd < 0)
                 return fd;
-        r = broker_listen(b, fd);
+        r = listener_new(&d.listener, b, fd);
         if (r < 0) {
                 log_error_errno(r, "cannot watch the socket");
         } else {
@@ -295,7 +292,9 @@ static int run(const Options *o) {
                         log_error_errno(r, "event loop failed");
         }
         d.status_timer = sd_event_source_disable_unref(d.status_timer);
-        /* Detach every segment; each goes once its last client detaches too. */
+        /* Disconnect every client, then detach every segment; each goes once its last
+         * client detaches too. */
+        d.listener = listener_free(d.listener);
         b = broker_free(b);
         if (own)
                 (void)unlink(path);

@@ -4,98 +4,49 @@
  * One static table maps each "op" to its handler and says whether it needs hello
  * first; ops_handle_line() alone parses, gates, dispatches and turns a handler's
  * outcome into the reply: 0 (the handler filled an ok reply), a positive SbError (an
- * error reply with req->error as its message), OPS_WAITING, or -errno ("internal").
+ * error reply with req->why as its message), or -errno ("internal"). A request that
+ * waits is answered later, by its wait (wait.c).
  */
 #include <errno.h>
-#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "arena.h"
 #include "broker.h"
-#include "conn.h"
 #include "log.h"
 #include "ops.h"
 #include "protocol.h"
 #include "sb-error.h"
+#include "sb-group.h"
 #include "sb-json.h"
-#include "sb-time.h"
+#include "session.h"
+#include "status.h"
 
+typedef int (*OpHandler)(Session *s, Request *req, cJSON *reply);
 
-
-typedef int (*OpHandler)(Conn *c, Request *req, cJSON *reply);
-
-/* --- helpers ----------------------------------------------------------------------- */
-
-/* Integers go out as raw text: cJSON prints every number as a double with
- * sprintf("%1.15g") and reads it back with sscanf() to check it, which a profile of the
- * daemon showed as an eighth of all its instructions per handoff. */
-static int add_uint(cJSON *o, const char *key, uint64_t v) {
-        char buf[24], *p = buf + sizeof(buf) - 1;
-
-        /* By hand, not snprintf(): that was the next tenth of the profile. */
-        *p = 0;
-        do
-                *--p = (char)('0' + v % 10);
-        while (v /= 10);
-        return cJSON_AddRawToObject(o, key, p) ? 0 : -ENOMEM;
-}
-
-static int add_pool_info(cJSON *o, const Pool *p, bool with_shmid) {
-        char mode[8];
-
-        snprintf(mode, sizeof(mode), "%04o", p->spec.mode);
-        if (!cJSON_AddStringToObject(o, "pool", p->spec.name) ||
-            (with_shmid && add_uint(o, "shmid", (uint64_t)p->seg.shmid) < 0) ||
-            add_uint(o, "slot_size", p->spec.slot_size) < 0 || add_uint(o, "stride", p->stride) < 0 ||
-            add_uint(o, "slots", p->spec.slots) < 0 || add_uint(o, "size", p->seg.size) < 0 ||
-            !cJSON_AddBoolToObject(o, "ordered", p->spec.ordered) ||
-            !cJSON_AddBoolToObject(o, "persistent", p->spec.persistent) ||
-            !cJSON_AddBoolToObject(o, "huge_pages", p->spec.huge_pages) ||
-            !cJSON_AddStringToObject(o, "on_consumer_death",
-                                     p->spec.on_consumer_death == POLICY_FREE ? "free" : "requeue") ||
-            add_uint(o, "uid", p->spec.uid) < 0 || add_uint(o, "gid", p->spec.gid) < 0 ||
-            !cJSON_AddStringToObject(o, "mode", mode))
-                return -ENOMEM;
-        return 0;
-}
-
-static int add_slot(cJSON *o, const Pool *p, const Slot *s) {
-        if (add_uint(o, "slot", s->index) < 0 || add_uint(o, "offset", slot_offset(p, s)) < 0)
-                return -ENOMEM;
-        return 0;
-}
-
-static int add_batch(cJSON *o, const Pool *p, const Slot *s) {
-        if (add_slot(o, p, s) < 0 || add_uint(o, "nbytes", s->nbytes) < 0 || add_uint(o, "seq", s->seq) < 0 ||
-            add_uint(o, "stream", s->stream) < 0)
-                return -ENOMEM;
-        /* The slot keeps the producer's meta as text: it goes out as it came in, with
-         * no tree to build or print per consume. */
-        return cJSON_AddRawToObject(o, "meta", s->meta_len ? s->meta : "{}") ? 0 : -ENOMEM;
-}
+/* --- request fields ---------------------------------------------------------------- */
 
 static int request_pool_name(Request *req, const char **name) {
         int r = request_string(req, "pool", true, name);
 
         if (r != 0)
                 return r;
-        if (!pool_name_valid(*name))
+        if (!sb_pool_name_valid(*name))
                 return request_fail(req, SB_E_BAD_REQUEST, "\"pool\" must be 1 to %d letters, digits, '.', '_' or '-'",
-                                    POOL_NAME_MAX);
+                                    SB_POOL_NAME_MAX);
         return 0;
 }
 
 /* The member for the request's "pool": open on this connection, else no_such_pool. The
  * name needs no validation here: only valid names can be open. */
-static int request_member(Conn *c, Request *req, Member **ret) {
+static int request_member(Session *s, Request *req, Member **ret) {
         const char *name;
         int r = request_string(req, "pool", true, &name);
 
         if (r != 0)
                 return r;
-        *ret = conn_find_member(c, name);
+        *ret = session_find_member(s, name);
         if (!*ret)
                 return request_fail(req, SB_E_NO_SUCH_POOL, "pool \"%s\" is not open on this connection", name);
         return 0;
@@ -121,211 +72,92 @@ static int request_max(Request *req, uint32_t *ret) {
         return r;
 }
 
-static int fail_role(Request *req, Conn *c, const char *needed) {
+static int fail_role(Request *req, Session *s, Role needed) {
         return request_fail(req, SB_E_WRONG_ROLE, "\"%s\" needs role %s; this connection said hello as %s",
-                            req->op, needed, pool_role_name(c->role));
-}
-
-/* --- waits ------------------------------------------------------------------------- */
-
-/* The reply fields of an acquired slot, a consumed batch, or (NULL) end of stream. */
-static int add_taken(cJSON *reply, PoolWaitKind kind, const Slot *s) {
-        if (!s)  /* only a consume ends with no slot: end of stream */
-                return kind == WAIT_CONSUME && cJSON_AddTrueToObject(reply, "eof") ? 0 : -ENOMEM;
-        /* A slot just taken is held, by the taker. */
-        return kind == WAIT_ACQUIRE ? add_slot(reply, s->holder->pool, s) : add_batch(reply, s->holder->pool, s);
-}
-
-/* The many-slot form of a take ("max" given): @s first (NULL: end of stream), then as
- * many more as can be taken right now, up to @max. */
-static int add_taken_many(cJSON *reply, PoolWaitKind kind, Member *m, Slot *s, uint32_t max) {
-        cJSON *arr = cJSON_AddArrayToObject(reply, kind == WAIT_ACQUIRE ? "slots" : "batches");
-        uint32_t n = 0;
-
-        if (!arr)
-                return -ENOMEM;
-        if (!s)
-                return cJSON_AddTrueToObject(reply, "eof") ? 0 : -ENOMEM;
-        do {
-                cJSON *o = cJSON_CreateObject();
-                if (!o || !cJSON_AddItemToArray(arr, o)) {
-                        cJSON_Delete(o);
-                        return -ENOMEM;
-                }
-                if (add_taken(o, kind, s) < 0)
-                        return -ENOMEM;
-        } while (++n < max && (kind == WAIT_ACQUIRE ? pool_acquire(m, &s) : pool_consume_ready(m, &s)) == 0);
-        return 0;
-}
-
-/* @m may be NULL when @s is (end of stream). */
-static int add_taken_any(cJSON *reply, PoolWaitKind kind, Member *m, Slot *s, uint32_t max) {
-        return max ? add_taken_many(reply, kind, m, s, max) : add_taken(reply, kind, s);
-}
-
-static void wait_finish(Conn *c) {
-        cJSON_Delete(c->wait_id);
-        c->wait_id = NULL;
-        c->waiting = false;
-        if (c->timer)
-                (void)sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
-}
-
-static void on_wait_wake(PoolWaiter *w, int result, Slot *slot) {
-        Conn *c = sb_container_of(w, Conn, waiter);
-        cJSON *reply;
-
-        if (result != 0) {
-                reply = reply_new_error(c->wait_id, result, "the pool was dropped");
-        } else {
-                reply = reply_new(c->wait_id);
-                if (reply && add_taken_any(reply, w->kind, slot ? slot->holder : NULL, slot, c->wait_max) < 0)
-                        reply = (cJSON_Delete(reply), NULL);
-        }
-        wait_finish(c);
-        (void)conn_send(c, reply);
-        conn_kick(c);
-}
-
-static int on_wait_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
-        Conn *c = userdata;
-        const char *what = c->waiter.kind == WAIT_ACQUIRE ? "no slot became free" : "no batch became ready";
-
-        (void)s;
-        (void)usec;
-        pool_unwait(&c->waiter);
-        (void)conn_send_error(c, c->wait_id, SB_E_TIMEOUT, what);
-        wait_finish(c);
-        conn_kick(c);
-        return 0;
-}
-
-static int wait_begin(Conn *c, Request *req, Member *m, PoolWaitKind kind, uint64_t timeout, bool forever,
-                      uint32_t max) {
-        unsigned depth;
-        int r;
-
-        if (!forever && timeout == 0)
-                return request_fail(req, SB_E_TIMEOUT, kind == WAIT_ACQUIRE ? "no slot is free" : "no batch is ready");
-        if (!forever) {
-                if (!c->timer) {
-                        r = sd_event_add_time_relative(c->broker->event, &c->timer, CLOCK_MONOTONIC, timeout, 1000,
-                                                       on_wait_timeout, c);
-                        if (r < 0)
-                                return r;
-                } else {
-                        r = sd_event_source_set_time_relative(c->timer, timeout);
-                        if (r < 0)
-                                return r;
-                }
-                (void)sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
-        }
-        /* The id outlives the request, and so its memory: copy it out of the arena. */
-        depth = arena_suspend();
-        c->wait_id = req->id ? cJSON_Duplicate(req->id, true) : NULL;
-        arena_resume(depth);
-        if (req->id && !c->wait_id)
-                return -ENOMEM;
-        c->wait_max = max;
-        c->waiting = true;
-        pool_wait(&c->waiter, m, kind, on_wait_wake);
-        return OPS_WAITING;
-}
-
-void ops_cancel_wait(Conn *c) {
-        if (!c->waiting)
-                return;
-        pool_unwait(&c->waiter);
-        wait_finish(c);
+                            req->op, sb_role_name(needed), sb_role_name(s->role));
 }
 
 /* --- handlers ---------------------------------------------------------------------- */
 
-static int op_hello(Conn *c, Request *req, cJSON *reply) {
+static int op_hello(Session *s, Request *req, cJSON *reply) {
         const char *role, *name;
         int r, role_id;
 
-        if (c->hello)
+        if (s->hello)
                 return request_fail(req, SB_E_BAD_REQUEST, "hello was already said on this connection");
         r = request_string(req, "role", true, &role);
         if (r == 0)
                 r = request_string(req, "name", false, &name);
         if (r != 0)
                 return r;
-        role_id = pool_role_from_name(role);
+        role_id = sb_role_from_name(role);
         if (role_id < 0)
                 return request_fail(req, SB_E_BAD_REQUEST, "\"role\" must be \"producer\", \"consumer\" or \"admin\"");
-        if (name && strlen(name) > CONN_NAME_MAX)
-                return request_fail(req, SB_E_BAD_REQUEST, "\"name\" must be at most %d bytes", CONN_NAME_MAX);
-        if (name && !(c->name = strdup(name)))
+        if (name && strlen(name) > SESSION_NAME_MAX)
+                return request_fail(req, SB_E_BAD_REQUEST, "\"name\" must be at most %d bytes", SESSION_NAME_MAX);
+        if (name && !(s->name = strdup(name)))
                 return -ENOMEM;
-        c->role = (PoolRole)role_id;
-        c->hello = true;
+        s->role = (Role)role_id;
+        s->hello = true;
         if (!cJSON_AddNumberToObject(reply, "version", PROTOCOL_VERSION) ||
             !cJSON_AddStringToObject(reply, "server", "shmbrokerd " SHMBROKER_VERSION) ||
-            add_uint(reply, "pid", (uint64_t)c->cred.pid) < 0 || add_uint(reply, "uid", c->cred.uid) < 0 ||
-            add_uint(reply, "gid", c->cred.gid) < 0)
+            reply_add_uint(reply, "pid", (uint64_t)s->cred.pid) < 0 || reply_add_uint(reply, "uid", s->cred.uid) < 0 ||
+            reply_add_uint(reply, "gid", s->cred.gid) < 0)
                 return -ENOMEM;
         return 0;
 }
 
-static int resolve_group(Conn *c, Request *req, const char *group, gid_t *gid) {
-        char buf[4096];
-        struct group gr, *res = NULL;
-        char *end;
-        unsigned long n = strtoul(group, &end, 10);
+static int resolve_group(Session *s, Request *req, const char *group, gid_t *gid) {
+        int r = sb_group_lookup(group, gid);
 
-        if (*group && !*end)
-                *gid = (gid_t)n;
-        else if (getgrnam_r(group, &gr, buf, sizeof(buf), &res) == 0 && res)
-                *gid = res->gr_gid;
-        else
+        if (r == -ENOENT || r == -ERANGE)
                 return request_fail(req, SB_E_BAD_REQUEST, "no such group \"%s\"", group);
-        if (c->cred.uid != 0 && !conn_in_group(c, *gid))
+        if (r < 0)
+                return r;
+        if (s->cred.uid != 0 && !session_in_group(s, *gid))
                 return request_fail(req, SB_E_PERMISSION_DENIED, "you are not a member of group \"%s\"", group);
         return 0;
 }
 
-static int join_and_describe(Conn *c, Pool *p, cJSON *reply) {
+static int join_and_describe(Session *s, Pool *p, cJSON *reply) {
         Member *m;
-        int r = pool_join(p, c->role, c, &m);
+        int r = session_join(s, p, &m);
 
         if (r < 0)
                 return r;
-        sb_list_append(&c->members, &m->owner_link);
-        return add_pool_info(reply, p, true);
+        return reply_add_pool(reply, p, true);
 }
 
-static int op_create(Conn *c, Request *req, cJSON *reply) {
+static int op_create(Session *s, Request *req, cJSON *reply) {
+        const char *bad_key;
         PoolSpec spec;
-        const char *group, *bad_key;
-        char why[256];
         Pool *p;
         int r;
 
-        if (pool_spec_from_json(req->root, "pool", false, &spec, &group, why, sizeof(why), &bad_key) < 0)
-                return request_fail(req, SB_E_BAD_REQUEST, "%s", why);
-        if (conn_find_member(c, spec.name) || broker_find_pool(c->broker, spec.name))
+        r = pool_spec_from_json(req->root, SPEC_FROM_CREATE, &spec, &bad_key, &req->why);
+        if (r != 0)
+                return r;
+        if (session_find_member(s, spec.name) || broker_find_pool(s->broker, spec.name))
                 return request_fail(req, SB_E_POOL_EXISTS, "pool \"%s\" exists", spec.name);
         if ((spec.mode & 0600) != 0600)
                 return request_fail(req, SB_E_BAD_REQUEST, "\"mode\" must let the owner read and write (0600)");
-        spec.uid = c->cred.uid;
-        spec.gid = c->cred.gid;
-        if (group) {
-                r = resolve_group(c, req, group, &spec.gid);
+        spec.uid = s->cred.uid;
+        spec.gid = s->cred.gid;
+        if (spec.group[0]) {
+                r = resolve_group(s, req, spec.group, &spec.gid);
                 if (r != 0)
                         return r;
         }
-        r = broker_create_pool(c->broker, &spec, &p, why, sizeof(why));
+        r = broker_create_pool(s->broker, &spec, &p, &req->why);
         if (r != 0)
-                return r > 0 ? request_fail(req, r, "%s", why) : r;
-        log_info("pool \"%s\" created by pid %d uid %u: %u slots of %llu bytes%s", spec.name, (int)c->cred.pid,
-                 (unsigned)c->cred.uid, spec.slots, (unsigned long long)spec.slot_size,
+                return r;
+        log_info("pool \"%s\" created by pid %d uid %u: %u slots of %llu bytes%s", spec.name, (int)s->cred.pid,
+                 (unsigned)s->cred.uid, spec.slots, (unsigned long long)spec.slot_size,
                  spec.persistent ? ", persistent" : "");
-        return join_and_describe(c, p, reply);
+        return join_and_describe(s, p, reply);
 }
 
-static int op_open(Conn *c, Request *req, cJSON *reply) {
+static int op_open(Session *s, Request *req, cJSON *reply) {
         const char *name;
         Member *m;
         Pool *p;
@@ -333,19 +165,19 @@ static int op_open(Conn *c, Request *req, cJSON *reply) {
 
         if (r != 0)
                 return r;
-        m = conn_find_member(c, name);
+        m = session_find_member(s, name);
         if (m)
-                return add_pool_info(reply, m->pool, true);
-        p = broker_find_pool(c->broker, name);
+                return reply_add_pool(reply, m->pool, true);
+        p = broker_find_pool(s->broker, name);
         if (!p)
                 return request_fail(req, SB_E_NO_SUCH_POOL, "no pool \"%s\"", name);
         /* The daemon never hands out a shmid the kernel would refuse this client. */
-        if (!conn_may_access(c, p, c->role == ROLE_PRODUCER))
+        if (!session_may_access(s, p, s->role == ROLE_PRODUCER))
                 return request_fail(req, SB_E_PERMISSION_DENIED, "pool \"%s\" (owner %u, group %u, mode %04o) does not "
                                     "allow uid %u to %s", name, (unsigned)p->spec.uid, (unsigned)p->spec.gid,
-                                    p->spec.mode, (unsigned)c->cred.uid,
-                                    c->role == ROLE_PRODUCER ? "read and write" : "read");
-        return join_and_describe(c, p, reply);
+                                    p->spec.mode, (unsigned)s->cred.uid,
+                                    s->role == ROLE_PRODUCER ? "read and write" : "read");
+        return join_and_describe(s, p, reply);
 }
 
 /* One entry of a publish: the request itself, or an object of its "batches". */
@@ -375,13 +207,13 @@ static int publish_entry(Request *req, const cJSON *obj, const Pool *p, PoolPubl
         return 0;
 }
 
-static int publish_failed(Conn *c, Request *req, const Member *m, const PoolPublish *v, size_t bad, int r) {
+static int publish_failed(Session *s, Request *req, const Member *m, const PoolPublish *v, size_t bad, int r) {
         const PoolPublish *e = &v[bad];
         const char *name = m->pool->spec.name;
 
         switch (r) {
         case SB_E_WRONG_ROLE:
-                return fail_role(req, c, "producer");
+                return fail_role(req, s, ROLE_PRODUCER);
         case SB_E_NOT_HOLDER:
                 for (size_t i = 0; i < bad; i++)
                         if (v[i].slot == e->slot)
@@ -434,37 +266,38 @@ static int publish_list_parse(Request *req, const Pool *p, PublishList *l) {
                 r = cJSON_IsObject(it) ? publish_entry(req, it, p, &l->v[l->n]) :
                         request_fail(req, SB_E_BAD_REQUEST, "it must be an object");
                 if (r != 0)
-                        return r > 0 ? request_fail_within(req, r, "\"batches\" entry %zu", l->n) : r;
+                        return r > 0 ? sb_fail_within(&req->why, r, "\"batches\" entry %zu", l->n) : r;
                 l->n++;
         }
         return 0;
 }
 
 /* publish: one slot from the request's own fields, or several from "batches". */
-static int op_publish(Conn *c, Request *req, cJSON *reply) {
+static int op_publish(Session *s, Request *req, cJSON *reply) {
         _cleanup_(publish_list_done) PublishList l = { 0 };
         size_t bad;
         Member *m;
         int r;
 
         (void)reply;
-        r = request_member(c, req, &m);
+        r = request_member(s, req, &m);
         if (r == 0)
                 r = publish_list_parse(req, m->pool, &l);
         if (r != 0)
                 return r;
         r = pool_publish(m, l.v, l.n, &bad);
-        return r == 0 ? 0 : publish_failed(c, req, m, l.v, bad, r);
+        return r == 0 ? 0 : publish_failed(s, req, m, l.v, bad, r);
 }
 
 /* acquire and consume: take a slot now, or wait for one; with "max", up to that many. */
-static int op_take(Conn *c, Request *req, cJSON *reply, PoolWaitKind kind) {
+static int op_take(Session *s, Request *req, cJSON *reply, PoolWaitKind kind) {
+        Slot *v[POOL_MANY_MAX];
         uint64_t timeout;
         uint32_t max;
         bool forever;
         Member *m;
-        Slot *s;
-        int r = request_member(c, req, &m);
+        size_t n;
+        int r = request_member(s, req, &m);
 
         if (r == 0)
                 r = request_timeout(req, &timeout, &forever);
@@ -472,20 +305,22 @@ static int op_take(Conn *c, Request *req, cJSON *reply, PoolWaitKind kind) {
                 r = request_max(req, &max);
         if (r != 0)
                 return r;
-        r = kind == WAIT_ACQUIRE ? pool_acquire(m, &s) : pool_consume(m, &s);
+        r = pool_take(m, kind, max ? max : 1, v, &n);
         if (r == SB_E_WRONG_ROLE)
-                return fail_role(req, c, kind == WAIT_ACQUIRE ? "producer" : "consumer");
+                return fail_role(req, s, kind == WAIT_ACQUIRE ? ROLE_PRODUCER : ROLE_CONSUMER);
+        if (r == -EAGAIN && !forever && timeout == 0)
+                return request_fail(req, SB_E_TIMEOUT, kind == WAIT_ACQUIRE ? "no slot is free" : "no batch is ready");
         if (r == -EAGAIN)
-                return wait_begin(c, req, m, kind, timeout, forever, max);
-        return add_taken_any(reply, kind, m, s, max);
+                return wait_begin(&s->wait, m, kind, req->id, forever ? UINT64_MAX : timeout, max);
+        return reply_add_taken(reply, kind, v, n, max > 0);
 }
 
-static int op_acquire(Conn *c, Request *req, cJSON *reply) {
-        return op_take(c, req, reply, WAIT_ACQUIRE);
+static int op_acquire(Session *s, Request *req, cJSON *reply) {
+        return op_take(s, req, reply, WAIT_ACQUIRE);
 }
 
-static int op_consume(Conn *c, Request *req, cJSON *reply) {
-        return op_take(c, req, reply, WAIT_CONSUME);
+static int op_consume(Session *s, Request *req, cJSON *reply) {
+        return op_take(s, req, reply, WAIT_CONSUME);
 }
 
 /* The slots of a release: the request's "slot", or its "slots" array, into @v. */
@@ -510,7 +345,7 @@ static int release_slots(Request *req, uint32_t *v, size_t *n) {
         return 0;
 }
 
-static int op_release(Conn *c, Request *req, cJSON *reply) {
+static int op_release(Session *s, Request *req, cJSON *reply) {
         uint32_t v[POOL_MANY_MAX] = { 0 };
         bool requeue = false;
         size_t n = 0, bad = 0;
@@ -518,7 +353,7 @@ static int op_release(Conn *c, Request *req, cJSON *reply) {
         int r;
 
         (void)reply;
-        r = request_member(c, req, &m);
+        r = request_member(s, req, &m);
         if (r == 0)
                 r = release_slots(req, v, &n);
         if (r == 0)
@@ -538,124 +373,43 @@ static int op_release(Conn *c, Request *req, cJSON *reply) {
         return r;
 }
 
-static int op_end(Conn *c, Request *req, cJSON *reply) {
+static int op_end(Session *s, Request *req, cJSON *reply) {
         Member *m;
-        int r = request_member(c, req, &m);
+        int r = request_member(s, req, &m);
 
         (void)reply;
         if (r != 0)
                 return r;
         r = pool_end(m);
         if (r == SB_E_WRONG_ROLE)
-                return fail_role(req, c, "producer");
+                return fail_role(req, s, ROLE_PRODUCER);
         return r;
 }
 
-static int op_drop(Conn *c, Request *req, cJSON *reply) {
+static int op_drop(Session *s, Request *req, cJSON *reply) {
         Member *m;
         Pool *p;
-        int r = request_member(c, req, &m);
+        int r = request_member(s, req, &m);
 
         (void)reply;
         if (r != 0)
                 return r;
         p = m->pool;
-        if (c->cred.uid != 0 && c->cred.uid != p->spec.uid)
+        if (s->cred.uid != 0 && s->cred.uid != p->spec.uid)
                 return request_fail(req, SB_E_PERMISSION_DENIED, "only its owner (uid %u) or root may drop pool \"%s\"",
                                     (unsigned)p->spec.uid, p->spec.name);
-        log_info("pool \"%s\" dropped by pid %d uid %u", p->spec.name, (int)c->cred.pid, (unsigned)c->cred.uid);
-        broker_drop_pool(c->broker, p);
+        log_info("pool \"%s\" dropped by pid %d uid %u", p->spec.name, (int)s->cred.pid, (unsigned)s->cred.uid);
+        broker_drop_pool(s->broker, p);
         return 0;
 }
 
-static int status_pool(const Conn *c, const Pool *p, uint64_t now, cJSON *arr) {
-        cJSON *o = cJSON_CreateObject();
-
-        if (!o || !cJSON_AddItemToArray(arr, o)) {
-                cJSON_Delete(o);
-                return -ENOMEM;
-        }
-        if (add_pool_info(o, p, conn_may_access(c, p, false)) < 0)
-                return -ENOMEM;
-        for (int st = 0; st < _SLOT_STATE_MAX; st++)
-                if (add_uint(o, slot_state_name((SlotState)st), p->count[st]) < 0)
-                        return -ENOMEM;
-        if (add_uint(o, "users", p->n_members) < 0 || add_uint(o, "producers", p->n_producers) < 0 ||
-            add_uint(o, "stream", p->stream) < 0 || add_uint(o, "acquired", p->stats.acquired) < 0 ||
-            add_uint(o, "published", p->stats.published) < 0 || add_uint(o, "consumed", p->stats.consumed) < 0 ||
-            add_uint(o, "bytes_published", p->stats.bytes_published) < 0 ||
-            add_uint(o, "streams_ended", p->stats.streams_ended) < 0 ||
-            add_uint(o, "producer_wait_ms", p->stats.producer_wait_usec / 1000) < 0 ||
-            add_uint(o, "consumer_wait_ms", p->stats.consumer_wait_usec / 1000) < 0 ||
-            add_uint(o, "acquire_waiters", p->n_waiters[WAIT_ACQUIRE]) < 0 ||
-            add_uint(o, "consume_waiters", p->n_waiters[WAIT_CONSUME]) < 0 ||
-            add_uint(o, "age_ms", (now - p->created_usec) / 1000) < 0)
-                return -ENOMEM;
-        return 0;
-}
-
-static int status_client(const Conn *k, uint64_t now, cJSON *arr) {
-        cJSON *o = cJSON_CreateObject(), *pools, *held;
-        SbList *it, *jt;
-
-        if (!o || !cJSON_AddItemToArray(arr, o)) {
-                cJSON_Delete(o);
-                return -ENOMEM;
-        }
-        if (add_uint(o, "pid", (uint64_t)k->cred.pid) < 0 || add_uint(o, "uid", k->cred.uid) < 0 ||
-            add_uint(o, "gid", k->cred.gid) < 0 ||
-            !cJSON_AddStringToObject(o, "role", k->hello ? pool_role_name(k->role) : "none") ||
-            !(k->name ? cJSON_AddStringToObject(o, "name", k->name) : cJSON_AddNullToObject(o, "name")) ||
-            add_uint(o, "connected_ms", (now - k->connected_usec) / 1000) < 0 ||
-            !cJSON_AddStringToObject(o, "waiting", !k->waiting ? "" :
-                                     k->waiter.kind == WAIT_ACQUIRE ? "acquire" : "consume") ||
-            !(pools = cJSON_AddArrayToObject(o, "pools")) || !(held = cJSON_AddArrayToObject(o, "held")))
-                return -ENOMEM;
-        sb_list_for_each(it, &k->members) {
-                const Member *m = sb_list_entry(it, Member, owner_link);
-                if (!cJSON_AddItemToArray(pools, cJSON_CreateString(m->pool->spec.name)))
-                        return -ENOMEM;
-                sb_list_for_each(jt, &m->held) {
-                        const Slot *s = sb_list_entry(jt, Slot, link);
-                        cJSON *h = cJSON_CreateObject();
-                        if (!h || !cJSON_AddItemToArray(held, h) ||
-                            !cJSON_AddStringToObject(h, "pool", m->pool->spec.name) ||
-                            add_uint(h, "slot", s->index) < 0 ||
-                            !cJSON_AddStringToObject(h, "state", slot_state_name(s->state)) ||
-                            add_uint(h, "age_ms", (now - s->since_usec) / 1000) < 0)
-                                return -ENOMEM;
-                }
-        }
-        return 0;
-}
-
-static int op_status(Conn *c, Request *req, cJSON *reply) {
-        uint64_t now = sb_now_usec();
+static int op_status(Session *s, Request *req, cJSON *reply) {
         const char *name;
-        cJSON *pools, *clients;
-        SbList *it;
-        int r;
+        int r = request_string(req, "pool", false, &name);
 
-        r = request_string(req, "pool", false, &name);
         if (r != 0)
                 return r;
-        if (name && !broker_find_pool(c->broker, name))
-                return request_fail(req, SB_E_NO_SUCH_POOL, "no pool \"%s\"", name);
-        if (!(pools = cJSON_AddArrayToObject(reply, "pools")) || !(clients = cJSON_AddArrayToObject(reply, "clients")))
-                return -ENOMEM;
-        sb_list_for_each(it, &c->broker->pools) {
-                const Pool *p = sb_list_entry(it, Pool, owner_link);
-                if ((!name || strcmp(name, p->spec.name) == 0) && status_pool(c, p, now, pools) < 0)
-                        return -ENOMEM;
-        }
-        sb_list_for_each(it, &c->broker->conns) {
-                const Conn *k = sb_list_entry(it, Conn, link);
-                if ((!name || conn_find_member((Conn *)k, name)) && status_client(k, now, clients) < 0)
-                        return -ENOMEM;
-        }
-        if (add_uint(reply, "uptime_ms", (now - c->broker->started_usec) / 1000) < 0)
-                return -ENOMEM;
-        return 0;
+        return status_reply(s, name, reply, &req->why);
 }
 
 /* --- dispatch ---------------------------------------------------------------------- */
@@ -677,18 +431,18 @@ static const struct {
         { "status",  op_status,  true },
 };
 
-static int ops_dispatch(Conn *c, Request *req, cJSON *reply) {
+static int ops_dispatch(Session *s, Request *req, cJSON *reply) {
         for (size_t i = 0; i < ELEMENTSOF(op_table); i++) {
                 if (strcmp(op_table[i].name, req->op) != 0)
                         continue;
-                if (op_table[i].needs_hello && !c->hello)
+                if (op_table[i].needs_hello && !s->hello)
                         return request_fail(req, SB_E_NEED_HELLO, "say hello (with a role) before \"%s\"", req->op);
-                return op_table[i].handler(c, req, reply);
+                return op_table[i].handler(s, req, reply);
         }
         return request_fail(req, SB_E_UNKNOWN_OP, "unknown op \"%.64s\"", req->op);
 }
 
-static int handle_line(Conn *c, const char *line, size_t len) {
+static int handle_line(Session *s, const char *line, size_t len, SbBytes *out) {
         Request req;
         cJSON *reply = NULL;
         int r;
@@ -696,33 +450,35 @@ static int handle_line(Conn *c, const char *line, size_t len) {
         r = request_parse(&req, line, len);
         if (r == 0) {
                 reply = reply_new(req.id);
-                r = reply ? ops_dispatch(c, &req, reply) : -ENOMEM;
+                r = reply ? ops_dispatch(s, &req, reply) : -ENOMEM;
         }
-        if (r == OPS_WAITING) {
+        if (r == 0 && session_is_waiting(s)) {
+                /* Answered later, by the wait. */
                 arena_json_delete(reply);
                 request_done(&req);
-                return OPS_WAITING;
+                return 0;
         }
         if (r != 0) {
                 arena_json_delete(reply);
                 if (r < 0) {
-                        log_error_errno(r, "client %llu: \"%s\" failed", (unsigned long long)c->serial,
+                        log_error_errno(r, "client %llu: \"%s\" failed", (unsigned long long)s->serial,
                                         req.op ? req.op : "?");
-                        snprintf(req.error, sizeof(req.error), "the daemon failed: %s", strerror(-r));
+                        sb_fail(&req.why, 0, "the daemon failed: %s", strerror(-r));
                         r = SB_E_INTERNAL;
                 }
-                reply = reply_new_error(req.id, r, req.error);
+                reply = reply_new_error(req.id, r, req.why.text);
         }
-        r = conn_send(c, reply);
+        r = reply ? reply_print(reply, out) : -ENOMEM;
+        arena_json_delete(reply);
         request_done(&req);
         return r;
 }
 
-int ops_handle_line(Conn *c, const char *line, size_t len) {
+int ops_handle_line(Session *s, const char *line, size_t len, SbBytes *out) {
         int r;
 
         arena_begin();
-        r = handle_line(c, line, len);
+        r = handle_line(s, line, len, out);
         arena_end();
         return r;
 }

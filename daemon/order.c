@@ -5,7 +5,7 @@
 #include <stdlib.h>
 
 #include "order.h"
-#include "pool.h"
+#include "slot.h"
 
 static uint32_t order_hash(uint64_t stream, uint64_t seq) {
         uint64_t h = (seq ^ (stream * UINT64_C(0x9e3779b97f4a7c15))) * UINT64_C(0xff51afd7ed558ccd);

@@ -30,47 +30,8 @@ static const char *const slot_state_names[_SLOT_STATE_MAX] = {
         [SLOT_READING] = "reading",
 };
 
-static const char *const role_names[_ROLE_MAX] = {
-        [ROLE_ADMIN] = "admin",
-        [ROLE_PRODUCER] = "producer",
-        [ROLE_CONSUMER] = "consumer",
-};
-
 const char *slot_state_name(SlotState s) {
         return s < _SLOT_STATE_MAX ? slot_state_names[s] : "?";
-}
-
-const char *pool_role_name(PoolRole r) {
-        return r < _ROLE_MAX ? role_names[r] : "?";
-}
-
-int pool_role_from_name(const char *name) {
-        for (int i = 0; i < _ROLE_MAX; i++)
-                if (strcmp(role_names[i], name) == 0)
-                        return i;
-        return -EINVAL;
-}
-
-int pool_spec_layout(const PoolSpec *spec, uint64_t *stride, uint64_t *size, char *why, size_t len) {
-        uint64_t page = segment_page_size(spec->huge_pages), st, total;
-
-        if (spec->slot_size == 0 || spec->slots == 0) {
-                snprintf(why, len, "slot_size and slots must be at least 1");
-                return SB_E_BAD_REQUEST;
-        }
-        if (spec->slots > POOL_SLOTS_MAX) {
-                snprintf(why, len, "%u slots exceed the limit of %u slots per pool", spec->slots, POOL_SLOTS_MAX);
-                return SB_E_LIMIT;
-        }
-        if (!sb_round_up(spec->slot_size, page, &st) ||
-            __builtin_mul_overflow(st, (uint64_t)spec->slots, &total)) {
-                snprintf(why, len, "%u slots of %llu bytes overflow a 64-bit size", spec->slots,
-                         (unsigned long long)spec->slot_size);
-                return SB_E_LIMIT;
-        }
-        *stride = st;
-        *size = total;
-        return 0;
 }
 
 static void slot_set_state(Pool *p, Slot *s, SlotState state) {
@@ -80,20 +41,15 @@ static void slot_set_state(Pool *p, Slot *s, SlotState state) {
         s->since_usec = sb_now_usec();
 }
 
-int pool_new(Pool **ret, const PoolSpec *spec, char *why, size_t len) {
+int pool_new(Pool **ret, const PoolSpec *spec, const PoolLayout *layout, SbReason *why) {
         Pool *p;
-        uint64_t stride, size;
         int r;
-
-        r = pool_spec_layout(spec, &stride, &size, why, len);
-        if (r != 0)
-                return r;
 
         p = calloc(1, sizeof(*p));
         if (!p)
                 return -ENOMEM;
         p->spec = *spec;
-        p->stride = stride;
+        p->stride = layout->stride;
         p->seg = SEGMENT_NULL;
         p->created_usec = sb_now_usec();
         sb_list_init(&p->free_slots);
@@ -123,7 +79,7 @@ int pool_new(Pool **ret, const PoolSpec *spec, char *why, size_t len) {
         }
         p->count[SLOT_FREE] = spec->slots;
 
-        r = segment_create(&p->seg, size, spec->huge_pages, spec->uid, spec->gid, spec->mode, why, len);
+        r = segment_create(&p->seg, layout->size, spec->huge_pages, spec->uid, spec->gid, spec->mode, why);
         if (r < 0) {
                 pool_free(p);
                 return (r == -E2BIG || r == -ENOSPC || r == -ENOMEM || r == -EPERM) ? SB_E_LIMIT : r;
@@ -140,7 +96,7 @@ static void fail_waiters(SbList *queue) {
 
         while ((w = sb_list_first_entry(queue, PoolWaiter, link))) {
                 pool_unwait(w);
-                w->fn(w, SB_E_NO_SUCH_POOL, NULL);
+                w->fn(w, SB_E_NO_SUCH_POOL, NULL, 0);
         }
 }
 
@@ -164,6 +120,7 @@ Pool *pool_free(Pool *p) {
         if (p->spec.ordered)
                 order_done(&p->order);
         segment_release(&p->seg);
+        quota_uncharge(&p->charge);
         sb_list_unlink(&p->owner_link);
         free(p->slots);
         free(p);
@@ -236,7 +193,7 @@ static void pool_check_end(Pool *p) {
 
 /* --- operations ------------------------------------------------------------------- */
 
-int pool_join(Pool *p, PoolRole role, void *owner, Member **ret) {
+int pool_join(Pool *p, Role role, void *owner, Member **ret) {
         Member *m = calloc(1, sizeof(*m));
 
         if (!m)
@@ -471,6 +428,20 @@ int pool_consume(Member *m, Slot **ret) {
         return -EAGAIN;
 }
 
+int pool_take(Member *m, PoolWaitKind kind, uint32_t max, Slot **v, size_t *n) {
+        int r = kind == WAIT_ACQUIRE ? pool_acquire(m, &v[0]) : pool_consume(m, &v[0]);
+
+        *n = 0;
+        if (r != 0)
+                return r;
+        if (!v[0])
+                return 0;        /* end of stream */
+        for (*n = 1; *n < max; (*n)++)
+                if ((kind == WAIT_ACQUIRE ? pool_acquire(m, &v[*n]) : pool_consume_ready(m, &v[*n])) != 0)
+                        break;
+        return 0;
+}
+
 int pool_release(Member *m, const uint32_t *slots, size_t n, bool requeue, size_t *bad) {
         Pool *p = m->pool;
 
@@ -518,11 +489,12 @@ int pool_end(Member *m) {
 
 /* --- waiters ---------------------------------------------------------------------- */
 
-void pool_wait(PoolWaiter *w, Member *m, PoolWaitKind kind, PoolWakeFn fn) {
+void pool_wait(PoolWaiter *w, Member *m, PoolWaitKind kind, uint32_t max, PoolWakeFn fn) {
         Pool *p = m->pool;
 
         w->member = m;
         w->kind = kind;
+        w->max = max ? max : 1;
         w->fn = fn;
         w->since_usec = sb_now_usec();
         m->waiter = w;
@@ -548,31 +520,21 @@ void pool_unwait(PoolWaiter *w) {
         w->member = NULL;
 }
 
-/* Answer waiters, first come first served, for as long as they can be answered. */
-static void pool_dispatch(Pool *p) {
+/* Answer the waiters of @queue, first come first served, while they can be answered. */
+static void dispatch_queue(SbList *queue) {
+        Slot *v[POOL_MANY_MAX];
         PoolWaiter *w;
-        Slot *s;
+        size_t n;
 
-        while ((w = sb_list_first_entry(&p->acquire_waiters, PoolWaiter, link))) {
-                Member *m = w->member;
-                if (pool_acquire(m, &s) != 0)
+        while ((w = sb_list_first_entry(queue, PoolWaiter, link))) {
+                if (pool_take(w->member, w->kind, w->max, v, &n) != 0)
                         break;
                 pool_unwait(w);
-                w->fn(w, 0, s);
-        }
-        while ((w = sb_list_first_entry(&p->consume_waiters, PoolWaiter, link))) {
-                Member *m = w->member;
-                if (pool_consume(m, &s) != 0)
-                        break;
-                pool_unwait(w);
-                w->fn(w, 0, s);
+                w->fn(w, 0, v, n);
         }
 }
 
-bool pool_name_valid(const char *name) {
-        size_t n = strlen(name);
-
-        if (n == 0 || n > POOL_NAME_MAX || name[0] == '.' || name[0] == '-')
-                return false;
-        return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+static void pool_dispatch(Pool *p) {
+        dispatch_queue(&p->acquire_waiters);
+        dispatch_queue(&p->consume_waiters);
 }

@@ -17,84 +17,39 @@
 #include <cjson/cJSON.h>
 
 #include "order.h"
+#include "pool-spec.h"
+#include "quota.h"
+#include "sb-error.h"
 #include "sb-list.h"
+#include "sb-names.h"
 #include "segment.h"
+#include "slot.h"
 
-#define POOL_NAME_MAX 64
-#define POOL_SLOTS_MAX (1u << 20)
 #define POOL_MANY_MAX 1024     /* slots one request may take or give */
 
 typedef struct Pool Pool;
 typedef struct Member Member;
 typedef struct PoolWaiter PoolWaiter;
 
-typedef enum SlotState {
-        SLOT_FREE,
-        SLOT_WRITING,
-        SLOT_READY,
-        SLOT_READING,
-        _SLOT_STATE_MAX,
-} SlotState;
-
-typedef enum PoolPolicy {
-        POLICY_REQUEUE,          /* a dead consumer's slot goes back to the front of the queue */
-        POLICY_FREE,             /* ... or is freed, its batch lost */
-} PoolPolicy;
-
-typedef enum PoolRole {
-        ROLE_ADMIN,
-        ROLE_PRODUCER,
-        ROLE_CONSUMER,
-        _ROLE_MAX,
-} PoolRole;
-
 typedef enum PoolWaitKind {
         WAIT_ACQUIRE,
         WAIT_CONSUME,
 } PoolWaitKind;
 
-/* What a pool is made of: from the configuration or from a client's create. */
-typedef struct PoolSpec {
-        char name[POOL_NAME_MAX + 1];
-        uint64_t slot_size;
-        uint32_t slots;
-        bool ordered;
-        bool persistent;
-        bool configured;         /* from the configuration file */
-        bool huge_pages;
-        PoolPolicy on_consumer_death;
-        unsigned mode;
-        uid_t uid;
-        gid_t gid;
-} PoolSpec;
-
-struct Slot {
-        uint32_t index;
-        SlotState state;
-        Member *holder;          /* while writing or reading */
-        SbList link;             /* free list, a ready queue, or the holder's held list */
-        uint64_t nbytes;
-        uint64_t seq;
-        uint64_t stream;
-        uint32_t heap_pos;       /* ordered pools: place in the heap */
-        uint64_t mark;           /* Pool.mark_gen when a many-slot request last named it */
-        char *meta;              /* the producer's meta as JSON text (NULL: {}), while ready or reading */
-        uint32_t meta_len;
-        uint32_t meta_cap;       /* kept across uses: no allocation per batch in steady state */
-        uint64_t since_usec;     /* when it entered its state */
-};
 
 /*
- * Called when a wait ends: @result is 0 with @slot the acquired or consumed slot, or
- * NULL for end of stream (consume); or SB_E_NO_SUCH_POOL when the pool was dropped.
- * The callback must not call back into the pool.
+ * Called when a wait ends, the waiter already out of the queue: @result is 0 with the
+ * @n slots the waiter now holds (@n == 0: end of stream, consume only), or
+ * SB_E_NO_SUCH_POOL when the pool is going. The callback must not call back into the
+ * pool: everything it needs is in its arguments (a slot's pool is slot->holder->pool).
  */
-typedef void (*PoolWakeFn)(PoolWaiter *w, int result, Slot *slot);
+typedef void (*PoolWakeFn)(PoolWaiter *w, int result, Slot *const *slots, size_t n);
 
 struct PoolWaiter {
         SbList link;             /* in the pool's queue of its kind, first come first served */
-        Member *member;
+        Member *member;          /* NULL while not waiting */
         PoolWaitKind kind;
+        uint32_t max;            /* slots to take at most when woken (at least 1) */
         PoolWakeFn fn;
         uint64_t since_usec;
 };
@@ -106,7 +61,7 @@ struct Member {
         SbList owner_link;       /* in the owner's list of opened pools */
         SbList held;             /* Slot.link */
         uint32_t n_held;
-        PoolRole role;
+        Role role;
         bool ended;              /* producer: sent end in the current stream */
         uint64_t stream;         /* consumer: the stream it is reading */
         PoolWaiter *waiter;      /* its wait, if any */
@@ -126,6 +81,7 @@ struct Pool {
         PoolSpec spec;
         uint64_t stride;
         Segment seg;
+        QuotaCharge charge;      /* to its owner: one pool, the segment's bytes */
         Slot *slots;
         SbList free_slots;
         SbList ready;            /* unordered: publish order; both: requeued at the front */
@@ -148,16 +104,12 @@ struct Pool {
         SbList owner_link;       /* in the broker's list of pools */
 };
 
-/*
- * The stride (slot size rounded up to the page size) and the segment's size of @spec.
- * Returns 0, or SB_E_BAD_REQUEST / SB_E_LIMIT with the reason in @why.
- */
-int pool_spec_layout(const PoolSpec *spec, uint64_t *stride, uint64_t *size, char *why, size_t len);
+/* Create a pool of @layout (pool_spec_layout()) and its segment. Returns 0, SB_E_LIMIT
+ * (a kernel limit) or -errno, the reason in @why. */
+int pool_new(Pool **ret, const PoolSpec *spec, const PoolLayout *layout, SbReason *why);
 
-/* Create a pool and its segment. Returns 0, SB_E_LIMIT or -errno, the reason in @why. */
-int pool_new(Pool **ret, const PoolSpec *spec, char *why, size_t len);
-
-/* Fail every wait with no_such_pool, free every member and the pool; NULL-safe. */
+/* Fail every wait with no_such_pool, free every member, give back the pool's charge,
+ * free the pool; NULL-safe. */
 Pool *pool_free(Pool *p);
 
 static inline uint64_t slot_offset(const Pool *p, const Slot *s) {
@@ -169,13 +121,20 @@ static inline bool pool_is_unused(const Pool *p) {
 }
 
 /* Open @p for @owner in @role. Returns 0 or -ENOMEM. */
-int pool_join(Pool *p, PoolRole role, void *owner, Member **ret);
+int pool_join(Pool *p, Role role, void *owner, Member **ret);
 
 /* Close a member: reclaim its slots, drop its wait, count a producer as ended. */
 void member_leave(Member *m);
 
 /* Take a free slot for writing. 0, SB_E_WRONG_ROLE or -EAGAIN (none free). */
 int pool_acquire(Member *m, Slot **ret);
+
+/*
+ * Take up to @max (1 to POOL_MANY_MAX) slots of @kind: the first as pool_acquire() or
+ * pool_consume() would, then as many more as are free or ready now. 0 with *n slots in
+ * @v (*n == 0: end of stream, consume only), SB_E_WRONG_ROLE, or -EAGAIN (none yet).
+ */
+int pool_take(Member *m, PoolWaitKind kind, uint32_t max, Slot **v, size_t *n);
 
 /* One slot to publish: @meta is JSON object text of @meta_len bytes, or NULL for {}. */
 typedef struct PoolPublish {
@@ -209,15 +168,11 @@ int pool_release(Member *m, const uint32_t *slots, size_t n, bool requeue, size_
 /* The producer @m ends the current stream. 0 or SB_E_WRONG_ROLE. */
 int pool_end(Member *m);
 
-/* Queue @w to be woken by @fn when an acquire or consume of @m can be answered. */
-void pool_wait(PoolWaiter *w, Member *m, PoolWaitKind kind, PoolWakeFn fn);
+/* Queue @w to be woken by @fn when a take of @kind by @m can be answered: then the
+ * pool takes up to @max slots for it (pool_take()) and hands them to @fn. */
+void pool_wait(PoolWaiter *w, Member *m, PoolWaitKind kind, uint32_t max, PoolWakeFn fn);
 
 /* Leave the queue without being woken (timeout, cancel). */
 void pool_unwait(PoolWaiter *w);
 
 const char *slot_state_name(SlotState s);
-const char *pool_role_name(PoolRole r);
-int pool_role_from_name(const char *name);
-
-/* A pool name: 1 to 64 of [A-Za-z0-9._-], not starting with '.' or '-'. */
-bool pool_name_valid(const char *name);

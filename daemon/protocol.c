@@ -1,5 +1,5 @@
 /*
- * protocol.c: parsing request lines and building reply lines.
+ * protocol.c: parsing request lines, and building and printing reply lines.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -10,27 +10,6 @@
 #include "protocol.h"
 #include "sb-error.h"
 #include "sb-json.h"
-
-int request_fail(Request *req, int code, const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(req->error, sizeof(req->error), fmt, ap);
-        va_end(ap);
-        return code;
-}
-
-int request_fail_within(Request *req, int code, const char *fmt, ...) {
-        char where[96], inner[sizeof(req->error)];
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(where, sizeof(where), fmt, ap);
-        va_end(ap);
-        memcpy(inner, req->error, sizeof(inner));
-        snprintf(req->error, sizeof(req->error), "%.80s: %.160s", where, inner);
-        return code;
-}
 
 int request_parse(Request *req, const char *line, size_t len) {
         const char *end = NULL;
@@ -205,5 +184,77 @@ int reply_print(const cJSON *reply, SbBytes *out) {
                 return -ENOMEM;
         }
         cJSON_free(s);
+        return 0;
+}
+
+/* --- reply fields ------------------------------------------------------------------ */
+
+int reply_add_uint(cJSON *o, const char *key, uint64_t v) {
+        char buf[24], *p = buf + sizeof(buf) - 1;
+
+        /* As raw digits, written by hand: cJSON prints every number as a double through
+         * sprintf("%1.15g") and reads it back to check it, and even snprintf() costs more
+         * than this loop on the per-batch path. */
+        *p = 0;
+        do
+                *--p = (char)('0' + v % 10);
+        while (v /= 10);
+        return cJSON_AddRawToObject(o, key, p) ? 0 : -ENOMEM;
+}
+
+int reply_add_pool(cJSON *o, const Pool *p, bool with_shmid) {
+        char mode[8];
+
+        snprintf(mode, sizeof(mode), "%04o", p->spec.mode);
+        if (!cJSON_AddStringToObject(o, "pool", p->spec.name) ||
+            (with_shmid && reply_add_uint(o, "shmid", (uint64_t)p->seg.shmid) < 0) ||
+            reply_add_uint(o, "slot_size", p->spec.slot_size) < 0 || reply_add_uint(o, "stride", p->stride) < 0 ||
+            reply_add_uint(o, "slots", p->spec.slots) < 0 || reply_add_uint(o, "size", p->seg.size) < 0 ||
+            !cJSON_AddBoolToObject(o, "ordered", p->spec.ordered) ||
+            !cJSON_AddBoolToObject(o, "persistent", p->spec.persistent) ||
+            !cJSON_AddBoolToObject(o, "huge_pages", p->spec.huge_pages) ||
+            !cJSON_AddStringToObject(o, "on_consumer_death", pool_policy_name(p->spec.on_consumer_death)) ||
+            reply_add_uint(o, "uid", p->spec.uid) < 0 || reply_add_uint(o, "gid", p->spec.gid) < 0 ||
+            !cJSON_AddStringToObject(o, "mode", mode))
+                return -ENOMEM;
+        return 0;
+}
+
+/* The fields of one slot just taken, and so held: by a producer (its place) or by a
+ * consumer (the batch in it). */
+static int add_one_taken(cJSON *o, PoolWaitKind kind, const Slot *s) {
+        const Pool *p = s->holder->pool;
+
+        if (reply_add_uint(o, "slot", s->index) < 0 || reply_add_uint(o, "offset", slot_offset(p, s)) < 0)
+                return -ENOMEM;
+        if (kind == WAIT_ACQUIRE)
+                return 0;
+        if (reply_add_uint(o, "nbytes", s->nbytes) < 0 || reply_add_uint(o, "seq", s->seq) < 0 ||
+            reply_add_uint(o, "stream", s->stream) < 0)
+                return -ENOMEM;
+        /* The slot keeps the producer's meta as text: it goes out as it came in, with no
+         * tree to build or print per consume. */
+        return cJSON_AddRawToObject(o, "meta", s->meta_len ? s->meta : "{}") ? 0 : -ENOMEM;
+}
+
+int reply_add_taken(cJSON *reply, PoolWaitKind kind, Slot *const *v, size_t n, bool many) {
+        cJSON *arr;
+
+        if (!many)
+                return n == 0 ? (cJSON_AddTrueToObject(reply, "eof") ? 0 : -ENOMEM) : add_one_taken(reply, kind, v[0]);
+        arr = cJSON_AddArrayToObject(reply, kind == WAIT_ACQUIRE ? "slots" : "batches");
+        if (!arr)
+                return -ENOMEM;
+        if (n == 0)
+                return cJSON_AddTrueToObject(reply, "eof") ? 0 : -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                cJSON *o = cJSON_CreateObject();
+                if (!o || !cJSON_AddItemToArray(arr, o)) {
+                        cJSON_Delete(o);
+                        return -ENOMEM;
+                }
+                if (add_one_taken(o, kind, v[i]) < 0)
+                        return -ENOMEM;
+        }
         return 0;
 }

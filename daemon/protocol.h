@@ -3,7 +3,8 @@
  *
  * A Request is a parsed line plus typed, validated access to its fields; a field that
  * is missing or of the wrong type fails the request with bad_request and a message that
- * names the field. Replies are built as cJSON objects and printed as one line.
+ * names the field. Replies are built as cJSON objects, their fields encoded here (the
+ * pool, slot and batch fields every operation shares), and printed as one line.
  */
 #pragma once
 
@@ -13,7 +14,9 @@
 
 #include <cjson/cJSON.h>
 
+#include "pool.h"
 #include "sb-bytes.h"
+#include "sb-error.h"
 #include "sb-macro.h"
 
 #define PROTOCOL_VERSION 1
@@ -22,7 +25,7 @@ typedef struct Request {
         cJSON *root;
         cJSON *id;               /* borrowed from root, NULL if absent */
         const char *op;
-        char error[256];         /* the message of a failed request */
+        SbReason why;            /* the message of a failed request */
 } Request;
 
 /* Parse one line (without its newline). Returns 0, or SB_E_BAD_REQUEST with req->error;
@@ -30,12 +33,8 @@ typedef struct Request {
 int request_parse(Request *req, const char *line, size_t len);
 void request_done(Request *req);
 
-/* Set req->error from @fmt and return @code (a positive SbError). */
-int request_fail(Request *req, int code, const char *fmt, ...) _printf_(3, 4);
-
-/* Prefix the message of a failed request with where it failed ("\"batches\" entry 3").
- * Returns @code. */
-int request_fail_within(Request *req, int code, const char *fmt, ...) _printf_(3, 4);
+/* Fail the request: its message from @fmt; returns @code (a positive SbError). */
+#define request_fail(req, code, ...) sb_fail(&(req)->why, (code), __VA_ARGS__)
 
 /* An integer field in [0, max]. With @present NULL the field is required; otherwise
  * *present tells whether it was there. 0 or SB_E_BAD_REQUEST. */
@@ -65,3 +64,17 @@ cJSON *reply_new_error(const cJSON *id, int code, const char *message);
 /* Append @reply to @out as one line with its newline. 0 or -ENOMEM. */
 #define REPLY_INLINE_MAX 4096
 int reply_print(const cJSON *reply, SbBytes *out);
+
+/* Add integer @v as @key: printed as exact digits (cJSON would print a double). 0 or
+ * -ENOMEM. */
+int reply_add_uint(cJSON *o, const char *key, uint64_t v);
+
+/* The fields of pool @p (as create and open answer), with its "shmid" if @with_shmid. */
+int reply_add_pool(cJSON *o, const Pool *p, bool with_shmid);
+
+/*
+ * The fields of what a take (acquire or consume) gave: @n held slots (n == 0: end of
+ * stream). The one-slot form (@many false) puts the slot's fields in the reply itself;
+ * the many-slot form puts an array "slots" (acquire) or "batches" (consume). 0 or -ENOMEM.
+ */
+int reply_add_taken(cJSON *reply, PoolWaitKind kind, Slot *const *v, size_t n, bool many);

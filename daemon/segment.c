@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "sb-size.h"
+#include "sb-error.h"
 #include "segment.h"
 
 static uint64_t read_u64_file(const char *path, uint64_t fallback) {
@@ -50,66 +51,61 @@ uint64_t segment_page_size(bool huge_pages) {
         return huge_pages ? huge_page_size() : (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
-int segment_check_limits(uint64_t size, bool huge_pages, char *why, size_t len) {
+static int segment_check_limits(uint64_t size, SbReason *why) {
         uint64_t shmmax = read_u64_file("/proc/sys/kernel/shmmax", UINT64_MAX);
         uint64_t shmall = read_u64_file("/proc/sys/kernel/shmall", UINT64_MAX);
         uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
         char a[32], b[32];
 
-        if (size > shmmax) {
-                snprintf(why, len, "segment of %s exceeds the kernel limit shmmax (%s)",
-                         sb_format_size(size, a, sizeof(a)), sb_format_size(shmmax, b, sizeof(b)));
-                return -E2BIG;
-        }
+        if (size > shmmax)
+                return sb_fail(why, -E2BIG, "segment of %s exceeds the kernel limit shmmax (%s)",
+                               sb_format_size(size, a, sizeof(a)), sb_format_size(shmmax, b, sizeof(b)));
         /* shmall counts base pages over all segments; one segment alone must fit too. */
-        if (size / page > shmall) {
-                snprintf(why, len, "segment of %s exceeds the kernel limit shmall (%llu pages)",
-                         sb_format_size(size, a, sizeof(a)), (unsigned long long)shmall);
-                return -E2BIG;
-        }
-        (void)huge_pages;
+        if (size / page > shmall)
+                return sb_fail(why, -E2BIG, "segment of %s exceeds the kernel limit shmall (%llu pages)",
+                               sb_format_size(size, a, sizeof(a)), (unsigned long long)shmall);
         return 0;
 }
 
-static void describe_shmget_error(int error, uint64_t size, bool huge_pages, char *why, size_t len) {
+static void describe_shmget_error(int error, uint64_t size, bool huge_pages, SbReason *why) {
         char a[32];
 
         sb_format_size(size, a, sizeof(a));
         switch (error) {
         case ENOSPC:
-                snprintf(why, len, "no room for a segment of %s: the kernel limit shmmni "
+                sb_fail(why, 0, "no room for a segment of %s: the kernel limit shmmni "
                          "(segments) or shmall (total pages) is reached", a);
                 break;
         case ENOMEM:
         case EPERM:
                 if (huge_pages)
-                        snprintf(why, len, "no huge pages for a segment of %s (vm.nr_hugepages, "
+                        sb_fail(why, 0, "no huge pages for a segment of %s (vm.nr_hugepages, "
                                  "and the group in vm.hugetlb_shm_group)", a);
                 else
-                        snprintf(why, len, "not enough memory for a segment of %s", a);
+                        sb_fail(why, 0, "not enough memory for a segment of %s", a);
                 break;
         case EINVAL:
-                snprintf(why, len, "the kernel refuses a segment of %s (shmmax or shmmin)", a);
+                sb_fail(why, 0, "the kernel refuses a segment of %s (shmmax or shmmin)", a);
                 break;
         default:
-                snprintf(why, len, "cannot create a segment of %s: %s", a, strerror(error));
+                sb_fail(why, 0, "cannot create a segment of %s: %s", a, strerror(error));
         }
 }
 
 int segment_create(Segment *seg, uint64_t size, bool huge_pages, uid_t uid, gid_t gid,
-                   unsigned mode, char *why, size_t len) {
+                   unsigned mode, SbReason *why) {
         struct shmid_ds ds;
         void *addr;
         int shmid, r;
 
-        r = segment_check_limits(size, huge_pages, why, len);
+        r = segment_check_limits(size, why);
         if (r < 0)
                 return r;
 
         shmid = shmget(IPC_PRIVATE, size, IPC_CREAT | IPC_EXCL | 0600 | (huge_pages ? SHM_HUGETLB : 0));
         if (shmid < 0) {
                 r = -errno;
-                describe_shmget_error(-r, size, huge_pages, why, len);
+                describe_shmget_error(-r, size, huge_pages, why);
                 return r == -EINVAL ? -E2BIG : r;
         }
 
@@ -122,13 +118,13 @@ int segment_create(Segment *seg, uint64_t size, bool huge_pages, uid_t uid, gid_
         if (addr == (void *)-1) {  /* NOLINT(performance-no-int-to-ptr): shmat()'s error value */
                 r = -errno;
                 (void)shmctl(shmid, IPC_RMID, NULL);
-                snprintf(why, len, "cannot attach the new segment: %s", strerror(-r));
+                sb_fail(why, 0, "cannot attach the new segment: %s", strerror(-r));
                 return r;
         }
         if (shmctl(shmid, IPC_RMID, NULL) < 0) {
                 r = -errno;
                 (void)shmdt(addr);
-                snprintf(why, len, "cannot mark the new segment for removal: %s", strerror(-r));
+                sb_fail(why, 0, "cannot mark the new segment for removal: %s", strerror(-r));
                 return r;
         }
 
@@ -142,7 +138,7 @@ int segment_create(Segment *seg, uint64_t size, bool huge_pages, uid_t uid, gid_
              shmctl(shmid, IPC_SET, &ds) < 0)) {
                 r = -errno;
                 (void)shmdt(addr);
-                snprintf(why, len, "cannot set the owner and mode of the new segment: %s", strerror(-r));
+                sb_fail(why, 0, "cannot set the owner and mode of the new segment: %s", strerror(-r));
                 return r;
         }
 
@@ -154,12 +150,4 @@ void segment_release(Segment *seg) {
         if (seg->addr)
                 (void)shmdt(seg->addr);
         *seg = SEGMENT_NULL;
-}
-
-int segment_nattch(const Segment *seg) {
-        struct shmid_ds ds;
-
-        if (shmctl(seg->shmid, IPC_STAT, &ds) < 0)
-                return -errno;
-        return (int)ds.shm_nattch;
 }

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "sb-error.h"
+
 typedef struct Segment {
         int shmid;           /* -1 when there is none */
         void *addr;          /* the daemon's own attachment */
@@ -21,21 +23,12 @@ typedef struct Segment {
 uint64_t segment_page_size(bool huge_pages);
 
 /*
- * Check @size against the kernel's limits. Returns 0, or -E2BIG with the name of the
- * limit and its value written to @why (for the error reply and the log).
- */
-int segment_check_limits(uint64_t size, bool huge_pages, char *why, size_t len);
-
-/*
  * Create a segment of @size bytes, attach it, mark it for removal at once, and give it
- * owner @uid, group @gid and permission @mode. Returns 0 or -errno; -E2BIG/-ENOSPC/
- * -ENOMEM mean a kernel limit, described in @why.
+ * owner @uid, group @gid and permission @mode. Returns 0 or -errno, described in @why;
+ * -E2BIG/-ENOSPC/-ENOMEM mean a kernel limit (shmmax, shmall, shmmni, memory).
  */
 int segment_create(Segment *seg, uint64_t size, bool huge_pages, uid_t uid, gid_t gid,
-                   unsigned mode, char *why, size_t len);
+                   unsigned mode, SbReason *why);
 
 /* Detach the daemon from the segment; the kernel frees it once no one is attached. */
 void segment_release(Segment *seg);
-
-/* How many processes have the segment attached now, or -errno. */
-int segment_nattch(const Segment *seg);

@@ -13,6 +13,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "sb-macro.h"
+#include "sb-unix.h"
 #include "socket.h"
 
 int socket_from_systemd(int *ret_fd) {
@@ -58,15 +59,13 @@ static bool socket_is_live(const struct sockaddr_un *addr) {
 
 int socket_listen_unix(const char *path, unsigned mode, gid_t gid, int *ret_fd) {
         _cleanup_(closep) int fd = -1;
-        struct sockaddr_un addr = { .sun_family = AF_UNIX };
+        struct sockaddr_un addr;
         mode_t old_umask;
         int r;
 
-        size_t len = strlen(path);
-
-        if (len >= sizeof(addr.sun_path))
-                return -ENAMETOOLONG;
-        memcpy(addr.sun_path, path, len + 1);
+        r = sb_sockaddr_un(&addr, path);
+        if (r < 0)
+                return r;
         r = make_parent_dir(path);
         if (r < 0)
                 return r;

@@ -7,6 +7,8 @@
  */
 #pragma once
 
+#include "sb-macro.h"
+
 typedef enum SbError {
         SB_OK = 0,
         SB_E_BAD_REQUEST,        /* malformed line, wrong type, missing or bad field */
@@ -28,3 +30,18 @@ const char *sb_error_code(int e);
 
 /* The SbError for a wire code; SB_E_INTERNAL for a code this build does not know. */
 SbError sb_error_from_code(const char *code);
+
+/*
+ * A reason for a person, passed down the layers instead of a (buffer, length) pair: the
+ * layer that finds a failure says why, in words, once; the caller decides where it goes
+ * (an error reply, a log line). The text is always a terminated string.
+ */
+typedef struct SbReason {
+        char text[384];
+} SbReason;
+
+/* Set @why (NULL-safe) from @fmt and return @code: `return sb_fail(why, SB_E_LIMIT, ...)`. */
+int sb_fail(SbReason *why, int code, const char *fmt, ...) _printf_(3, 4);
+
+/* Put "@fmt: " in front of what @why already says; returns @code. */
+int sb_fail_within(SbReason *why, int code, const char *fmt, ...) _printf_(3, 4);

@@ -16,8 +16,6 @@ typedef struct SbList {
         struct SbList *prev, *next;
 } SbList;
 
-#define SB_LIST_INIT(name) { &(name), &(name) }
-
 static inline void sb_list_init(SbList *l) {
         l->prev = l->next = l;
 }

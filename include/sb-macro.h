@@ -14,9 +14,6 @@
 #define _cleanup_(f) __attribute__((cleanup(f)))
 #define _printf_(a, b) __attribute__((format(printf, a, b)))
 #define _public_ __attribute__((visibility("default")))
-#define _unused_ __attribute__((unused))
-#define _likely_(x) __builtin_expect(!!(x), 1)
-#define _unlikely_(x) __builtin_expect(!!(x), 0)
 
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 
@@ -55,8 +52,3 @@ static inline void closep(int *fd) {
                 if (*p)                                                                 \
                         (void)func(*p);                                                 \
         }
-
-/* errno as a negative return value, never 0 (guards against a libc that forgot to set it). */
-static inline int sb_negative_errno(void) {
-        return errno > 0 ? -errno : -EIO;
-}

@@ -11,14 +11,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         Config *c = NULL;
-        char err[512], buf[64];
+        SbReason why = { "" };
+        char buf[64];
         uint64_t v;
 
-        if (config_parse((const char *)data, size, &c, err, sizeof(err)) == 0) {
+        if (config_parse((const char *)data, size, &c, &why) == 0) {
                 if (!c)
                         abort();
                 config_free(c);
-        } else if (c || !err[0]) {
+        } else if (c || !why.text[0]) {
                 abort();        /* a refusal always says why, and returns nothing */
         }
         if (size < sizeof(buf)) {

@@ -1,20 +1,20 @@
 /*
- * libFuzzer target: request lines through the real operation handlers, against a live
- * broker state (pools, waits, held slots), on a connection whose socket nobody reads.
- * Each input is a batch of lines from one client; the client then disconnects, so
- * every slot it took must come back: the target checks that after every input.
+ * libFuzzer target: request lines through the daemon's own framing (conn.c) and
+ * operation handlers (ops.c), against a live broker state (pools, waits, held slots).
+ * Each input is everything one client sends before it hangs up; the client's session
+ * then ends, so every slot it took must come back: the target checks that after every
+ * input.
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "broker.h"
 #include "conn.h"
 #include "log.h"
 #include "ops.h"
+#include "session.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -48,29 +48,38 @@ static void check_accounting(Broker *b) {
                     p->n_waiters[0] || p->n_waiters[1] || !pool_is_unused(p) || !p->spec.persistent)
                         abort();
         }
+        if (b->n_sessions != 0)
+                abort();
+}
+
+/* A wait of this client answered by another's request: nobody reads the reply here. */
+static void on_wait_done(Wait *w, cJSON *reply) {
+        (void)w;
+        cJSON_Delete(reply);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-        int sv[2];
-        Conn *c = NULL;
-        size_t pos = 0;
+        struct ucred cred = { .pid = getpid(), .uid = getuid(), .gid = getgid() };
+        size_t max_line = (size_t)(broker ? broker->config->limits.max_line : 4096);
+        const char *line;
+        Session s;
+        Conn c;
+        size_t len;
 
         if (!broker)
                 broker = setup();
-        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        conn_init(&c, -1);
+        if (sb_bytes_append(&c.in, data, size) < 0 ||
+            session_init(&s, broker, &cred, NULL, 0, on_wait_done, NULL) < 0)
                 abort();
-        if (conn_new(&c, broker, sv[0]) < 0)
-                abort();
-        while (pos < size && !c->waiting) {
-                const uint8_t *nl = memchr(data + pos, '\n', size - pos);
-                size_t n = nl ? (size_t)(nl - (data + pos)) : size - pos;
-                if (ops_handle_line(c, (const char *)data + pos, n) < 0)
+        c.eof = true;    /* the client sent all of this, then hung up */
+        while (!session_is_waiting(&s) && conn_next_line(&c, max_line, &line, &len) > 0) {
+                if (ops_handle_line(&s, line, len, &c.out) < 0)
                         break;
-                sb_bytes_consume(&c->out, sb_bytes_pending(&c->out));   /* replies are not the point here */
-                pos += n + 1;
+                sb_bytes_consume(&c.out, sb_bytes_pending(&c.out));   /* replies are not the point here */
         }
-        conn_free(c);
-        close(sv[1]);
+        session_clear(&s);
+        conn_clear(&c);
         check_accounting(broker);
         return 0;
 }

@@ -5,7 +5,12 @@
 #include "unit.h"
 
 static int parse(const char *text, Config **c, char *err) {
-        return config_parse(text, strlen(text), c, err, 256);
+        SbReason why = { "" };
+        int r = config_parse(text, strlen(text), c, &why);
+
+        memcpy(err, why.text, 256);
+        err[255] = 0;
+        return r;
 }
 
 START_TEST(example_with_comments) {
@@ -28,14 +33,14 @@ START_TEST(example_with_comments) {
         ck_assert_uint_eq(c->limits.max_line, 4096);
         ck_assert_uint_eq(c->limits.max_clients, 1024);  /* default kept */
         ck_assert_uint_eq(c->n_pools, 1);
-        ck_assert_str_eq(c->pools[0].spec.name, "train");
-        ck_assert_uint_eq(c->pools[0].spec.slot_size, 16u << 20);
-        ck_assert_uint_eq(c->pools[0].spec.slots, 8);
-        ck_assert(c->pools[0].spec.ordered);
-        ck_assert(c->pools[0].spec.persistent);
-        ck_assert_uint_eq(c->pools[0].spec.mode, 0660);
+        ck_assert_str_eq(c->pools[0].name, "train");
+        ck_assert_uint_eq(c->pools[0].slot_size, 16u << 20);
+        ck_assert_uint_eq(c->pools[0].slots, 8);
+        ck_assert(c->pools[0].ordered);
+        ck_assert(c->pools[0].persistent);
+        ck_assert_uint_eq(c->pools[0].mode, 0660);
         ck_assert_str_eq(c->pools[0].group, "g");
-        ck_assert_int_eq(c->pools[0].spec.on_consumer_death, POLICY_FREE);
+        ck_assert_int_eq(c->pools[0].on_consumer_death, POLICY_FREE);
         config_free(c);
 }
 END_TEST

@@ -41,7 +41,7 @@ START_TEST(parse_invalid) {
 
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
                 ck_assert_int_eq(parse(&req, bad[i]), SB_E_BAD_REQUEST);
-                ck_assert(strlen(req.error) > 0);
+                ck_assert(strlen(req.why.text) > 0);
                 request_done(&req);
         }
 }
@@ -71,11 +71,11 @@ START_TEST(field_errors_name_the_field) {
 
         ck_assert_int_eq(parse(&req, "{\"op\":\"publish\",\"nbytes\":-3,\"slot\":1.5,\"pool\":7,\"timeout_ms\":\"5\"}"), 0);
         ck_assert_int_eq(request_uint(&req, "nbytes", 100, &v, NULL), SB_E_BAD_REQUEST);
-        ck_assert_ptr_nonnull(strstr(req.error, "nbytes"));
+        ck_assert_ptr_nonnull(strstr(req.why.text, "nbytes"));
         ck_assert_int_eq(request_uint(&req, "slot", 100, &v, NULL), SB_E_BAD_REQUEST);
-        ck_assert_ptr_nonnull(strstr(req.error, "slot"));
+        ck_assert_ptr_nonnull(strstr(req.why.text, "slot"));
         ck_assert_int_eq(request_uint(&req, "missing", 100, &v, NULL), SB_E_BAD_REQUEST);
-        ck_assert_ptr_nonnull(strstr(req.error, "missing"));
+        ck_assert_ptr_nonnull(strstr(req.why.text, "missing"));
         ck_assert_int_eq(request_string(&req, "pool", true, &s), SB_E_BAD_REQUEST);
         ck_assert_int_eq(request_timeout(&req, &t, &forever), SB_E_BAD_REQUEST);
         request_done(&req);

@@ -1,0 +1,151 @@
+/*
+ * pool-spec.c: parsing a pool description, and its layout.
+ *
+ * A configured pool and a create request describe a pool with the same keys, checked by
+ * the same table; they differ only in the key of the name and in how strict they are
+ * about keys they do not know.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "pool-spec.h"
+#include "sb-json.h"
+#include "sb-size.h"
+#include "segment.h"
+
+static const char *const policy_names[] = {
+        [POLICY_REQUEUE] = "requeue",
+        [POLICY_FREE] = "free",
+};
+
+const char *pool_policy_name(PoolPolicy policy) {
+        return (unsigned)policy < ELEMENTSOF(policy_names) ? policy_names[policy] : "?";
+}
+
+typedef enum FieldKind {
+        FIELD_SIZE,              /* uint64_t: bytes, or a string with a unit; at least 1 */
+        FIELD_COUNT,             /* uint32_t: 1 to POOL_SLOTS_MAX */
+        FIELD_MODE,              /* unsigned: octal string or integer, at most 0777 */
+        FIELD_GROUP,             /* char[POOL_GROUP_MAX]: a non-empty name */
+        FIELD_POLICY,            /* PoolPolicy by name */
+        FIELD_BOOL,              /* bool */
+} FieldKind;
+
+static const struct {
+        const char *key;
+        FieldKind kind;
+        size_t offset;
+        bool required;
+        const char *expect;      /* the error message when the value is wrong */
+} spec_fields[] = {
+        { "slot_size", FIELD_SIZE, offsetof(PoolSpec, slot_size), true,
+          "\"slot_size\" must be a size of at least 1 byte (a number, or a string like \"16MiB\")" },
+        { "slots", FIELD_COUNT, offsetof(PoolSpec, slots), true,
+          "\"slots\" must be an integer from 1 to 1048576" },
+        { "mode", FIELD_MODE, offsetof(PoolSpec, mode), false, "\"mode\" must be an octal mode like \"0660\"" },
+        { "group", FIELD_GROUP, offsetof(PoolSpec, group), false, "\"group\" must be a group name" },
+        { "on_consumer_death", FIELD_POLICY, offsetof(PoolSpec, on_consumer_death), false,
+          "\"on_consumer_death\" must be \"requeue\" or \"free\"" },
+        { "ordered", FIELD_BOOL, offsetof(PoolSpec, ordered), false, "\"ordered\" must be true or false" },
+        { "persistent", FIELD_BOOL, offsetof(PoolSpec, persistent), false, "\"persistent\" must be true or false" },
+        { "huge_pages", FIELD_BOOL, offsetof(PoolSpec, huge_pages), false, "\"huge_pages\" must be true or false" },
+};
+_Static_assert(POOL_SLOTS_MAX == 1048576, "the \"slots\" message names the limit");
+
+/* Store @v into the field at @p. 0, or -EINVAL when @v is not what the field takes. */
+static int field_set(FieldKind kind, const cJSON *v, void *p) {
+        uint64_t n;
+
+        switch (kind) {
+        case FIELD_SIZE:
+                return sb_json_size(v, p) < 0 || *(uint64_t *)p == 0 ? -EINVAL : 0;
+        case FIELD_COUNT:
+                if (sb_json_uint(v, POOL_SLOTS_MAX, &n) < 0 || n == 0)
+                        return -EINVAL;
+                *(uint32_t *)p = (uint32_t)n;
+                return 0;
+        case FIELD_MODE:
+                return sb_json_mode(v, p) < 0 ? -EINVAL : 0;
+        case FIELD_GROUP:
+                if (!cJSON_IsString(v) || !v->valuestring[0] || strlen(v->valuestring) >= POOL_GROUP_MAX)
+                        return -EINVAL;
+                memcpy(p, v->valuestring, strlen(v->valuestring) + 1);
+                return 0;
+        case FIELD_POLICY:
+                for (size_t i = 0; i < ELEMENTSOF(policy_names); i++)
+                        if (cJSON_IsString(v) && strcmp(v->valuestring, policy_names[i]) == 0) {
+                                *(PoolPolicy *)p = (PoolPolicy)i;
+                                return 0;
+                        }
+                return -EINVAL;
+        case FIELD_BOOL:
+                if (!cJSON_IsBool(v))
+                        return -EINVAL;
+                *(bool *)p = cJSON_IsTrue(v);
+                return 0;
+        }
+        return -EINVAL;
+}
+
+static bool key_known(const char *key, const char *name_key) {
+        if (strcmp(key, name_key) == 0)
+                return true;
+        for (size_t i = 0; i < ELEMENTSOF(spec_fields); i++)
+                if (strcmp(key, spec_fields[i].key) == 0)
+                        return true;
+        return false;
+}
+
+int pool_spec_from_json(const cJSON *obj, PoolSpecSource source, PoolSpec *spec, const char **bad_key,
+                        SbReason *why) {
+        const char *name_key = source == SPEC_FROM_CONFIG ? "name" : "pool";
+        const cJSON *v;
+
+        *spec = (PoolSpec){ .mode = 0600, .on_consumer_death = POLICY_REQUEUE };
+        *bad_key = NULL;
+        if (!cJSON_IsObject(obj))
+                return sb_fail(why, SB_E_BAD_REQUEST, "a pool must be a JSON object");
+        if (source == SPEC_FROM_CONFIG)
+                cJSON_ArrayForEach(v, obj) {
+                        if (!key_known(v->string, name_key)) {
+                                *bad_key = v->string;
+                                return sb_fail(why, SB_E_BAD_REQUEST, "unknown pool setting \"%s\"", v->string);
+                        }
+                }
+
+        *bad_key = name_key;
+        v = cJSON_GetObjectItemCaseSensitive(obj, name_key);
+        if (!cJSON_IsString(v) || !sb_pool_name_valid(v->valuestring))
+                return sb_fail(why, SB_E_BAD_REQUEST,
+                               "\"%s\" must be a pool name: 1 to %d letters, digits, '.', '_' or '-'", name_key,
+                               SB_POOL_NAME_MAX);
+        memcpy(spec->name, v->valuestring, strlen(v->valuestring) + 1);
+
+        for (size_t i = 0; i < ELEMENTSOF(spec_fields); i++) {
+                *bad_key = spec_fields[i].key;
+                v = cJSON_GetObjectItemCaseSensitive(obj, spec_fields[i].key);
+                if (!v && !spec_fields[i].required)
+                        continue;
+                if (!v || field_set(spec_fields[i].kind, v, (char *)spec + spec_fields[i].offset) < 0)
+                        return sb_fail(why, SB_E_BAD_REQUEST, "%s", spec_fields[i].expect);
+        }
+        *bad_key = NULL;
+        return 0;
+}
+
+int pool_spec_layout(const PoolSpec *spec, PoolLayout *ret, SbReason *why) {
+        uint64_t page = segment_page_size(spec->huge_pages), stride, size;
+
+        if (spec->slot_size == 0 || spec->slots == 0)
+                return sb_fail(why, SB_E_BAD_REQUEST, "slot_size and slots must be at least 1");
+        if (spec->slots > POOL_SLOTS_MAX)
+                return sb_fail(why, SB_E_LIMIT, "%u slots exceed the limit of %u slots per pool", spec->slots,
+                               POOL_SLOTS_MAX);
+        if (!sb_round_up(spec->slot_size, page, &stride) || __builtin_mul_overflow(stride, (uint64_t)spec->slots, &size))
+                return sb_fail(why, SB_E_LIMIT, "%u slots of %llu bytes overflow a 64-bit size", spec->slots,
+                               (unsigned long long)spec->slot_size);
+        *ret = (PoolLayout){ .stride = stride, .size = size };
+        return 0;
+}
