@@ -12,6 +12,10 @@ int main(void) {
         srunner_add_suite(sr, suite_config());
         srunner_add_suite(sr, suite_order());
         srunner_add_suite(sr, suite_pool());
+        srunner_add_suite(sr, suite_common());
+        srunner_add_suite(sr, suite_conn());
+        srunner_add_suite(sr, suite_quota());
+        srunner_add_suite(sr, suite_session());
         srunner_run_all(sr, CK_NORMAL);
         failed = srunner_ntests_failed(sr);
         srunner_free(sr);

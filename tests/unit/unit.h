@@ -9,3 +9,7 @@ Suite *suite_protocol(void);
 Suite *suite_config(void);
 Suite *suite_order(void);
 Suite *suite_pool(void);
+Suite *suite_common(void);
+Suite *suite_conn(void);
+Suite *suite_quota(void);
+Suite *suite_session(void);

@@ -1,0 +1,75 @@
+/* The facts both ends share: pool names, roles, group lookup, socket addresses. */
+#include <errno.h>
+#include <grp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "sb-group.h"
+#include "sb-names.h"
+#include "sb-unix.h"
+#include "unit.h"
+
+START_TEST(pool_names_and_roles) {
+        ck_assert(sb_pool_name_valid("train-0.a_b"));
+        ck_assert(sb_pool_name_valid("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));   /* 64 */
+        ck_assert(!sb_pool_name_valid("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));  /* 65 */
+        ck_assert(!sb_pool_name_valid(""));
+        ck_assert(!sb_pool_name_valid(NULL));
+        ck_assert(!sb_pool_name_valid("../x"));
+        ck_assert(!sb_pool_name_valid(".hidden"));
+        ck_assert(!sb_pool_name_valid("-opt"));
+        ck_assert(!sb_pool_name_valid("a b"));
+        ck_assert(!sb_pool_name_valid("caf\xc3\xa9"));
+        for (int r = 0; r < _ROLE_MAX; r++)
+                ck_assert_int_eq(sb_role_from_name(sb_role_name((Role)r)), r);
+        ck_assert_str_eq(sb_role_name(ROLE_CONSUMER), "consumer");
+        ck_assert_str_eq(sb_role_name(_ROLE_MAX), "?");
+        ck_assert_int_eq(sb_role_from_name("root"), -EINVAL);
+        ck_assert_int_eq(sb_role_from_name(NULL), -EINVAL);
+}
+END_TEST
+
+START_TEST(groups_by_name_or_number) {
+        struct group *gr = getgrgid(0);
+        gid_t gid = 4711;
+
+        ck_assert_ptr_nonnull(gr);
+        ck_assert_int_eq(sb_group_lookup(gr->gr_name, &gid), 0);
+        ck_assert_uint_eq(gid, 0);
+        ck_assert_int_eq(sb_group_lookup("1234", &gid), 0);
+        ck_assert_uint_eq(gid, 1234);
+        ck_assert_int_eq(sb_group_lookup("4294967295", &gid), -ERANGE);   /* (gid_t)-1 is no group */
+        ck_assert_int_eq(sb_group_lookup("99999999999999999999", &gid), -ERANGE);
+        ck_assert_int_eq(sb_group_lookup("no-such-group-here", &gid), -ENOENT);
+        ck_assert_int_eq(sb_group_lookup("", &gid), -ENOENT);
+}
+END_TEST
+
+START_TEST(socket_addresses) {
+        struct sockaddr_un addr;
+        char path[200];
+
+        ck_assert_int_eq(sb_sockaddr_un(&addr, "/run/x.sock"), 0);
+        ck_assert_int_eq(addr.sun_family, AF_UNIX);
+        ck_assert_str_eq(addr.sun_path, "/run/x.sock");
+        memset(path, 'p', sizeof(addr.sun_path) - 1);
+        path[sizeof(addr.sun_path) - 1] = 0;
+        ck_assert_int_eq(sb_sockaddr_un(&addr, path), 0);        /* 107 bytes and its NUL fit */
+        memset(path, 'p', sizeof(addr.sun_path));
+        path[sizeof(addr.sun_path)] = 0;
+        ck_assert_int_eq(sb_sockaddr_un(&addr, path), -ENAMETOOLONG);
+        ck_assert_int_eq(sb_sockaddr_un(&addr, ""), -EINVAL);
+}
+END_TEST
+
+Suite *suite_common(void) {
+        Suite *s = suite_create("common");
+        TCase *t = tcase_create("shared facts");
+
+        tcase_add_test(t, pool_names_and_roles);
+        tcase_add_test(t, groups_by_name_or_number);
+        tcase_add_test(t, socket_addresses);
+        suite_add_tcase(s, t);
+        return s;
+}

@@ -1,0 +1,106 @@
+/* Per-uid quota charges: taken once, refused whole, given back exactly. */
+#include "quota.h"
+#include "sb-error.h"
+#include "unit.h"
+
+#define ONE_POOL(bytes) ((const uint64_t[_QUOTA_MAX]){ [QUOTA_POOLS] = 1, [QUOTA_BYTES] = (bytes) })
+#define ONE_CLIENT ((const uint64_t[_QUOTA_MAX]){ [QUOTA_CLIENTS] = 1 })
+
+START_TEST(charges_add_up_to_the_limit) {
+        QuotaCharge a, b, c;
+        QuotaKind over = _QUOTA_MAX;
+        Quota q;
+
+        quota_init(&q, 0, 999);
+        quota_set_limits(&q, 10, 2, 100);
+        ck_assert_int_eq(quota_charge(&q, &a, 1000, ONE_POOL(60), &over), 0);
+        ck_assert_int_eq(quota_charge(&q, &b, 1000, ONE_POOL(50), &over), SB_E_LIMIT);
+        ck_assert_int_eq(over, QUOTA_BYTES);
+        ck_assert_ptr_null(b.user);                    /* a refusal charges nothing */
+        ck_assert_uint_eq(quota_used(&q, 1000, QUOTA_BYTES), 60);
+        ck_assert_uint_eq(quota_used(&q, 1000, QUOTA_POOLS), 1);
+        ck_assert_int_eq(quota_charge(&q, &b, 1000, ONE_POOL(40), &over), 0);
+        ck_assert_int_eq(quota_charge(&q, &c, 1000, ONE_POOL(0), &over), SB_E_LIMIT);
+        ck_assert_int_eq(over, QUOTA_POOLS);
+        ck_assert_int_eq(quota_charge(&q, &c, 1001, ONE_POOL(100), &over), 0);   /* another uid */
+        quota_uncharge(&a);
+        ck_assert_uint_eq(quota_used(&q, 1000, QUOTA_BYTES), 40);
+        ck_assert_ptr_null(a.user);
+        quota_uncharge(&a);                            /* twice: nothing more */
+        ck_assert_uint_eq(quota_used(&q, 1000, QUOTA_BYTES), 40);
+        quota_uncharge(&b);
+        quota_uncharge(&c);
+        ck_assert(sb_list_is_empty(&q.users));         /* a uid with nothing charged is forgotten */
+}
+END_TEST
+
+START_TEST(exempt_uids_are_never_charged) {
+        QuotaCharge a, b;
+        QuotaKind over;
+        Quota q;
+
+        quota_init(&q, 0, 999);
+        quota_set_limits(&q, 1, 1, 1);
+        ck_assert_int_eq(quota_charge(&q, &a, 0, ONE_POOL(1u << 30), &over), 0);
+        ck_assert_int_eq(quota_charge(&q, &b, 999, ONE_POOL(1u << 30), &over), 0);
+        ck_assert_ptr_null(a.user);
+        ck_assert_uint_eq(quota_used(&q, 0, QUOTA_POOLS), 0);
+        ck_assert(sb_list_is_empty(&q.users));
+        quota_uncharge(&a);
+        quota_uncharge(&b);
+}
+END_TEST
+
+START_TEST(overflow_and_lowered_limits) {
+        QuotaCharge a, b;
+        QuotaKind over;
+        Quota q;
+
+        quota_init(&q, 0, 0);
+        quota_set_limits(&q, 2, 10, UINT64_MAX);
+        ck_assert_int_eq(quota_charge(&q, &a, 5, ONE_POOL(UINT64_MAX - 1), &over), 0);
+        ck_assert_int_eq(quota_charge(&q, &b, 5, ONE_POOL(2), &over), SB_E_LIMIT);   /* would wrap */
+        ck_assert_int_eq(over, QUOTA_BYTES);
+        quota_uncharge(&a);
+        ck_assert_int_eq(quota_charge(&q, &a, 5, ONE_CLIENT, &over), 0);
+        ck_assert_int_eq(quota_charge(&q, &b, 5, ONE_CLIENT, &over), 0);
+        quota_set_limits(&q, 1, 10, 100);              /* a reload lowers it: what is held stays */
+        ck_assert_uint_eq(quota_used(&q, 5, QUOTA_CLIENTS), 2);
+        quota_uncharge(&a);
+        ck_assert_int_eq(quota_charge(&q, &a, 5, ONE_CLIENT, &over), SB_E_LIMIT);
+        ck_assert_int_eq(over, QUOTA_CLIENTS);
+        quota_uncharge(&b);
+        ck_assert_int_eq(quota_charge(&q, &a, 5, ONE_CLIENT, &over), 0);
+        quota_uncharge(&a);
+        ck_assert(sb_list_is_empty(&q.users));
+}
+END_TEST
+
+START_TEST(a_charge_moves_into_its_object) {
+        QuotaCharge tmp, owned = QUOTA_CHARGE_NULL;
+        QuotaKind over;
+        Quota q;
+
+        quota_init(&q, 0, 0);
+        quota_set_limits(&q, 1, 1, 10);
+        ck_assert_int_eq(quota_charge(&q, &tmp, 7, ONE_POOL(10), &over), 0);
+        quota_charge_move(&owned, &tmp);
+        quota_uncharge(&tmp);                          /* what a _cleanup_ does after the move */
+        ck_assert_uint_eq(quota_used(&q, 7, QUOTA_BYTES), 10);
+        quota_uncharge(&owned);
+        ck_assert_uint_eq(quota_used(&q, 7, QUOTA_BYTES), 0);
+        ck_assert_str_eq(quota_limit_name(QUOTA_BYTES), "max_bytes_per_uid");
+}
+END_TEST
+
+Suite *suite_quota(void) {
+        Suite *s = suite_create("quota");
+        TCase *t = tcase_create("charges");
+
+        tcase_add_test(t, charges_add_up_to_the_limit);
+        tcase_add_test(t, exempt_uids_are_never_charged);
+        tcase_add_test(t, overflow_and_lowered_limits);
+        tcase_add_test(t, a_charge_moves_into_its_object);
+        suite_add_tcase(s, t);
+        return s;
+}
