@@ -44,12 +44,18 @@ UNIT_SRC := $(wildcard tests/unit/*.c)
 
 obj = $(patsubst %.c,$(1)/obj/%.o,$(2))
 
-all: deps-build build/shmbrokerd build/shmbrokerctl build/libshmbroker.so build/libshmbroker.a build/handoff-bench build/move
+all: deps-build build/shmbrokerd build/shmbrokerctl build/libshmbroker.so build/libshmbroker.a build/handoff-bench build/move ## build the daemon, shmbrokerctl, the library (.so, .a) and the bench programs into build/
+
+# Every target with a "## what it does" note on its line, one line each.
+help: ## this list
+	@grep -hE '^[a-z][a-z -]*:.*## ' $(MAKEFILE_LIST) | \
+	  awk -F':.*## ' '{ gsub(/ /, ", ", $$1); printf "%-14s %s\n", $$1, $$2 }'
+.PHONY: help
 
 # --- dependencies ---------------------------------------------------------------------
 
 # Installs what is missing when run as root; otherwise prints the apt-get line to run.
-deps deps-build deps-bench:
+deps deps-build deps-bench: ## install the missing Debian packages: for everything, to build, for make bench
 	@missing=""; for p in $(if $(filter deps,$@),$(DEPS),$(if $(filter deps-bench,$@),$(BENCH_DEPS),$(BUILD_DEPS))); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
@@ -95,23 +101,23 @@ build/asan/test-unit: $(call obj,build/asan,$(UNIT_SRC) $(DAEMON_SRC) $(COMMON_S
 build/handoff-bench: $(call obj,build,bench/handoff.c)
 	$(CC) $(CFLAGS) -o $@ $^
 
-asan: build/asan/shmbrokerd build/asan/test-unit
+asan: build/asan/shmbrokerd build/asan/test-unit ## build the daemon and the unit tests with ASan+UBSan (build/asan/)
 
 # --- running and testing -----------------------------------------------------------------
 
-run: all
+run: all ## start the daemon in the foreground on build/shmbroker.sock
 	build/shmbrokerd --socket $(CURDIR)/build/shmbroker.sock --config conf/shmbroker.conf
 
-unit: build/test-unit
+unit: build/test-unit ## run the Check unit tests
 	build/test-unit
 
-integration: all
+integration: all ## run the pytest integration tests against the real daemon
 	$(PYTHON) -m pytest -q tests/integration
 
-check: deps all build/test-unit build/test-lib build/asan/shmbrokerd build/asan/test-unit build/asan/test-lib $(addprefix build/asan/fuzz-,$(FUZZ_TARGETS))
+check: deps all build/test-unit build/test-lib build/asan/shmbrokerd build/asan/test-unit build/asan/test-lib $(addprefix build/asan/fuzz-,$(FUZZ_TARGETS)) ## run every test (CI runs this): unit, library, fuzz corpus, integration, each also under ASan
 	PYTHON=$(PYTHON) tests/run-all.sh
 
-bench-handoff: all
+bench-handoff: all ## one producer and one consumer handing off 64-byte batches against a bare socket round trip
 	build/handoff-bench --daemon build/shmbrokerd
 
 # --- installing ---------------------------------------------------------------------------
@@ -123,7 +129,7 @@ build/shmbroker.pc: client/shmbroker.pc.in FORCE
 build/shmbrokerd.service: systemd/shmbrokerd.service.in FORCE
 	sed -e 's|@SBINDIR@|$(SBINDIR)|; s|@SYSCONFDIR@|$(SYSCONFDIR)|' $< > $@
 
-install: all build/shmbroker.pc build/shmbrokerd.service
+install: all build/shmbroker.pc build/shmbrokerd.service ## install under PREFIX (default /usr/local) into DESTDIR
 	install -D -m 0644 build/shmbrokerd.service $(DESTDIR)$(UNITDIR)/shmbrokerd.service
 	install -D -m 0644 systemd/shmbrokerd.socket $(DESTDIR)$(UNITDIR)/shmbrokerd.socket
 	install -D -m 0644 systemd/shmbroker.sysusers $(DESTDIR)$(SYSUSERSDIR)/shmbroker.conf
@@ -144,7 +150,7 @@ install: all build/shmbroker.pc build/shmbrokerd.service
 	if [ ! -e $(DESTDIR)$(SYSCONFDIR)/shmbroker/shmbroker.conf ]; then \
 	  install -D -m 0644 conf/shmbroker.conf $(DESTDIR)$(SYSCONFDIR)/shmbroker/shmbroker.conf; fi
 
-clean:
+clean: ## remove build/
 	rm -rf build
 
 # --- the client library ----------------------------------------------------------------
@@ -174,7 +180,7 @@ build/asan/test-lib: $(call obj,build/asan,tests/lib/test-lib.c $(LIB_SRC))
 
 # --- the demo ------------------------------------------------------------------------------
 
-demo: deps all
+demo: deps all ## two Python workers feed a trainer through a daemon in the build tree, then all stop
 	$(PYTHON) examples/demo.py
 .PHONY: demo
 
@@ -197,10 +203,10 @@ build/fuzz/fuzz-%: tests/fuzz/fuzz-%.c $(DAEMON_SRC) $(COMMON_SRC)
 build/asan/fuzz-%: $(call obj,build/asan,tests/fuzz/driver.c $(DAEMON_SRC) $(COMMON_SRC)) build/asan/obj/tests/fuzz/fuzz-%.o
 	$(CC) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS) -lm
 
-fuzz-regress: $(addprefix build/asan/fuzz-,$(FUZZ_TARGETS))
+fuzz-regress: $(addprefix build/asan/fuzz-,$(FUZZ_TARGETS)) ## run the committed fuzz corpus through the ASan build
 	@for t in $(FUZZ_TARGETS); do build/asan/fuzz-$$t tests/fuzz/corpus/$$t/* || exit 1; done
 
-fuzz: deps
+fuzz: deps ## run each libFuzzer target for FUZZ_SECONDS (60)
 	@missing=""; for p in $(FUZZ_DEPS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; done; \
 	  [ -z "$$missing" ] || apt-get install -y -q $$missing >/dev/null
 	$(MAKE) $(addprefix build/fuzz/fuzz-,$(FUZZ_TARGETS))
@@ -219,29 +225,29 @@ fuzz: deps
 LINT_SRC := $(wildcard daemon/*.c common/*.c client/*.c)
 LINT_DEPS := cppcheck clang-tidy
 
-lint:
+lint: ## cppcheck and clang-tidy over daemon/, common/ and client/
 	@missing=""; for p in $(LINT_DEPS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; done; \
 	  [ -z "$$missing" ] || apt-get install -y -q $$missing >/dev/null
 	cppcheck --quiet --enable=warning,performance,portability --std=c11 --inline-suppr --error-exitcode=1 \
-	  -D_GNU_SOURCE -Iinclude -Idaemon --suppress=missingIncludeSystem $(LINT_SRC)
-	clang-tidy --quiet $(LINT_SRC) -- -std=c11 -D_GNU_SOURCE -Iinclude -Idaemon $(PKG_CFLAGS)
+	  -D_GNU_SOURCE -DSHMBROKER_VERSION='"$(VERSION)"' -Iinclude -Idaemon --suppress=missingIncludeSystem $(LINT_SRC)
+	clang-tidy --quiet $(LINT_SRC) -- -std=c11 -D_GNU_SOURCE -DSHMBROKER_VERSION='"$(VERSION)"' -Iinclude -Idaemon $(PKG_CFLAGS)
 .PHONY: lint
 
 # --- reliability runs ------------------------------------------------------------------------
 
 CHAOS_SECONDS ?= 60
-chaos: deps all
+chaos: deps all ## kill clients at random for CHAOS_SECONDS (60) while every byte is checked
 	$(PYTHON) tests/chaos.py --seconds $(CHAOS_SECONDS)
 
 LOAD_SECONDS ?= 20
-load: deps all
+load: deps all ## 1,000 clients and misbehaving ones for LOAD_SECONDS (20)
 	$(PYTHON) tests/load.py --seconds $(LOAD_SECONDS)
 .PHONY: chaos load
 
 # The daemon under valgrind's memcheck through the integration tests of the daemon itself:
 # any memory error or definite leak fails the run (tests/valgrind-shmbrokerd).
 VALGRIND_TESTS := test_protocol.py test_streams.py test_reclaim.py test_limits.py test_daemon.py test_security.py
-valgrind: deps all
+valgrind: deps all ## the daemon's integration tests with the daemon under valgrind memcheck
 	@command -v valgrind >/dev/null || apt-get install -y -q valgrind >/dev/null
 	SHMBROKERD=tests/valgrind-shmbrokerd $(PYTHON) -m pytest -q -p no:cacheprovider $(addprefix tests/integration/,$(VALGRIND_TESTS))
 .PHONY: valgrind
@@ -249,7 +255,7 @@ valgrind: deps all
 build/move: $(call obj,build,bench/move.c) build/libshmbroker.a
 	$(CC) $(CFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson)
 
-bench: deps-bench all
+bench: deps-bench all ## every transport side by side; writes docs/performance.md (QUICK=1: about a minute)
 	$(PYTHON) bench/run.py $(if $(QUICK),--quick)
 .PHONY: bench
 

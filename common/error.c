@@ -39,27 +39,25 @@ SbError sb_error_from_code(const char *code) {
         return SB_E_INTERNAL;
 }
 
-int sb_fail(SbReason *why, int code, const char *fmt, ...) {
+void sb_reason_set(SbReason *why, const char *fmt, ...) {
         va_list ap;
 
         if (!why)
-                return code;
+                return;
         va_start(ap, fmt);
         vsnprintf(why->text, sizeof(why->text), fmt, ap);
         va_end(ap);
-        return code;
 }
 
-int sb_fail_within(SbReason *why, int code, const char *fmt, ...) {
+void sb_reason_prefix(SbReason *why, const char *fmt, ...) {
         char where[128], inner[sizeof(why->text)];
         va_list ap;
 
         if (!why)
-                return code;
+                return;
         va_start(ap, fmt);
         vsnprintf(where, sizeof(where), fmt, ap);
         va_end(ap);
         memcpy(inner, why->text, sizeof(inner));
         snprintf(why->text, sizeof(why->text), "%s: %.*s", where, (int)(sizeof(inner) - sizeof(where) - 3), inner);
-        return code;
 }

@@ -126,7 +126,7 @@ void broker_pool_gc(Broker *b, Pool *p) {
 int broker_create_configured_pools(Broker *b, SbReason *why) {
         for (size_t i = 0; i < b->config->n_pools; i++) {
                 PoolSpec spec = b->config->pools[i];
-                Pool *p;
+                Pool *p = NULL;
                 int r;
 
                 if (broker_find_pool(b, spec.name))
@@ -143,7 +143,7 @@ int broker_create_configured_pools(Broker *b, SbReason *why) {
                 }
                 r = broker_create_pool(b, &spec, &p, why);
                 if (r != 0) {
-                        sb_fail_within(why, r, "pool \"%s\"", spec.name);
+                        sb_reason_prefix(why, "pool \"%s\"", spec.name);
                         return r > 0 ? -EINVAL : r;
                 }
                 log_info("pool \"%s\": %u slots of %llu bytes, shmid %d", spec.name, spec.slots,

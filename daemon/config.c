@@ -199,12 +199,12 @@ int config_parse(const char *text, size_t len, Config **ret, SbReason *why) {
         pe.text_len = len;
 
         if (memchr(buf, 0, len) || !sb_utf8_valid(buf, len)) {
-                sb_fail(why, 0, "line 1: the file is not UTF-8 text");
+                sb_reason_set(why, "line 1: the file is not UTF-8 text");
                 return -EINVAL;
         }
         bad = blank_comments(buf, len);
         if (bad >= 0) {
-                sb_fail(why, 0, "line %u: unterminated /* comment", json_line_of(buf, (size_t)bad));
+                sb_reason_set(why, "line %u: unterminated /* comment", json_line_of(buf, (size_t)bad));
                 return -EINVAL;
         }
         /* A file of nothing but comments configures nothing. */
@@ -216,16 +216,16 @@ int config_parse(const char *text, size_t len, Config **ret, SbReason *why) {
         if (!root) {
                 const char *at = cJSON_GetErrorPtr();
                 size_t off = (at >= buf && at <= buf + len) ? (size_t)(at - buf) : len;
-                sb_fail(why, 0, "line %u: not valid JSON", json_line_of(buf, off));
+                sb_reason_set(why, "line %u: not valid JSON", json_line_of(buf, off));
                 return -EINVAL;
         }
         if (json_skip_ws(end, buf + len) != buf + len) {
-                sb_fail(why, 0, "line %u: text after the end of the JSON object",
+                sb_reason_set(why, "line %u: text after the end of the JSON object",
                          json_line_of(buf, (size_t)(end - buf)));
                 return -EINVAL;
         }
         if (!cJSON_IsObject(root)) {
-                sb_fail(why, 0, "line 1: the configuration must be a JSON object");
+                sb_reason_set(why, "line 1: the configuration must be a JSON object");
                 return -EINVAL;
         }
         cJSON_ArrayForEach(v, root)
@@ -261,7 +261,7 @@ int config_load(const char *path, bool missing_ok, Config **ret, SbReason *why) 
                         *ret = config_new_default();
                         return *ret ? 0 : -ENOMEM;
                 }
-                sb_fail(why, 0, "%s: %s", path, strerror(-r));
+                sb_reason_set(why, "%s: %s", path, strerror(-r));
                 return r;
         }
         text = malloc(CONFIG_FILE_MAX + 1);
@@ -274,11 +274,11 @@ int config_load(const char *path, bool missing_ok, Config **ret, SbReason *why) 
         r = ferror(f) ? -EIO : 0;
         fclose(f);
         if (r < 0 || len > CONFIG_FILE_MAX) {
-                sb_fail(why, 0, "%s: %s", path, r < 0 ? "read error" : "file larger than 4 MiB");
+                sb_reason_set(why, "%s: %s", path, r < 0 ? "read error" : "file larger than 4 MiB");
                 return r < 0 ? r : -EFBIG;
         }
         r = config_parse(text, len, ret, why);
         if (r < 0)
-                sb_fail_within(why, r, "%s", path);
+                sb_reason_prefix(why, "%s", path);
         return r;
 }

@@ -463,7 +463,7 @@ static int handle_line(Session *s, const char *line, size_t len, SbBytes *out) {
                 if (r < 0) {
                         log_error_errno(r, "client %llu: \"%s\" failed", (unsigned long long)s->serial,
                                         req.op ? req.op : "?");
-                        sb_fail(&req.why, 0, "the daemon failed: %s", strerror(-r));
+                        sb_reason_set(&req.why, "the daemon failed: %s", strerror(-r));
                         r = SB_E_INTERNAL;
                 }
                 reply = reply_new_error(req.id, r, req.why.text);

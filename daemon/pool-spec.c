@@ -35,22 +35,35 @@ typedef enum FieldKind {
 
 static const struct {
         const char *key;
-        FieldKind kind;
         size_t offset;
-        bool required;
         const char *expect;      /* the error message when the value is wrong */
+        FieldKind kind;
+        bool required;
 } spec_fields[] = {
-        { "slot_size", FIELD_SIZE, offsetof(PoolSpec, slot_size), true,
-          "\"slot_size\" must be a size of at least 1 byte (a number, or a string like \"16MiB\")" },
-        { "slots", FIELD_COUNT, offsetof(PoolSpec, slots), true,
-          "\"slots\" must be an integer from 1 to 1048576" },
-        { "mode", FIELD_MODE, offsetof(PoolSpec, mode), false, "\"mode\" must be an octal mode like \"0660\"" },
-        { "group", FIELD_GROUP, offsetof(PoolSpec, group), false, "\"group\" must be a group name" },
-        { "on_consumer_death", FIELD_POLICY, offsetof(PoolSpec, on_consumer_death), false,
-          "\"on_consumer_death\" must be \"requeue\" or \"free\"" },
-        { "ordered", FIELD_BOOL, offsetof(PoolSpec, ordered), false, "\"ordered\" must be true or false" },
-        { "persistent", FIELD_BOOL, offsetof(PoolSpec, persistent), false, "\"persistent\" must be true or false" },
-        { "huge_pages", FIELD_BOOL, offsetof(PoolSpec, huge_pages), false, "\"huge_pages\" must be true or false" },
+        { "slot_size", offsetof(PoolSpec, slot_size),
+          "\"slot_size\" must be a size of at least 1 byte (a number, or a string like \"16MiB\")",
+          FIELD_SIZE, true },
+        { "slots", offsetof(PoolSpec, slots),
+          "\"slots\" must be an integer from 1 to 1048576",
+          FIELD_COUNT, true },
+        { "mode", offsetof(PoolSpec, mode),
+          "\"mode\" must be an octal mode like \"0660\"",
+          FIELD_MODE, false },
+        { "group", offsetof(PoolSpec, group),
+          "\"group\" must be a group name",
+          FIELD_GROUP, false },
+        { "on_consumer_death", offsetof(PoolSpec, on_consumer_death),
+          "\"on_consumer_death\" must be \"requeue\" or \"free\"",
+          FIELD_POLICY, false },
+        { "ordered", offsetof(PoolSpec, ordered),
+          "\"ordered\" must be true or false",
+          FIELD_BOOL, false },
+        { "persistent", offsetof(PoolSpec, persistent),
+          "\"persistent\" must be true or false",
+          FIELD_BOOL, false },
+        { "huge_pages", offsetof(PoolSpec, huge_pages),
+          "\"huge_pages\" must be true or false",
+          FIELD_BOOL, false },
 };
 _Static_assert(POOL_SLOTS_MAX == 1048576, "the \"slots\" message names the limit");
 

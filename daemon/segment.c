@@ -73,22 +73,22 @@ static void describe_shmget_error(int error, uint64_t size, bool huge_pages, SbR
         sb_format_size(size, a, sizeof(a));
         switch (error) {
         case ENOSPC:
-                sb_fail(why, 0, "no room for a segment of %s: the kernel limit shmmni "
+                sb_reason_set(why, "no room for a segment of %s: the kernel limit shmmni "
                          "(segments) or shmall (total pages) is reached", a);
                 break;
         case ENOMEM:
         case EPERM:
                 if (huge_pages)
-                        sb_fail(why, 0, "no huge pages for a segment of %s (vm.nr_hugepages, "
+                        sb_reason_set(why, "no huge pages for a segment of %s (vm.nr_hugepages, "
                                  "and the group in vm.hugetlb_shm_group)", a);
                 else
-                        sb_fail(why, 0, "not enough memory for a segment of %s", a);
+                        sb_reason_set(why, "not enough memory for a segment of %s", a);
                 break;
         case EINVAL:
-                sb_fail(why, 0, "the kernel refuses a segment of %s (shmmax or shmmin)", a);
+                sb_reason_set(why, "the kernel refuses a segment of %s (shmmax or shmmin)", a);
                 break;
         default:
-                sb_fail(why, 0, "cannot create a segment of %s: %s", a, strerror(error));
+                sb_reason_set(why, "cannot create a segment of %s: %s", a, strerror(error));
         }
 }
 
@@ -118,13 +118,13 @@ int segment_create(Segment *seg, uint64_t size, bool huge_pages, uid_t uid, gid_
         if (addr == (void *)-1) {  /* NOLINT(performance-no-int-to-ptr): shmat()'s error value */
                 r = -errno;
                 (void)shmctl(shmid, IPC_RMID, NULL);
-                sb_fail(why, 0, "cannot attach the new segment: %s", strerror(-r));
+                sb_reason_set(why, "cannot attach the new segment: %s", strerror(-r));
                 return r;
         }
         if (shmctl(shmid, IPC_RMID, NULL) < 0) {
                 r = -errno;
                 (void)shmdt(addr);
-                sb_fail(why, 0, "cannot mark the new segment for removal: %s", strerror(-r));
+                sb_reason_set(why, "cannot mark the new segment for removal: %s", strerror(-r));
                 return r;
         }
 
@@ -138,7 +138,7 @@ int segment_create(Segment *seg, uint64_t size, bool huge_pages, uid_t uid, gid_
              shmctl(shmid, IPC_SET, &ds) < 0)) {
                 r = -errno;
                 (void)shmdt(addr);
-                sb_fail(why, 0, "cannot set the owner and mode of the new segment: %s", strerror(-r));
+                sb_reason_set(why, "cannot set the owner and mode of the new segment: %s", strerror(-r));
                 return r;
         }
 

@@ -40,8 +40,13 @@ typedef struct SbReason {
         char text[384];
 } SbReason;
 
-/* Set @why (NULL-safe) from @fmt and return @code: `return sb_fail(why, SB_E_LIMIT, ...)`. */
-int sb_fail(SbReason *why, int code, const char *fmt, ...) _printf_(3, 4);
+/* Set @why (NULL-safe) from @fmt. */
+void sb_reason_set(SbReason *why, const char *fmt, ...) _printf_(2, 3);
 
-/* Put "@fmt: " in front of what @why already says; returns @code. */
-int sb_fail_within(SbReason *why, int code, const char *fmt, ...) _printf_(3, 4);
+/* Put "@fmt: " in front of what @why (NULL-safe) already says. */
+void sb_reason_prefix(SbReason *why, const char *fmt, ...) _printf_(2, 3);
+
+/* Say why, and evaluate to @code: `return sb_fail(why, SB_E_LIMIT, "...", ...)`. A macro,
+ * so that callers (and their static analysis) see that @code is what comes back. */
+#define sb_fail(why, code, ...) (sb_reason_set((why), __VA_ARGS__), (code))
+#define sb_fail_within(why, code, ...) (sb_reason_prefix((why), __VA_ARGS__), (code))
