@@ -196,9 +196,10 @@ FUZZ_DEPS := clang libclang-rt-14-dev
 FUZZ_CC ?= clang
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 
-build/fuzz/fuzz-%: tests/fuzz/fuzz-%.c $(DAEMON_SRC) $(COMMON_SRC)
+# Built in one step from the sources, so every header is a prerequisite too.
+build/fuzz/fuzz-%: tests/fuzz/fuzz-%.c $(DAEMON_SRC) $(COMMON_SRC) $(wildcard include/*.h daemon/*.h)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(BASE_CFLAGS) $(PKG_CFLAGS) $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS) -lm
+	$(FUZZ_CC) $(BASE_CFLAGS) $(PKG_CFLAGS) $(FUZZ_FLAGS) -o $@ $(filter %.c,$^) $(PKG_LIBS) -lm
 
 build/asan/fuzz-%: $(call obj,build/asan,tests/fuzz/driver.c $(DAEMON_SRC) $(COMMON_SRC)) build/asan/obj/tests/fuzz/fuzz-%.o
 	$(CC) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS) -lm

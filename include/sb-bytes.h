@@ -33,7 +33,9 @@ static inline char *sb_bytes_reserve(SbBytes *b, size_t n) {
                 b->off = 0;
                 b->len = pending;
         }
-        if (b->len + n > b->cap) {
+        /* An empty queue has no buffer yet: even zero bytes get one, so that the pointer
+         * returned is never NULL plus an offset. */
+        if (b->len + n > b->cap || !b->data) {
                 size_t cap = b->cap ? b->cap : 4096;
                 char *p;
                 while (cap < b->len + n)
