@@ -59,8 +59,8 @@ static void daemon_stop(void) {
                 kill(daemon_pid, SIGTERM);
                 ck_assert_int_eq(waitpid(daemon_pid, &status, 0), daemon_pid);
                 daemon_pid = -1;
-                ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                              "the daemon ended with %s %d; its log: %s", WIFEXITED(status) ? "status" : "signal",
+                ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the daemon ended with %s %d; its log: %s",
+                              WIFEXITED(status) ? "status" : "signal",
                               WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), logpath);
         }
         unlink(logpath);
@@ -307,12 +307,12 @@ START_TEST(async_requests_in_a_poll_loop) {
         ck_assert_int_eq(sb_consume_async(cp, -1, on_consume, NULL), 0);
         ck_assert_int_eq(sb_acquire_async(pp, -1, on_acquire, &acquired), 0);
         pump_until(p, c, &acquired, 1);
-        ck_assert_int_eq(consumed, 0);                  /* nothing was published yet */
+        ck_assert_int_eq(consumed, 0); /* nothing was published yet */
         strcpy((char *)sb_pool_base(pp) + acquired_slot * sb_pool_stride(pp), "async");
         ck_assert_int_eq(sb_publish_async(pp, acquired_slot, 6, -1, NULL, on_publish, &published), 0);
         pump_until(p, c, &published, 1);
         pump_until(p, c, &consumed, 1);
-        ck_assert_int_eq(acquired, 1);                  /* each callback once */
+        ck_assert_int_eq(acquired, 1); /* each callback once */
         ck_assert_int_eq(published, 1);
         ck_assert_int_eq(consumed, 1);
         sb_client_free(c);
@@ -355,23 +355,23 @@ START_TEST(release_async_requeues_frees_and_reports_refusals) {
         ck_assert_int_eq(sb_release_async(cp, b.slot, true, on_outcome, &requeued), 0);
         pump_until(c, NULL, &requeued.calls, 1);
         ck_assert_int_eq(requeued.error, 0);
-        ck_assert_int_eq(sb_acquire(pp, 0, &ptr, &slot, &cap), -ETIMEDOUT);   /* not free: ready again */
+        ck_assert_int_eq(sb_acquire(pp, 0, &ptr, &slot, &cap), -ETIMEDOUT); /* not free: ready again */
         ck_assert_int_eq(sb_consume(cp, 0, &b), 0);
         ck_assert_uint_eq(b.seq, 7);
 
         ck_assert_int_eq(sb_release_async(cp, b.slot, false, on_outcome, &freed), 0);
         pump_until(c, NULL, &freed.calls, 1);
         ck_assert_int_eq(freed.error, 0);
-        ck_assert_int_eq(sb_consume(cp, 0, &b), -ETIMEDOUT);                  /* not requeued */
-        ck_assert_int_eq(sb_acquire(pp, 0, &ptr, &slot, &cap), 0);            /* free */
+        ck_assert_int_eq(sb_consume(cp, 0, &b), -ETIMEDOUT);       /* not requeued */
+        ck_assert_int_eq(sb_acquire(pp, 0, &ptr, &slot, &cap), 0); /* free */
 
         /* the slot is the producer's now, not this consumer's */
         ck_assert_int_eq(sb_release_async(cp, slot, false, on_outcome, &refused), 0);
         pump_until(c, NULL, &refused.calls, 1);
         ck_assert_int_eq(refused.error, -EPERM);
         ck_assert_int_eq(sb_client_code(c), SB_CODE_NOT_HOLDER);
-        ck_assert_int_eq(sb_publish(pp, slot, 1, 8, NULL), 0);                 /* still the producer's */
-        ck_assert_int_eq(requeued.calls + freed.calls + refused.calls, 3);     /* each callback once */
+        ck_assert_int_eq(sb_publish(pp, slot, 1, 8, NULL), 0);             /* still the producer's */
+        ck_assert_int_eq(requeued.calls + freed.calls + refused.calls, 3); /* each callback once */
         sb_client_free(c);
         sb_client_free(p);
 }
@@ -390,7 +390,7 @@ START_TEST(a_failure_of_the_daemon_is_internal) {
                 ck_assert_int_eq(sb_client_code(c), SB_CODE_INTERNAL);
                 ck_assert_str_eq(sb_code_name(sb_client_code(c)), "internal");
                 ck_assert(strstr(sb_client_message(c), "failed") != NULL);
-                ck_assert_int_eq(sb_pool_create(c, &p, "int", 64, 1, NULL), 0);    /* nothing was left half made */
+                ck_assert_int_eq(sb_pool_create(c, &p, "int", 64, 1, NULL), 0); /* nothing was left half made */
         }
         sb_client_free(c);
 }
