@@ -226,6 +226,13 @@ class Daemon:
     def client(self, role: str | None = None, name: str | None = None) -> Client:
         return Client(self.path, role, name)
 
+    def pool_client(self, pool: str, role: str, name: str | None = None, **create) -> Client:
+        """A client that said hello as @role (and @name) and has @pool open: it creates the
+        pool with the fields in @create (slot_size, slots, ...), or opens it without."""
+        c = Client(self.path, role, name)
+        c.ok("create" if create else "open", pool=pool, **create)
+        return c
+
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 

@@ -8,13 +8,10 @@ from sbtest import pool_status, wait_for, wait_waiting
 
 
 def test_producer_wait_ms_counts_waits_that_time_out_and_waits_that_are_served(daemon):
-    p = daemon.client(role="producer", name="holder")
-    p.ok("create", pool="w", slot_size=64, slots=1)
+    p = daemon.pool_client("w", "producer", "holder", slot_size=64, slots=1)
     s = p.ok("acquire", pool="w")["slot"]
-    served = daemon.client(role="producer", name="served")
-    served.ok("open", pool="w")
-    late = daemon.client(role="producer", name="late")
-    late.ok("open", pool="w")
+    served = daemon.pool_client("w", "producer", "served")
+    late = daemon.pool_client("w", "producer", "late")
     t0 = time.monotonic()
     served.send("acquire", pool="w", id="s")                        # waits for the holder
     wait_waiting(p, "w", "acquire")
@@ -28,10 +25,8 @@ def test_producer_wait_ms_counts_waits_that_time_out_and_waits_that_are_served(d
 
 
 def test_bytes_published_counts_the_bytes_of_every_published_batch(daemon):
-    p = daemon.client(role="producer")
-    p.ok("create", pool="b", slot_size=4096, slots=4)
-    c = daemon.client(role="consumer")
-    c.ok("open", pool="b")
+    p = daemon.pool_client("b", "producer", slot_size=4096, slots=4)
+    c = daemon.pool_client("b", "consumer")
     s = p.ok("acquire", pool="b")["slot"]
     p.ok("publish", pool="b", slot=s, nbytes=5)
     slots = [e["slot"] for e in p.ok("acquire", pool="b", max=2)["slots"]]
@@ -46,13 +41,10 @@ def test_bytes_published_counts_the_bytes_of_every_published_batch(daemon):
 
 def test_waiting_says_what_each_client_waits_for(daemon):
     watch = daemon.client(role="admin", name="watch")
-    holder = daemon.client(role="producer", name="holder")
-    holder.ok("create", pool="q", slot_size=64, slots=1)
+    holder = daemon.pool_client("q", "producer", "holder", slot_size=64, slots=1)
     s = holder.ok("acquire", pool="q")["slot"]
-    loader = daemon.client(role="producer", name="loader")
-    loader.ok("open", pool="q")
-    trainer = daemon.client(role="consumer", name="trainer")
-    trainer.ok("open", pool="q")
+    loader = daemon.pool_client("q", "producer", "loader")
+    trainer = daemon.pool_client("q", "consumer", "trainer")
 
     def waiting() -> dict:
         return {c["name"]: c["waiting"] for c in watch.ok("status")["clients"]}

@@ -7,11 +7,8 @@ from sbtest import needs_root, requests_as_user, wait_waiting
 
 
 def open_pair(daemon, slots=2, ordered=False):
-    p = daemon.client(role="producer", name="p")
-    p.ok("create", pool="s", slot_size=4096, slots=slots, ordered=ordered)
-    c = daemon.client(role="consumer", name="c")
-    c.ok("open", pool="s")
-    return p, c
+    p = daemon.pool_client("s", "producer", "p", slot_size=4096, slots=slots, ordered=ordered)
+    return p, daemon.pool_client("s", "consumer", "c")
 
 
 def put(p, seq=None, nbytes=1, meta=None):
