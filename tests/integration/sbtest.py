@@ -25,7 +25,8 @@ POLL_SECONDS = 60.0 if UNDER_VALGRIND else 5.0
 # Root bypasses IPC permissions: tests of what the daemon refuses to another user run
 # their clients as OTHER_UID, which only root can switch to.
 OTHER_UID = 65534
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="runs clients as another uid (needs root)")
+needs_root = pytest.mark.skipif(os.geteuid() != 0,
+                                reason="needs root (to run clients as another uid, or to give a pool any group)")
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.shmat.restype = ctypes.c_void_p
@@ -99,6 +100,19 @@ def wait_waiting(observer, pool: str, kind: str, count: int = 1, timeout: float 
         clients = sum(c["waiting"] == kind for c in st["clients"])
         return st if st["pools"][0][f"{kind}_waiters"] == count and clients == count else None
     return wait_for(state, timeout, what=f"{count} client(s) of pool {pool} waiting to {kind}")
+
+
+def listening(path: str) -> bool:
+    """Whether a socket listens at @path (its file exists a moment before listen()). Read
+    from /proc/net/unix, not by connecting: a connection would start a socket-activated
+    daemon, and count as a client."""
+    with open("/proc/net/unix") as f:
+        next(f)
+        for line in f:
+            cols = line.split()
+            if len(cols) >= 8 and cols[7] == path and int(cols[3], 16) & 0x10000:   # __SO_ACCEPTCON
+                return True
+    return False
 
 
 class Attachment:
@@ -210,18 +224,9 @@ class Daemon:
                                      stdout=logf, stderr=logf, env=env)
         logf.close()
         if wait:
-            wait_for(lambda: self._answers() or self.proc.poll() is not None, what="the daemon to listen")
+            wait_for(lambda: listening(self.path) or self.proc.poll() is not None, what="the daemon to listen")
             assert self.proc.poll() is None, self.log_text()
         return self
-
-    def _answers(self) -> bool:
-        try:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.connect(self.path)
-            s.close()
-            return True
-        except OSError:
-            return False
 
     def client(self, role: str | None = None, name: str | None = None) -> Client:
         return Client(self.path, role, name)
@@ -245,7 +250,7 @@ class Daemon:
         before = outcomes()
         self.config.write_text(config)
         self.proc.send_signal(signal.SIGHUP)
-        after = wait_for(lambda: outcomes() != before and outcomes(), what="the daemon to read its new configuration")
+        after = wait_for(lambda: (now := outcomes()) != before and now, what="the daemon to read its new configuration")
         return after[0] > before[0]
 
     def expect_exit(self) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sbtest import DAEMON, Client, as_user_argv, needs_root, requests_as_user, segments, wait_for
+from sbtest import DAEMON, Client, as_user_argv, listening, needs_root, requests_as_user, segments, wait_for
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -113,7 +113,7 @@ def test_daemon_runs_without_root(open_dir):
     proc = subprocess.Popen(as_user_argv() + [DAEMON, "--config", str(conf), "--socket", sock],
                             stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: Path(sock).exists(), what="the unprivileged daemon")
+        wait_for(lambda: listening(sock), what="the unprivileged daemon")
         replies = requests_as_user(sock, [
             {"op": "hello", "role": "producer"},
             {"op": "create", "pool": "eph", "slot_size": 4096, "slots": 2},
