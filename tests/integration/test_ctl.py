@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from sbtest import ROOT, Attachment, segment_info, wait_for
+from sbtest import ROOT, Attachment, segment_info, wait_for, wait_waiting
 
 CTL = os.environ.get("SHMBROKERCTL", str(ROOT / "build" / "shmbrokerctl"))
 
@@ -100,21 +100,53 @@ def test_consume_stops_at_end_of_stream(daemon):
     assert "timeout" in ctl(daemon, "consume", "t", "--timeout-ms", "50", check=1).stderr
 
 
+CLEAR = "\033[H\033[2J"
+
+
+def read_until(proc: subprocess.Popen, pred, so_far: str = "", timeout: float = 10.0) -> str:
+    """@so_far and what @proc writes to its stdout (a pipe) after it, read until @pred of it
+    all holds; fails after @timeout s."""
+    out, end = so_far.encode(), time.monotonic() + timeout
+    while not pred(out.decode(errors="replace")):
+        left = end - time.monotonic()
+        assert left > 0, f"timed out; the output so far: {out.decode(errors='replace')!r}"
+        if select.select([proc.stdout], [], [], left)[0]:
+            chunk = os.read(proc.stdout.fileno(), 1 << 16)
+            assert chunk, f"the output ended; so far: {out.decode(errors='replace')!r}"
+            out += chunk
+    return out.decode(errors="replace")
+
+
 def test_status_watch_redraws_until_interrupted(daemon):
     ctl(daemon, "create", "w", "--slot-size", "64", "--slots", "1", check=0)
-    p = subprocess.Popen([CTL, "--socket", daemon.path, "status", "--watch"], stdout=subprocess.PIPE, text=True)
-    time.sleep(2.3)
-    p.send_signal(signal.SIGINT)
-    out, _ = p.communicate(timeout=10)
+    p = subprocess.Popen([CTL, "--socket", daemon.path, "status", "--watch"], stdout=subprocess.PIPE)
+    try:
+        first = read_until(p, lambda out: out.count(CLEAR) == 1 and "shmbrokerctl" in out)
+        assert first.startswith(CLEAR) and "\nw " in first and "later" not in first
+        ctl(daemon, "create", "later", "--slot-size", "64", "--slots", "1", check=0)
+        # a later frame shows the pool made since: the screen is redrawn from a fresh status
+        out = read_until(p, lambda out: "\nlater " in out.split(CLEAR)[-1], first)
+        assert out.count(CLEAR) >= 2
+        p.send_signal(signal.SIGINT)
+        p.communicate(timeout=10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
     assert p.returncode == 0
-    assert out.count("\033[H\033[2J") >= 2 and out.count("POOL") >= 2
 
 
 def test_status_shows_held_slots_and_waits(daemon):
     a = daemon.client(role="producer", name="holder")
     a.ok("create", pool="h", slot_size=64, slots=1)
     a.ok("acquire", pool="h")
-    time.sleep(0.2)
+    w = daemon.client(role="producer", name="waiter")
+    w.ok("open", pool="h")
+    w.send("acquire", pool="h")
+    wait_waiting(a, "h", "acquire")
     out = ctl(daemon, "status", check=0).stdout
-    line = next(l for l in out.splitlines() if "holder" in l)
-    assert "h:0 writing" in line
+    lines = out.splitlines()
+    holder = next(l for l in lines if "holder" in l)
+    assert "h:0 writing" in holder and "acquire" not in holder.split()
+    waiter = next(l for l in lines if "waiter" in l)
+    assert "acquire" in waiter.split() and "writing" not in waiter

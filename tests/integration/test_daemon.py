@@ -1,21 +1,14 @@
 """The daemon as a program: signals, sockets, configuration, logs, and running unprivileged."""
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from sbtest import DAEMON, Client, Daemon, segments, wait_for
-
-NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
-root_only = pytest.mark.skipif(os.geteuid() != 0, reason="drops to another uid")
+from sbtest import DAEMON, Client, as_user_argv, listening, needs_root, requests_as_user, segments, wait_for
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -31,9 +24,7 @@ def test_signal_stops_cleanly(daemon, sig):
 
 def test_shmbroker_socket_environment_is_honoured(daemon_factory, tmp_path):
     path = str(tmp_path / "env.sock")
-    d = daemon_factory(args=[], env={"SHMBROKER_SOCKET": path}, start=False)
-    d.path = path
-    d.start()
+    daemon_factory(args=[], env={"SHMBROKER_SOCKET": path}, socket=path)
     Client(path, role="admin").ok("status")
 
 
@@ -82,47 +73,21 @@ def test_stale_socket_is_replaced_and_a_live_one_is_not(daemon_factory, tmp_path
 def test_sighup_reload_adds_pools_and_keeps_the_old_config_when_bad(daemon_factory):
     d = daemon_factory(config='{"pools":[{"name":"a","slot_size":4096,"slots":1}]}')
     c = d.client(role="admin")
-    d.config.write_text('{"pools":[{"name":"a","slot_size":4096,"slots":1},{"name":"b","slot_size":4096,"slots":2}]}')
-    d.proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: len(c.ok("status")["pools"]) == 2, what="pool b")
-    d.config.write_text('{"pools": [ oops ]}')
-    d.proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: "not reloaded" in d.log_text(), what="the refusal")
+    assert d.reload('{"pools":[{"name":"a","slot_size":4096,"slots":1},{"name":"b","slot_size":4096,"slots":2}]}')
     assert sorted(p["pool"] for p in c.ok("status")["pools"]) == ["a", "b"]
-    d.config.write_text('{"pools":[{"name":"b","slot_size":4096,"slots":2}]}')
-    d.proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: [p["pool"] for p in c.ok("status")["pools"]] == ["b"], what="pool a to go")
+    assert not d.reload('{"pools": [ oops ]}')
+    assert sorted(p["pool"] for p in c.ok("status")["pools"]) == ["a", "b"]
+    assert d.reload('{"pools":[{"name":"b","slot_size":4096,"slots":2}]}')
+    assert [p["pool"] for p in c.ok("status")["pools"]] == ["b"]      # unused: gone at once
 
 
-@pytest.fixture
-def open_dir():
-    """A directory other users can reach (pytest's tmp_path is private to root)."""
-    d = tempfile.mkdtemp(prefix="shmbroker-test-")
-    os.chmod(d, 0o777)
-    yield Path(d)
-    shutil.rmtree(d, ignore_errors=True)
-
-
-def run_as_nobody(path: str, requests: list[dict]) -> list[dict]:
-    code = ("import json,socket,sys\n"
-            "s=socket.socket(socket.AF_UNIX);s.connect(sys.argv[1]);f=s.makefile('rwb')\n"
-            "for r in json.loads(sys.argv[2]):\n"
-            "    f.write((json.dumps(r)+'\\n').encode());f.flush();print(f.readline().decode().strip())\n")
-    out = subprocess.run(NOBODY + ["/usr/bin/python3", "-c", code, path, json.dumps(requests)],
-                         capture_output=True, text=True, timeout=20, check=True).stdout
-    return [json.loads(l) for l in out.splitlines()]
-
-
-@root_only
-def test_other_users_cannot_open_or_drop_a_private_pool(daemon_factory, open_dir):
-    sock = str(open_dir / "s.sock")
-    d = daemon_factory(config='{"socket_mode": "0666"}', args=["--socket", sock], start=False)
-    d.path = sock
-    d.start()
+@needs_root
+def test_other_users_cannot_open_or_drop_a_private_pool(open_daemon_factory):
+    d = open_daemon_factory()
     owner = d.client(role="producer")
     owner.ok("create", pool="mine", slot_size=4096, slots=1)
     owner.ok("create", pool="shared", slot_size=4096, slots=1, mode="0606")
-    replies = run_as_nobody(sock, [
+    replies = requests_as_user(d.path, [
         {"op": "hello", "role": "consumer"},
         {"op": "open", "pool": "mine"},
         {"op": "drop", "pool": "mine"},
@@ -139,17 +104,17 @@ def test_other_users_cannot_open_or_drop_a_private_pool(daemon_factory, open_dir
     assert replies[5]["error"] == "permission_denied"
 
 
-@root_only
+@needs_root
 def test_daemon_runs_without_root(open_dir):
     before = segments()
     sock = str(open_dir / "nobody.sock")
     conf = open_dir / "c.conf"
     conf.write_text('{"socket_mode": "0666", "pools": [{"name": "cfg", "slot_size": 4096, "slots": 2}]}')
-    proc = subprocess.Popen(NOBODY + [DAEMON, "--config", str(conf), "--socket", sock],
+    proc = subprocess.Popen(as_user_argv() + [DAEMON, "--config", str(conf), "--socket", sock],
                             stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: Path(sock).exists(), what="the unprivileged daemon")
-        replies = run_as_nobody(sock, [
+        wait_for(lambda: listening(sock), what="the unprivileged daemon")
+        replies = requests_as_user(sock, [
             {"op": "hello", "role": "producer"},
             {"op": "create", "pool": "eph", "slot_size": 4096, "slots": 2},
             {"op": "acquire", "pool": "eph"},

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import threading
@@ -10,13 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from sbtest import UNDER_VALGRIND, segments
+from sbtest import UNDER_VALGRIND, segments, wait_for
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="changes kernel.shm* sysctls")
 
 
 def limited(daemon_factory, **limits):
-    import json
     return daemon_factory(config=json.dumps({"limits": limits}))
 
 
@@ -39,6 +39,25 @@ def test_max_bytes(daemon_factory):
     c.ok("create", pool="b", slot_size="768KiB", slots=1)   # the bytes came back
 
 
+def test_sighup_applies_new_limits_and_a_bad_file_keeps_them(daemon_factory):
+    d = limited(daemon_factory, max_pools=1)
+    c = d.client(role="admin")
+    c.ok("create", pool="a", slot_size=64, slots=1)
+    assert "max_pools (1)" in c.err("create", "limit", pool="b", slot_size=64, slots=1)["message"]
+    long_line = b'{"op":"status","pad":"' + b"x" * 400 + b'"}\n'
+    c.send_raw(long_line)
+    assert c.recv()["ok"]                                      # within the default max_line
+    assert d.reload(json.dumps({"limits": {"max_pools": 2, "max_line": 256}}))
+    c.ok("create", pool="b", slot_size=64, slots=1)            # room for one more
+    assert "max_pools (2)" in c.err("create", "limit", pool="c", slot_size=64, slots=1)["message"]
+    assert not d.reload('{"limits": {"max_pools": 0}}')        # refused: the limits stay
+    assert "max_pools (2)" in c.err("create", "limit", pool="c", slot_size=64, slots=1)["message"]
+    c.send_raw(long_line)                                      # over the new max_line
+    r = c.recv()
+    assert r["error"] == "limit" and "max_line" in r["message"]
+    assert c.closed_by_peer()
+
+
 def test_sizes_that_overflow_are_refused(daemon_factory):
     d = limited(daemon_factory, max_bytes=2**53)
     c = d.client(role="admin")
@@ -56,7 +75,7 @@ def test_max_clients(daemon_factory):
     assert r["error"] == "limit" and "max_clients" in r["message"]
     assert extra.closed_by_peer()
     held[0].close()
-    time.sleep(0.1)
+    wait_for(lambda: len(held[1].ok("status")["clients"]) == 2, what="the daemon to see the close")
     d.client(role="admin").ok("status")   # room again
 
 

@@ -2,8 +2,7 @@
 "slots". All or none, in order, and waits that fill up with whatever else is ready."""
 from __future__ import annotations
 
-import time
-
+from sbtest import wait_waiting
 from test_streams import open_pair
 
 
@@ -63,7 +62,7 @@ def test_many_forms_refuse_bad_shapes(daemon):
 def test_waiting_many_consume_is_filled_with_what_is_ready_and_ends(daemon):
     p, c = open_pair(daemon, slots=4)
     c.send("consume", pool="s", max=4, id="w")
-    time.sleep(0.1)
+    wait_waiting(p, "s", "consume")                                     # nothing ready: it waits
     slots = [e["slot"] for e in p.ok("acquire", pool="s", max=4)["slots"]]
     p.ok("publish", pool="s", batches=[{"slot": s, "nbytes": 1} for s in slots])
     r = c.recv()

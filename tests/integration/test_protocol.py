@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 
 import pytest
 
-from sbtest import Attachment, segment_info
+import shmbroker
+from sbtest import Attachment, needs_root, segment_info, segments, wait_waiting
 
 
 def test_scripted_session_of_every_operation(daemon):
@@ -80,6 +82,9 @@ def test_a_waiting_request_holds_back_later_replies(daemon):
     c = daemon.client(role="consumer")
     c.ok("open", pool="p")
     c.send_raw(b'{"op":"consume","pool":"p","id":"first"}\n{"op":"status","id":"second"}\n')
+    wait_waiting(p, "p", "consume")
+    with pytest.raises(socket.timeout):
+        c.recv(timeout=0.05)                     # the status is answered behind the consume, not before
     s = p.ok("acquire", pool="p")
     p.ok("publish", pool="p", slot=s["slot"], nbytes=1)
     assert c.recv()["id"] == "first"
@@ -192,3 +197,24 @@ def test_release_requeue_and_a_producers_unpublished_release(daemon):
     c.ok("release", pool="p", slot=got["slot"], requeue=True)
     assert c.ok("consume", pool="p")["seq"] == 1
     assert c.ok("consume", pool="p")["seq"] == 2
+
+
+@needs_root
+def test_a_system_call_that_fails_is_an_internal_error(daemon):
+    """The daemon's own failures reach the client as `internal`. No request makes it run out
+    of memory on demand, but this one makes a system call fail: the kernel's
+    shmctl(IPC_SET) refuses gid 4294967295 ((gid_t)-1, never a valid gid), and root may
+    give a pool any group. The client gets the error with a message, the daemon logs it,
+    nothing is left half made, and the connection and the daemon go on."""
+    c = daemon.client(role="admin")
+    before = segments()
+    r = c.err("create", "internal", pool="x", slot_size=4096, slots=1, group="4294967295", id=9)
+    assert r["id"] == 9 and "failed" in r["message"]
+    assert segments() == before                         # the new segment went at once
+    assert c.ok("status")["pools"] == []
+    assert any(line.startswith("<3>") and '"create" failed' in line for line in daemon.log_text().splitlines())
+    c.ok("create", pool="x", slot_size=4096, slots=1)   # the name was not taken
+    with shmbroker.connect("admin", daemon.path) as py:
+        with pytest.raises(shmbroker.BrokerError) as e:
+            py.create("y", slot_size=64, slots=1, group="4294967295")
+        assert type(e.value) is shmbroker.BrokerError and e.value.code == "internal"

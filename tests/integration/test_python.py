@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
 import pytest
 
 import shmbroker
-from sbtest import ROOT, segments, wait_for
+from sbtest import ROOT, needs_root, python_as_user, segment_info, segments, wait_for, wait_waiting
 
 STRUCT = np.dtype([("id", "<i4"), ("pos", "<f8", (3,)), ("tag", "S4"), ("inner", [("a", "u1"), ("b", "<i2")])])
 
@@ -210,3 +212,116 @@ def test_pipelined_publish_returns_at_once_and_reports_refusals_later(daemon):
             cpool.get(timeout=2)
         st = c.status("pipe")["pools"][0]
         assert st["free"] == 2 and st["writing"] == 0            # nothing held after end()
+
+
+def test_drop_removes_the_pool_and_ends_waits_on_it(daemon):
+    with shmbroker.connect("producer", daemon.path) as p, shmbroker.connect("consumer", daemon.path) as c, \
+            shmbroker.connect("admin", daemon.path) as watcher:
+        pool = p.create("d", slot_size=4096, slots=2, persistent=True)
+        cpool = c.open("d")
+        outcome = {}
+
+        def consume():
+            try:
+                cpool.get(timeout=10)
+            except shmbroker.BrokerError as e:
+                outcome["error"] = e
+        t = threading.Thread(target=consume)
+        t.start()
+        wait_waiting(watcher, "d", "consume")
+        pool.drop()
+        t.join(timeout=10)
+        assert isinstance(outcome.get("error"), shmbroker.NoSuchPool), outcome   # the wait ends at once
+        assert watcher.status()["pools"] == []
+        with pytest.raises(shmbroker.NoSuchPool):
+            pool.acquire(timeout=0)
+        p.create("d", slot_size=64, slots=1)             # the name is free again
+
+
+def test_a_requeued_batch_comes_back_first_to_any_consumer(pair, daemon):
+    out, inp = pair
+    other = shmbroker.connect("consumer", daemon.path).open("py")
+    for i in range(3):
+        out.put(np.array([i]), seq=i)
+    b = inp.get(timeout=5)
+    assert b.seq == 0
+    b.release(requeue=True)
+    assert b.released
+    again = other.get(timeout=5)                     # ahead of 1 and 2, to another consumer too
+    assert again.seq == 0 and again.array.tolist() == [0]
+    again.release()                                  # a plain release: gone for good
+    assert [inp.get(timeout=5).seq, other.get(timeout=5).seq] == [1, 2]
+    st = inp.client.status("py")["pools"][0]
+    assert (st["ready"], st["reading"], st["consumed"]) == (0, 2, 4)
+    other.client.close()
+
+
+@needs_root
+def test_create_options_reach_the_kernel_and_the_pool(daemon):
+    """mode and group end up on the segment itself (root may name any group), and
+    on_consumer_death="free" frees what a departed consumer was reading."""
+    with shmbroker.connect("producer", daemon.path) as p:
+        pool = p.create("opts", slot_size=4096, slots=2, mode=0o640, group="4242", on_consumer_death="free")
+        seg = segment_info(pool.shmid)
+        assert int(seg["perms"], 8) & 0o777 == 0o640, seg
+        assert (int(seg["uid"]), int(seg["gid"])) == (os.getuid(), 4242), seg
+        st = p.status("opts")["pools"][0]
+        assert (st["mode"], st["gid"], st["on_consumer_death"]) == ("0640", 4242, "free")
+        pool.put(np.arange(3))
+        c = shmbroker.connect("consumer", daemon.path)
+        held = c.open("opts").get(timeout=5)
+        assert p.status("opts")["pools"][0]["reading"] == 1
+        c.close()                                    # gone without releasing
+        wait_for(lambda: p.status("opts")["pools"][0]["reading"] == 0, what="the reclaim")
+        st = p.status("opts")["pools"][0]
+        assert (st["ready"], st["free"]) == (0, 2 - st["writing"]), st   # freed, not requeued
+        del held
+        with pytest.raises(ValueError):
+            p.create("bad", slot_size=64, slots=1, on_consumer_death="ignore")
+
+
+def test_limit_exceeded(daemon_factory):
+    d = daemon_factory(config=json.dumps({"limits": {"max_pools": 1}}))
+    with shmbroker.connect("admin", d.path) as c:
+        c.create("one", slot_size=64, slots=1)
+        with pytest.raises(shmbroker.LimitExceeded) as e:
+            c.create("two", slot_size=64, slots=1)
+        assert e.value.code == "limit" and "max_pools" in str(e.value)
+        assert [p["pool"] for p in c.status()["pools"]] == ["one"]
+
+
+def test_publishing_a_slot_twice_raises_not_holder(pair):
+    out, inp = pair
+    slot = out.acquire(timeout=1)
+    slot.publish(slot.ndarray(4, np.uint8))
+    with pytest.raises(shmbroker.NotHolder) as e:
+        slot.publish(slot.ndarray(4, np.uint8))      # no longer this producer's: it was handed on
+    assert e.value.code == "not_holder" and "not being written" in str(e.value)
+    assert inp.client.status("py")["pools"][0]["published"] == 1
+
+
+AS_ANOTHER_USER = r"""
+import json, sys, shmbroker
+def attempt(fn):
+    try:
+        fn()
+        return "ok"
+    except shmbroker.BrokerError as e:
+        return [type(e).__name__, e.code, isinstance(e, PermissionError)]
+with shmbroker.connect("producer", sys.argv[1]) as c:
+    for fn in (lambda: c.open("private"), lambda: c.open("shared").drop(),
+               lambda: c.create("theirs", slot_size=64, slots=1, group="4242"),
+               lambda: c.create("mine", slot_size=64, slots=1).drop()):
+        print(json.dumps(attempt(fn)), flush=True)
+"""
+
+
+@needs_root
+def test_permission_denied_to_another_user(open_daemon):
+    owner = shmbroker.connect("producer", open_daemon.path)
+    owner.create("private", slot_size=4096, slots=1)
+    owner.create("shared", slot_size=4096, slots=1, mode=0o666)
+    denied = ["PermissionDenied", "permission_denied", True]
+    assert python_as_user(AS_ANOTHER_USER, open_daemon.path) == [denied, denied, denied, "ok"]
+    assert sorted(p["pool"] for p in owner.status()["pools"]) == ["private", "shared"]
+    owner.close()

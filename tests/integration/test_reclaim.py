@@ -6,19 +6,16 @@ import time
 
 import pytest
 
-from sbtest import kill, segment_marked_for_removal, segments, spawn_client, wait_for
+from sbtest import (kill, pool_status, segment_marked_for_removal, segments, spawn_client, wait_for,
+                    wait_waiting)
 
 HELLO_P = {"op": "hello", "role": "producer"}
 HELLO_C = {"op": "hello", "role": "consumer"}
 OPEN = {"op": "open", "pool": "k"}
 
 
-def pool_status(client):
-    return client.ok("status", pool="k")["pools"][0]
-
-
 def counts(client):
-    st = pool_status(client)
+    st = pool_status(client, "k")
     return st["free"], st["writing"], st["ready"], st["reading"]
 
 
@@ -36,14 +33,14 @@ def test_killed_producer_waiting_to_acquire(daemon, pool):
     holder.ok("acquire", pool="k")
     holder.ok("acquire", pool="k")
     victim = spawn_client(daemon.path, [HELLO_P, OPEN, {"op": "acquire", "pool": "k", "_noreply": True}])
-    wait_for(lambda: pool_status(pool)["acquire_waiters"] == 1, what="the waiter")
+    wait_waiting(pool, "k", "acquire")
     kill(victim)
-    wait_for(lambda: pool_status(pool)["acquire_waiters"] == 0, what="the waiter to go")
+    wait_waiting(pool, "k", "acquire", count=0)          # the waiter is gone
     # the dead waiter must not swallow the slot released next
     other = daemon.client(role="producer")
     other.ok("open", pool="k")
     other.send("acquire", pool="k", timeout_ms=5000, id="x")
-    time.sleep(0.05)
+    wait_waiting(pool, "k", "acquire")
     holder.ok("release", pool="k", slot=0)
     assert other.recv()["slot"] == 0
 
@@ -56,11 +53,18 @@ def test_killed_producer_writing(daemon, pool):
 
 
 def test_killed_producer_after_publishing_keeps_the_batch(daemon, pool):
+    """A dead producer's published batch stays ready while the slot it was writing is
+    discarded, and the producer is gone from the pool."""
     victim = spawn_client(daemon.path, [HELLO_P, OPEN, {"op": "acquire", "pool": "k"},
-                                        {"op": "publish", "pool": "k", "slot": 0, "nbytes": 5, "seq": 3}])
+                                        {"op": "publish", "pool": "k", "slot": 0, "nbytes": 5, "seq": 3},
+                                        {"op": "acquire", "pool": "k"}])
+    st = pool_status(pool, "k")
+    assert (st["free"], st["writing"], st["ready"], st["reading"], st["producers"]) == (0, 1, 1, 0, 1)
     kill(victim)
-    time.sleep(0.1)
-    assert counts(pool) == (1, 0, 1, 0)
+    wait_for(lambda: counts(pool) == (1, 0, 1, 0), what="the writing slot to be discarded")
+    st = pool_status(pool, "k")
+    assert (st["users"], st["producers"]) == (1, 0)
+    assert [c["role"] for c in pool.ok("status", pool="k")["clients"]] == ["admin"]
     c = daemon.client(role="consumer")
     c.ok("open", pool="k")
     got = c.ok("consume", pool="k", timeout_ms=1000)
@@ -85,9 +89,9 @@ def test_killed_consumer_reading(daemon, policy, expect):
 
 def test_killed_consumer_waiting_to_consume(daemon, pool):
     victim = spawn_client(daemon.path, [HELLO_C, OPEN, {"op": "consume", "pool": "k", "_noreply": True}])
-    wait_for(lambda: pool_status(pool)["consume_waiters"] == 1, what="the waiter")
+    wait_waiting(pool, "k", "consume")
     kill(victim)
-    wait_for(lambda: pool_status(pool)["consume_waiters"] == 0, what="the waiter to go")
+    wait_waiting(pool, "k", "consume", count=0)          # the waiter is gone
     p = daemon.client(role="producer")
     p.ok("open", pool="k")
     s = p.ok("acquire", pool="k")["slot"]
@@ -124,7 +128,7 @@ def test_ephemeral_pool_and_its_segment_go_with_the_last_user(daemon):
     shmid = other.ok("open", pool="eph")["shmid"]
     assert shmid in segments()
     kill(victim)
-    time.sleep(0.1)
+    wait_for(lambda: other.ok("status")["pools"][0]["users"] == 1, what="the victim to be gone")
     assert other.ok("status")["pools"][0]["pool"] == "eph"   # still used by `other`
     other.close()
     wait_for(lambda: not daemon.client(role="admin").ok("status")["pools"], what="the pool to go")

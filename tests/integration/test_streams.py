@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import time
 
+from sbtest import needs_root, requests_as_user, wait_waiting
+
 
 def open_pair(daemon, slots=2, ordered=False):
-    p = daemon.client(role="producer", name="p")
-    p.ok("create", pool="s", slot_size=4096, slots=slots, ordered=ordered)
-    c = daemon.client(role="consumer", name="c")
-    c.ok("open", pool="s")
-    return p, c
+    p = daemon.pool_client("s", "producer", "p", slot_size=4096, slots=slots, ordered=ordered)
+    return p, daemon.pool_client("s", "consumer", "c")
 
 
 def put(p, seq=None, nbytes=1, meta=None):
@@ -22,7 +21,7 @@ def put(p, seq=None, nbytes=1, meta=None):
 def test_blocked_consume_is_woken_by_publish(daemon):
     p, c = open_pair(daemon)
     c.send("consume", pool="s", id="w")          # waits forever (no timeout_ms)
-    time.sleep(0.1)
+    wait_waiting(p, "s", "consume")
     put(p, seq=4, meta={"k": "v"})
     r = c.recv()
     assert r["id"] == "w" and r["seq"] == 4 and r["meta"] == {"k": "v"}
@@ -38,9 +37,7 @@ def test_blocked_acquires_are_served_first_come_first_served(daemon):
         w.ok("open", pool="s")
         w.send("acquire", pool="s", id=i)
         waiters.append(w)
-        time.sleep(0.05)
-    st = p.ok("status")["pools"][0]
-    assert st["acquire_waiters"] == 3
+        wait_waiting(p, "s", "acquire", count=i + 1)     # in line before the next one asks
     p.ok("release", pool="s", slot=held)
     for i, w in enumerate(waiters):
         r = w.recv()
@@ -74,7 +71,7 @@ def test_ordered_pool_delivers_by_seq_and_refuses_repeats(daemon):
     assert p.rpc("publish", pool="s", slot=s, nbytes=1, seq=2)["error"] == "bad_request"
     assert p.rpc("publish", pool="s", slot=s, nbytes=1)["error"] == "bad_request"   # seq required
     c.send("consume", pool="s", id="x")
-    time.sleep(0.1)                              # seq 0 missing: the consumer waits
+    wait_waiting(p, "s", "consume")              # seq 0 missing: the consumer waits though 1 and 2 are ready
     p.ok("publish", pool="s", slot=s, nbytes=1, seq=0)
     assert c.recv()["seq"] == 0
     assert c.ok("consume", pool="s")["seq"] == 1
@@ -111,7 +108,7 @@ def test_producer_disconnect_counts_as_end(daemon):
     p2.ok("open", pool="s")
     p1.ok("end", pool="s")
     c.send("consume", pool="s", id="e")
-    time.sleep(0.1)
+    wait_waiting(p1, "s", "consume")             # p2 has not ended: no eof yet
     p2.close()
     assert c.recv()["eof"] is True
 
@@ -128,7 +125,7 @@ def test_consumer_opening_after_the_end_starts_with_the_next_stream(daemon):
 def test_dropped_pool_fails_waiters(daemon):
     p, c = open_pair(daemon)
     c.send("consume", pool="s", id="w")
-    time.sleep(0.1)
+    wait_waiting(p, "s", "consume")
     p.ok("drop", pool="s")
     r = c.recv()
     assert r["id"] == "w" and r["error"] == "no_such_pool"
@@ -136,8 +133,27 @@ def test_dropped_pool_fails_waiters(daemon):
     p.ok("create", pool="s", slot_size=64, slots=1)
 
 
-def test_drop_is_for_the_owner_or_root(daemon):
-    p, c = open_pair(daemon)
-    st = c.ok("status")["pools"][0]
-    assert st["uid"] == 0 or st["uid"] == c.ok("status")["clients"][0]["uid"]
-    c.ok("drop", pool="s")   # the test runs as the owner (and as root in CI)
+@needs_root
+def test_drop_is_for_the_owner_or_root(open_daemon):
+    """Another user may use a pool that admits it, but not drop it; the owner and root may."""
+    root = open_daemon.client(role="producer", name="root")
+    root.ok("create", pool="s", slot_size=4096, slots=1, mode="0666")
+    r = requests_as_user(open_daemon.path, [
+        {"op": "hello", "role": "producer"},
+        {"op": "open", "pool": "s"},
+        {"op": "drop", "pool": "s"},
+        {"op": "create", "pool": "own", "slot_size": 4096, "slots": 1},
+        {"op": "drop", "pool": "own"},
+        {"op": "status"},
+        {"op": "create", "pool": "theirs", "slot_size": 4096, "slots": 1, "mode": "0666", "persistent": True},
+    ])
+    assert r[0]["uid"] != 0 and r[1]["ok"], r
+    assert r[2]["error"] == "permission_denied" and "owner" in r[2]["message"], r[2]
+    s = root.ok("acquire", pool="s", timeout_ms=0)["slot"]   # refused: the pool still serves its users
+    root.ok("publish", pool="s", slot=s, nbytes=1)
+    assert r[3]["ok"] and r[4]["ok"], r                    # its owner may drop it
+    assert "own" not in [p["pool"] for p in r[5]["pools"]]
+    assert r[6]["ok"] and r[6]["uid"] == r[0]["uid"]
+    root.ok("open", pool="theirs")
+    root.ok("drop", pool="theirs")                          # root may drop anyone's
+    assert [p["pool"] for p in root.ok("status")["pools"]] == ["s"]

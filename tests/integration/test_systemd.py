@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from sbtest import DAEMON, ROOT, Client, segments, wait_for
+from sbtest import DAEMON, ROOT, Client, listening, segments, wait_for
 
 
 def test_installed_units_verify(tmp_path):
@@ -35,7 +35,7 @@ def test_socket_activation(tmp_path):
     proc = subprocess.Popen(["systemd-socket-activate", "-l", str(path), DAEMON, "--config", str(conf),
                              "--socket", str(tmp_path / "ignored.sock")], stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(path.exists, what="the activation socket")
+        wait_for(lambda: listening(str(path)), what="the activation socket")
         c = Client(str(path), role="admin")            # the first connection starts the daemon
         assert [p["pool"] for p in c.ok("status")["pools"]] == ["cfg"]
         c.close()

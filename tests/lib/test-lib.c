@@ -9,13 +9,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "shmbroker.h"
 
-static char dir[64], sock[128];
+static char dir[64], sock[96], logpath[96];
 static pid_t daemon_pid = -1;
 
 static void daemon_start(void) {
@@ -24,31 +25,45 @@ static void daemon_start(void) {
         snprintf(dir, sizeof(dir), "/tmp/sbtest-lib-XXXXXX");
         ck_assert_ptr_nonnull(mkdtemp(dir));
         snprintf(sock, sizeof(sock), "%s/s.sock", dir);
+        snprintf(logpath, sizeof(logpath), "%s/shmbrokerd.log", dir);
         daemon_pid = fork();
         if (daemon_pid == 0) {
-                /* Keep the test output readable: the daemon's log goes nowhere. */
-                FILE *devnull = freopen("/dev/null", "w", stderr);
-                (void)devnull;
+                /* Keep the test output readable: the daemon's log goes to a file, kept if it failed. */
+                FILE *log = freopen(logpath, "w", stderr);
+                (void)log;
                 execl(bin, bin, "--socket", sock, "--config", "/dev/null", (char *)NULL);
                 _exit(127);
         }
+        /* Listening, not only bound: the socket file exists a moment before listen(). */
         for (int i = 0; i < 500; i++) {
-                struct stat st;
-                if (stat(sock, &st) == 0)
+                struct sockaddr_un addr = { .sun_family = AF_UNIX };
+                int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), r;
+
+                ck_assert_int_ge(fd, 0);
+                snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", sock);
+                r = connect(fd, (struct sockaddr *)&addr, sizeof(addr));
+                close(fd);
+                if (r == 0)
                         return;
                 usleep(10000);
         }
         ck_abort_msg("the daemon did not start");
 }
 
+/* SIGTERM ends the daemon with status 0: one that crashed, exited on its own or (under
+ * ASan) found a leak during the test fails the test, and its log is kept. */
 static void daemon_stop(void) {
         int status = 0;
 
         if (daemon_pid > 0) {
                 kill(daemon_pid, SIGTERM);
-                waitpid(daemon_pid, &status, 0);
+                ck_assert_int_eq(waitpid(daemon_pid, &status, 0), daemon_pid);
                 daemon_pid = -1;
+                ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the daemon ended with %s %d; its log: %s",
+                              WIFEXITED(status) ? "status" : "signal",
+                              WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), logpath);
         }
+        unlink(logpath);
         rmdir(dir);
 }
 
@@ -234,6 +249,21 @@ START_TEST(connect_failures) {
 }
 END_TEST
 
+/* Drive @a and @b (NULL: only @a) from a poll loop, as an application does, until *@count
+ * reaches @want; fails after 5 s. */
+static void pump_until(sb_client *a, sb_client *b, const int *count, int want) {
+        for (int i = 0; i < 50 && *count < want; i++) {
+                struct pollfd fds[2] = { { .fd = sb_client_fd(a), .events = sb_client_events(a) },
+                                         { .fd = b ? sb_client_fd(b) : -1, .events = b ? sb_client_events(b) : 0 } };
+                ck_assert_int_ge(poll(fds, 2, 100), 0);
+                if (fds[0].revents)
+                        ck_assert_int_ge(sb_client_process(a), 0);
+                if (b && fds[1].revents)
+                        ck_assert_int_ge(sb_client_process(b), 0);
+        }
+        ck_assert_msg(*count >= want, "%d replies, not %d, after 5 s", *count, want);
+}
+
 static int acquired, consumed, published;
 static uint32_t acquired_slot;
 
@@ -276,24 +306,93 @@ START_TEST(async_requests_in_a_poll_loop) {
         /* the consume is queued before anything is ready: it must not block us */
         ck_assert_int_eq(sb_consume_async(cp, -1, on_consume, NULL), 0);
         ck_assert_int_eq(sb_acquire_async(pp, -1, on_acquire, &acquired), 0);
-        for (int i = 0; i < 500 && (acquired < 1 || consumed < 1 || published < 1); i++) {
-                struct pollfd fds[2] = { { .fd = sb_client_fd(p), .events = sb_client_events(p) },
-                                         { .fd = sb_client_fd(c), .events = sb_client_events(c) } };
-                ck_assert_int_ge(poll(fds, 2, 100), 0);
-                if (fds[0].revents)
-                        ck_assert_int_ge(sb_client_process(p), 0);
-                if (fds[1].revents)
-                        ck_assert_int_ge(sb_client_process(c), 0);
-                if (acquired == 1 && consumed == 0 && i < 1000) {
-                        strcpy((char *)sb_pool_base(pp) + acquired_slot * sb_pool_stride(pp), "async");
-                        ck_assert_int_eq(sb_publish_async(pp, acquired_slot, 6, -1, NULL, on_publish, &published), 0);
-                        acquired++;   /* published once */
-                }
-        }
-        ck_assert_int_eq(consumed, 1);
+        pump_until(p, c, &acquired, 1);
+        ck_assert_int_eq(consumed, 0); /* nothing was published yet */
+        strcpy((char *)sb_pool_base(pp) + acquired_slot * sb_pool_stride(pp), "async");
+        ck_assert_int_eq(sb_publish_async(pp, acquired_slot, 6, -1, NULL, on_publish, &published), 0);
+        pump_until(p, c, &published, 1);
+        pump_until(p, c, &consumed, 1);
+        ck_assert_int_eq(acquired, 1); /* each callback once */
         ck_assert_int_eq(published, 1);
+        ck_assert_int_eq(consumed, 1);
         sb_client_free(c);
         sb_client_free(p);
+}
+END_TEST
+
+typedef struct Outcome {
+        int calls, error;
+} Outcome;
+
+static void on_outcome(sb_pool *p, int error, const sb_batch *b, uint32_t slot, void *ptr, void *userdata) {
+        Outcome *o = userdata;
+
+        (void)p;
+        (void)b;
+        (void)slot;
+        (void)ptr;
+        o->calls++;
+        o->error = error;
+}
+
+/* sb_release_async(): with requeue the batch is ready again, without the slot is free for
+ * a producer, and a refusal comes through the callback. */
+START_TEST(release_async_requeues_frees_and_reports_refusals) {
+        sb_client *p = connect_as(SB_ROLE_PRODUCER, NULL), *c = connect_as(SB_ROLE_CONSUMER, NULL);
+        Outcome requeued = { 0 }, freed = { 0 }, refused = { 0 };
+        sb_pool *pp, *cp;
+        sb_batch b;
+        uint32_t slot;
+        size_t cap;
+        void *ptr;
+
+        ck_assert_int_eq(sb_pool_create(p, &pp, "rel", 64, 1, NULL), 0);
+        ck_assert_int_eq(sb_pool_open(c, &cp, "rel"), 0);
+        ck_assert_int_eq(sb_acquire(pp, 0, &ptr, &slot, &cap), 0);
+        ck_assert_int_eq(sb_publish(pp, slot, 1, 7, NULL), 0);
+        ck_assert_int_eq(sb_consume(cp, 1000, &b), 0);
+
+        ck_assert_int_eq(sb_release_async(cp, b.slot, true, on_outcome, &requeued), 0);
+        pump_until(c, NULL, &requeued.calls, 1);
+        ck_assert_int_eq(requeued.error, 0);
+        ck_assert_int_eq(sb_acquire(pp, 0, &ptr, &slot, &cap), -ETIMEDOUT); /* not free: ready again */
+        ck_assert_int_eq(sb_consume(cp, 0, &b), 0);
+        ck_assert_uint_eq(b.seq, 7);
+
+        ck_assert_int_eq(sb_release_async(cp, b.slot, false, on_outcome, &freed), 0);
+        pump_until(c, NULL, &freed.calls, 1);
+        ck_assert_int_eq(freed.error, 0);
+        ck_assert_int_eq(sb_consume(cp, 0, &b), -ETIMEDOUT);       /* not requeued */
+        ck_assert_int_eq(sb_acquire(pp, 0, &ptr, &slot, &cap), 0); /* free */
+
+        /* the slot is the producer's now, not this consumer's */
+        ck_assert_int_eq(sb_release_async(cp, slot, false, on_outcome, &refused), 0);
+        pump_until(c, NULL, &refused.calls, 1);
+        ck_assert_int_eq(refused.error, -EPERM);
+        ck_assert_int_eq(sb_client_code(c), SB_CODE_NOT_HOLDER);
+        ck_assert_int_eq(sb_publish(pp, slot, 1, 8, NULL), 0);             /* still the producer's */
+        ck_assert_int_eq(requeued.calls + freed.calls + refused.calls, 3); /* each callback once */
+        sb_client_free(c);
+        sb_client_free(p);
+}
+END_TEST
+
+/* A request the daemon fails on, rather than refuses: the kernel's shmctl(IPC_SET) rejects
+ * gid 4294967295 (no valid gid), which the daemon lets root ask for. -EIO and code
+ * internal, and the client goes on. A daemon run by another user refuses the group first. */
+START_TEST(a_failure_of_the_daemon_is_internal) {
+        sb_client *c = connect_as(SB_ROLE_ADMIN, NULL);
+        sb_pool_options o = { .group = "4294967295" };
+        sb_pool *p;
+
+        if (getuid() == 0) {
+                ck_assert_int_eq(sb_pool_create(c, &p, "int", 64, 1, &o), -EIO);
+                ck_assert_int_eq(sb_client_code(c), SB_CODE_INTERNAL);
+                ck_assert_str_eq(sb_code_name(sb_client_code(c)), "internal");
+                ck_assert(strstr(sb_client_message(c), "failed") != NULL);
+                ck_assert_int_eq(sb_pool_create(c, &p, "int", 64, 1, NULL), 0); /* nothing was left half made */
+        }
+        sb_client_free(c);
 }
 END_TEST
 
@@ -342,6 +441,8 @@ static Suite *lib_suite(void) {
         tcase_add_test(t, errors_carry_code_and_message);
         tcase_add_test(t, connect_failures);
         tcase_add_test(t, async_requests_in_a_poll_loop);
+        tcase_add_test(t, release_async_requeues_frees_and_reports_refusals);
+        tcase_add_test(t, a_failure_of_the_daemon_is_internal);
         tcase_add_test(t, status_is_json);
         tcase_add_test(t, daemon_gone_is_an_error_not_a_crash);
         suite_add_tcase(s, t);
