@@ -149,7 +149,7 @@ clean:
 
 # --- the client library ----------------------------------------------------------------
 
-LIB_SRC := client/libshmbroker.c common/error.c common/names.c common/unix.c common/bytes.c
+LIB_SRC := client/connection.c client/pool.c client/wire.c common/error.c common/names.c common/unix.c common/bytes.c
 LIB_CFLAGS := -fPIC -fvisibility=hidden
 build/lib/obj/%.o: %.c
 	@mkdir -p $(@D)
