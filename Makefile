@@ -224,7 +224,7 @@ lint:
 	  [ -z "$$missing" ] || apt-get install -y -q $$missing >/dev/null
 	cppcheck --quiet --enable=warning,performance,portability --std=c11 --inline-suppr --error-exitcode=1 \
 	  -D_GNU_SOURCE -Iinclude -Idaemon --suppress=missingIncludeSystem $(LINT_SRC)
-	clang-tidy --quiet $(LINT_SRC) -- -std=c11 -D_GNU_SOURCE -Iinclude -Idaemon $(PKG_CFLAGS)
+	clang-tidy --quiet $(LINT_SRC) -- -std=c11 -D_GNU_SOURCE -Iinclude -Idaemon -DSHMBROKER_VERSION='"$(VERSION)"' $(PKG_CFLAGS)
 .PHONY: lint
 
 # --- reliability runs ------------------------------------------------------------------------
