@@ -9,14 +9,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "sb-unix.h"
 #include "shmbroker.h"
 
 static char dir[64], sock[128];
 static pid_t daemon_pid = -1;
+
+static bool daemon_answers(void) {
+        struct sockaddr_un addr;
+        int fd, r;
+
+        if (sb_sockaddr_un(&addr, sock) < 0 || (fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+                return false;
+        r = connect(fd, (struct sockaddr *)&addr, sizeof(addr));
+        close(fd);
+        return r == 0;
+}
 
 static void daemon_start(void) {
         const char *bin = getenv("SHMBROKERD") ? getenv("SHMBROKERD") : "build/shmbrokerd";
@@ -32,9 +44,9 @@ static void daemon_start(void) {
                 execl(bin, bin, "--socket", sock, "--config", "/dev/null", (char *)NULL);
                 _exit(127);
         }
+        /* The socket exists from bind(), a moment before listen(): wait until it answers. */
         for (int i = 0; i < 500; i++) {
-                struct stat st;
-                if (stat(sock, &st) == 0)
+                if (daemon_answers())
                         return;
                 usleep(10000);
         }
