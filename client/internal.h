@@ -54,11 +54,12 @@ uint64_t sb_wire_u64(const cJSON *o, const char *key);
 typedef struct WirePool {
         char name[SB_POOL_NAME_MAX + 1];
         int shmid;
-        uint64_t slot_size, stride, size;
+        uint64_t slot_size, stride;
         uint32_t slots;
 } WirePool;
 
-/* -EPROTO when the reply describes no pool that could be attached and cut into slots. */
+/* -EPROTO when the reply describes no pool that could be attached and cut into slots
+ * (its segment's "size" smaller than its slots). */
 int sb_wire_pool(const cJSON *reply, WirePool *ret);
 
 /* The slot an acquire reply (or an entry of its "slots") hands over: -EPROTO unless it is

@@ -21,7 +21,7 @@ struct sb_pool {
         sb_pool *next;
         char name[SB_POOL_NAME_MAX + 1];
         int shmid;
-        uint64_t slot_size, stride, size;
+        uint64_t slot_size, stride;
         uint32_t slots;
         uint8_t *base;
         char **meta;             /* per slot, while a consumed batch is held */
@@ -42,7 +42,7 @@ static int pool_from_reply(sb_client *c, const cJSON *reply, sb_pool **ret) {
         if (!p)
                 return -ENOMEM;
         *p = (sb_pool){ .client = c, .shmid = w.shmid, .slot_size = w.slot_size, .stride = w.stride,
-                        .slots = w.slots, .size = w.size };
+                        .slots = w.slots };
         memcpy(p->name, w.name, sizeof(p->name));
         p->meta = calloc(p->slots ? p->slots : 1, sizeof(char *));
         /* p is freed by its _cleanup_ on every return below but the last. */
@@ -211,25 +211,46 @@ static void forget_meta(sb_pool *p, uint32_t slot) {
 
 /* --- producing and consuming ---------------------------------------------------------- */
 
-/* Up to two requests written since sb_conn_begin() (@r: 0 or the -errno of writing them),
- * sent in one write: @first and @second say which were written. Their outcomes in *r1 and
- * *r2 (0 for one not sent); the second's reply in *reply2 when it succeeded. Returns 0 or
- * -errno (nothing sent). */
-static int call_two(sb_client *c, int r, bool first, bool second, int *r1, int *r2, cJSON **reply2) {
+/* Two requests in one write: one that gives slots back (publish, release) and one that
+ * takes (acquire, consume), the steady state of a producer or a consumer. */
+typedef struct Exchange {
+        int give, take;          /* their outcomes: 0 or -errno (0 for a request not sent) */
+        cJSON *reply;            /* the take's reply, when it succeeded */
+} Exchange;
+
+/* Send the requests written since sb_conn_begin() (@r: 0 or the -errno of writing them):
+ * the giving one if @give, then the taking one if @take. When nothing could be sent, that
+ * failure is the outcome of both. */
+static void exchange(sb_client *c, int r, bool give, bool take, Exchange *x) {
         Pending a = { 0 }, b = { 0 };
 
-        *r1 = *r2 = 0;
-        if (first || second)
-                r = sb_conn_call(c, r, first ? &a : &b, first && second ? &b : NULL);
-        if (r < 0)
-                return r;
-        *r1 = a.error;
-        *r2 = b.error;
+        *x = (Exchange){ 0 };
+        if (give || take)
+                r = sb_conn_call(c, r, give ? &a : &b, give && take ? &b : NULL);
+        if (r < 0) {
+                x->give = x->take = r;
+                return;
+        }
+        x->give = a.error;
+        x->take = b.error;
         if (b.error == 0)
-                *reply2 = steal_ptr(b.reply);
+                x->reply = steal_ptr(b.reply);
         cJSON_Delete(a.reply);
         cJSON_Delete(b.reply);
-        return 0;
+}
+
+static void exchange_done(Exchange *x) {
+        cJSON_Delete(x->reply);
+}
+
+/* What the caller returns: the give's failure if it failed, else the take's. */
+static int exchange_result(const Exchange *x) {
+        return x->give ? x->give : x->take;
+}
+
+/* The many-slot forms take up to SB_MANY_MAX slots each way, and need arrays for them. */
+static bool many_valid(size_t n_give, const void *give, size_t max, const void *take) {
+        return n_give <= SB_MANY_MAX && max <= SB_MANY_MAX && (n_give == 0 || give) && (max == 0 || take);
 }
 
 _public_ int sb_acquire(sb_pool *p, int timeout_ms, void **ptr, uint32_t *slot, size_t *capacity) {
@@ -251,43 +272,36 @@ _public_ int sb_publish(sb_pool *p, uint32_t slot, size_t nbytes, int64_t seq, c
 _public_ int sb_publish_acquire(sb_pool *p, uint32_t slot, size_t nbytes, int64_t seq, const char *meta,
                                 int timeout_ms, void **ptr, uint32_t *next_slot, size_t *capacity) {
         const sb_publish_item e = { .slot = slot, .nbytes = nbytes, .seq = seq, .meta = meta };
+        _cleanup_(exchange_done) Exchange x = { 0 };
         SbBytes *out = sb_conn_begin(p->client);
-        cJSON *reply = NULL;
-        int r1, r2, r;
+        int r = sb_wire_publish(out, p->name, &e, 1);
 
-        r = sb_wire_publish(out, p->name, &e, 1);
         if (r == 0)
                 r = sb_wire_acquire(out, p->name, timeout_ms, 0);
-        r = call_two(p->client, r, true, true, &r1, &r2, &reply);
-        if (r < 0)
-                return r;
-        if (r2 == 0)
-                r2 = acquired_from_reply(p, reply, ptr, next_slot, capacity);
-        cJSON_Delete(reply);
-        return r1 ? r1 : r2;
+        exchange(p->client, r, true, true, &x);
+        if (x.take == 0)
+                x.take = acquired_from_reply(p, x.reply, ptr, next_slot, capacity);
+        return exchange_result(&x);
 }
 
 _public_ int sb_publish_acquire_many(sb_pool *p, const sb_publish_item *pub, size_t n_pub, int timeout_ms,
                                      sb_slot *slots, size_t max, size_t *n_got) {
+        _cleanup_(exchange_done) Exchange x = { 0 };
         SbBytes *out;
-        cJSON *reply = NULL;
-        int r1, r2, r = 0;
+        int r = 0;
 
         *n_got = 0;
-        if (n_pub > SB_MANY_MAX || max > SB_MANY_MAX || (n_pub && !pub) || (max && !slots))
+        if (!many_valid(n_pub, pub, max, slots))
                 return -EINVAL;
         out = sb_conn_begin(p->client);
         if (n_pub)
                 r = sb_wire_publish(out, p->name, pub, n_pub);
         if (r == 0 && max)
                 r = sb_wire_acquire(out, p->name, timeout_ms, max);
-        r = call_two(p->client, r, n_pub, max, &r1, &r2, &reply);
-        if (r < 0)
-                return r;
-        if (max && r2 == 0)
-                r2 = slots_from_reply(p, reply, slots, max, n_got);
-        cJSON_Delete(reply);
-        return r1 ? r1 : r2;
+        exchange(p->client, r, n_pub, max, &x);
+        if (max && x.take == 0)
+                x.take = slots_from_reply(p, x.reply, slots, max, n_got);
+        return exchange_result(&x);
 }
 
 _public_ int sb_consume(sb_pool *p, int timeout_ms, sb_batch *batch) {
@@ -309,10 +323,10 @@ _public_ int sb_release(sb_pool *p, uint32_t slot, bool requeue) {
 }
 
 _public_ int sb_release_consume(sb_pool *p, sb_batch *batch, int timeout_ms) {
-        SbBytes *out;
-        cJSON *reply = NULL;
+        _cleanup_(exchange_done) Exchange x = { 0 };
         uint32_t old = batch->slot;
-        int r, r1, r2;
+        SbBytes *out;
+        int r;
 
         if (batch->eof)
                 return sb_consume(p, timeout_ms, batch);
@@ -320,26 +334,23 @@ _public_ int sb_release_consume(sb_pool *p, sb_batch *batch, int timeout_ms) {
         r = sb_wire_release(out, p->name, old, false);
         if (r == 0)
                 r = sb_wire_consume(out, p->name, timeout_ms, 0);
-        r = call_two(p->client, r, true, true, &r1, &r2, &reply);
-        if (r < 0)
-                return r;
-        if (r1 == 0)
+        exchange(p->client, r, true, true, &x);
+        if (x.give == 0)
                 forget_meta(p, old);
-        if (r2 == 0)
-                r2 = batch_from_reply(p, reply, batch);
-        cJSON_Delete(reply);
-        return r1 ? r1 : r2;
+        if (x.take == 0)
+                x.take = batch_from_reply(p, x.reply, batch);
+        return exchange_result(&x);
 }
 
 _public_ int sb_release_consume_many(sb_pool *p, const sb_batch *rel, size_t n_rel, int timeout_ms,
                                      sb_batch *batches, size_t max, size_t *n_got) {
-        SbBytes *out;
-        cJSON *reply = NULL;
+        _cleanup_(exchange_done) Exchange x = { 0 };
         size_t held = 0;
-        int r1, r2, r = 0;
+        SbBytes *out;
+        int r = 0;
 
         *n_got = 0;
-        if (n_rel > SB_MANY_MAX || max > SB_MANY_MAX || (n_rel && !rel) || (max && !batches))
+        if (!many_valid(n_rel, rel, max, batches))
                 return -EINVAL;
         for (size_t i = 0; i < n_rel; i++)
                 held += !rel[i].eof;
@@ -348,18 +359,15 @@ _public_ int sb_release_consume_many(sb_pool *p, const sb_batch *rel, size_t n_r
                 r = sb_wire_release_many(out, p->name, rel, n_rel);
         if (r == 0 && max)
                 r = sb_wire_consume(out, p->name, timeout_ms, max);
-        r = call_two(p->client, r, held, max, &r1, &r2, &reply);
-        if (r < 0)
-                return r;
+        exchange(p->client, r, held, max, &x);
         /* The released slots' metas go before the new batches take theirs: @rel and
          * @batches may be one array, and a slot may come straight back. */
-        for (size_t i = 0; r1 == 0 && i < n_rel; i++)
+        for (size_t i = 0; x.give == 0 && i < n_rel; i++)
                 if (!rel[i].eof)
                         forget_meta(p, rel[i].slot);
-        if (max && r2 == 0)
-                r2 = batches_from_reply(p, reply, batches, max, n_got);
-        cJSON_Delete(reply);
-        return r1 ? r1 : r2;
+        if (max && x.take == 0)
+                x.take = batches_from_reply(p, x.reply, batches, max, n_got);
+        return exchange_result(&x);
 }
 
 _public_ int sb_end(sb_pool *p) {

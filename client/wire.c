@@ -225,10 +225,9 @@ int sb_wire_pool(const cJSON *reply, WirePool *ret) {
                 .slot_size = sb_wire_u64(reply, "slot_size"),
                 .stride = sb_wire_u64(reply, "stride"),
                 .slots = (uint32_t)sb_wire_u64(reply, "slots"),
-                .size = sb_wire_u64(reply, "size"),
         };
         snprintf(ret->name, sizeof(ret->name), "%s", cJSON_IsString(name) ? name->valuestring : "");
-        if (ret->shmid < 0 || ret->stride < ret->slot_size || ret->size < ret->stride * ret->slots)
+        if (ret->shmid < 0 || ret->stride < ret->slot_size || sb_wire_u64(reply, "size") < ret->stride * ret->slots)
                 return -EPROTO;
         return 0;
 }
