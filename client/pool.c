@@ -288,14 +288,13 @@ _public_ int sb_publish_acquire_many(sb_pool *p, const sb_publish_item *pub, siz
                                      sb_slot *slots, size_t max, size_t *n_got) {
         _cleanup_(exchange_done) Exchange x = { 0 };
         SbBytes *out;
-        int r = 0;
+        int r;
 
         *n_got = 0;
         if (!many_valid(n_pub, pub, max, slots))
                 return -EINVAL;
         out = sb_conn_begin(p->client);
-        if (n_pub)
-                r = sb_wire_publish(out, p->name, pub, n_pub);
+        r = n_pub ? sb_wire_publish(out, p->name, pub, n_pub) : 0;
         if (r == 0 && max)
                 r = sb_wire_acquire(out, p->name, timeout_ms, max);
         exchange(p->client, r, n_pub, max, &x);
@@ -347,7 +346,7 @@ _public_ int sb_release_consume_many(sb_pool *p, const sb_batch *rel, size_t n_r
         _cleanup_(exchange_done) Exchange x = { 0 };
         size_t held = 0;
         SbBytes *out;
-        int r = 0;
+        int r;
 
         *n_got = 0;
         if (!many_valid(n_rel, rel, max, batches))
@@ -355,8 +354,7 @@ _public_ int sb_release_consume_many(sb_pool *p, const sb_batch *rel, size_t n_r
         for (size_t i = 0; i < n_rel; i++)
                 held += !rel[i].eof;
         out = sb_conn_begin(p->client);
-        if (held)
-                r = sb_wire_release_many(out, p->name, rel, n_rel);
+        r = held ? sb_wire_release_many(out, p->name, rel, n_rel) : 0;
         if (r == 0 && max)
                 r = sb_wire_consume(out, p->name, timeout_ms, max);
         exchange(p->client, r, held, max, &x);
