@@ -26,7 +26,8 @@ BENCH_DEPS := $(DEPS) python3-matplotlib valgrind
 
 PKGS := libsystemd libcjson
 WARNINGS := -Wall -Wextra -Werror -Wmissing-prototypes -Wshadow -Wno-missing-field-initializers
-# The version is defined here alone: C gets it as SHMBROKER_VERSION, Python through the library.
+# The version is defined here alone: C gets it as SHMBROKER_VERSION, Python reads the VERSION
+# line (client/python/shmbroker/_version.py, for setup.py and a package run from the tree).
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARNINGS) -Iinclude -Idaemon -fno-strict-aliasing -DSHMBROKER_VERSION='"$(VERSION)"'
 PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
@@ -155,7 +156,7 @@ clean: ## remove build/
 
 # --- the client library ----------------------------------------------------------------
 
-LIB_SRC := client/libshmbroker.c common/error.c common/names.c common/unix.c common/bytes.c
+LIB_SRC := client/connection.c client/pool.c client/wire.c common/error.c common/names.c common/unix.c common/bytes.c
 LIB_CFLAGS := -fPIC -fvisibility=hidden
 build/lib/obj/%.o: %.c
 	@mkdir -p $(@D)

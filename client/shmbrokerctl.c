@@ -20,7 +20,9 @@
 
 #include <cjson/cJSON.h>
 
+#include "sb-macro.h"
 #include "sb-size.h"
+#include "sb-unix.h"
 #include "shmbroker.h"
 
 #define EXIT_DAEMON 1
@@ -347,7 +349,7 @@ static const struct {
 
 static void usage(FILE *f) {
         fprintf(f, "Usage: shmbrokerctl [--socket PATH] [--name NAME] COMMAND ...\n\nCommands:\n");
-        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        for (size_t i = 0; i < ELEMENTSOF(commands); i++)
                 fprintf(f, "  %s\n", commands[i].usage);
         fprintf(f, "\nSizes take units (16MiB). The socket is --socket, else $SHMBROKER_SOCKET, else "
                 SHMBROKER_DEFAULT_SOCKET ".\nExit status: 0 success, 1 refused by the daemon or a batch that does "
@@ -421,10 +423,10 @@ static int parse_args(int argc, char **argv, Args *a, int *cmd) {
         }
         if (optind >= argc || argc - optind > 2)
                 return -EINVAL;
-        for (*cmd = 0; *cmd < (int)(sizeof(commands) / sizeof(commands[0])); (*cmd)++)
+        for (*cmd = 0; *cmd < (int)ELEMENTSOF(commands); (*cmd)++)
                 if (strcmp(commands[*cmd].name, argv[optind]) == 0)
                         break;
-        if (*cmd == (int)(sizeof(commands) / sizeof(commands[0]))) {
+        if (*cmd == (int)ELEMENTSOF(commands)) {
                 fprintf(stderr, "shmbrokerctl: unknown command \"%s\"\n", argv[optind]);
                 return -EINVAL;
         }
@@ -455,10 +457,7 @@ int main(int argc, char **argv) {
         }
         r = sb_connect(&c, a.socket, commands[cmd].role, a.name ? a.name : "shmbrokerctl");
         if (r < 0) {
-                fprintf(stderr, "shmbrokerctl: cannot connect to %s: %s\n",
-                        a.socket ? a.socket : getenv("SHMBROKER_SOCKET") ? getenv("SHMBROKER_SOCKET")
-                                                                          : SHMBROKER_DEFAULT_SOCKET,
-                        strerror(-r));
+                fprintf(stderr, "shmbrokerctl: cannot connect to %s: %s\n", sb_connect_path(a.socket), strerror(-r));
                 return EXIT_DAEMON;
         }
         r = commands[cmd].fn(c, &a);

@@ -13,9 +13,11 @@
 #include "pool-spec.h"
 #include "sb-error.h"
 #include "sb-macro.h"
+#include "shmbroker.h"
 
 #define CONFIG_DEFAULT_PATH "/etc/shmbroker/shmbroker.conf"
-#define CONFIG_DEFAULT_SOCKET "/run/shmbroker/shmbroker.sock"
+/* The default socket is the library's (the public header owns it): both ends agree. */
+#define CONFIG_DEFAULT_SOCKET SHMBROKER_DEFAULT_SOCKET
 
 typedef struct ConfigLimits {
         uint64_t max_pools;

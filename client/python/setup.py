@@ -3,8 +3,10 @@
 Plain setuptools, no pyproject build requirements: `pip install ./client/python` builds
 with the setuptools already on the machine (Debian's python3-setuptools) and never
 reaches a package index. A libshmbroker.so built in the source tree (`make`) is shipped
-inside the package, so the installed binding works without `make install`.
+inside the package, so the installed binding works without `make install`. The version is
+the Makefile's (shmbroker/_version.py reads it).
 """
+import runpy
 import shutil
 from pathlib import Path
 
@@ -13,6 +15,8 @@ from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
 BUILT = HERE.parents[1] / "build" / "libshmbroker.so"
+# By path: importing the package would load the library and numpy.
+VERSION = runpy.run_path(str(HERE / "shmbroker" / "_version.py"))["from_makefile"](HERE.parents[1] / "Makefile")
 
 
 class BuildWithLibrary(build_py):
@@ -26,7 +30,7 @@ class BuildWithLibrary(build_py):
 
 setup(
     name="shmbroker",
-    version="0.1.0",
+    version=VERSION,
     description="Zero-copy numpy batches between processes through shmbrokerd",
     packages=["shmbroker"],
     python_requires=">=3.9",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import socket
 
 import pytest
@@ -199,22 +200,34 @@ def test_release_requeue_and_a_producers_unpublished_release(daemon):
     assert c.ok("consume", pool="p")["seq"] == 2
 
 
-@needs_root
+def fill_descriptor_table(pid: int) -> tuple[int, int]:
+    """Lower process @pid's soft RLIMIT_NOFILE to its lowest free descriptor, so that it can
+    open no more; return the old limits, for resource.prlimit() to put back."""
+    used = {int(fd) for fd in os.listdir(f"/proc/{pid}/fd")}
+    old = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (min(set(range(len(used) + 1)) - used), old[1]))
+    return old
+
+
 def test_a_system_call_that_fails_is_an_internal_error(daemon):
-    """The daemon's own failures reach the client as `internal`. No request makes it run out
-    of memory on demand, but this one makes a system call fail: the kernel's
-    shmctl(IPC_SET) refuses gid 4294967295 ((gid_t)-1, never a valid gid), and root may
-    give a pool any group. The client gets the error with a message, the daemon logs it,
-    nothing is left half made, and the connection and the daemon go on."""
-    c = daemon.client(role="admin")
-    before = segments()
-    r = c.err("create", "internal", pool="x", slot_size=4096, slots=1, group="4294967295", id=9)
-    assert r["id"] == 9 and "failed" in r["message"]
-    assert segments() == before                         # the new segment went at once
-    assert c.ok("status")["pools"] == []
-    assert any(line.startswith("<3>") and '"create" failed' in line for line in daemon.log_text().splitlines())
-    c.ok("create", pool="x", slot_size=4096, slots=1)   # the name was not taken
-    with shmbroker.connect("admin", daemon.path) as py:
-        with pytest.raises(shmbroker.BrokerError) as e:
-            py.create("y", slot_size=64, slots=1, group="4294967295")
+    """The daemon's own failures reach the client as `internal`. With its descriptor table
+    full, the first wait with a timeout needs a timer descriptor the daemon cannot get: the
+    client gets the error with a message, the daemon logs it, nothing is left waiting, and
+    the connection and the daemon go on once descriptors can be had again."""
+    holder = daemon.pool_client("x", "producer", slot_size=4096, slots=1)
+    holder.ok("acquire", pool="x")
+    c = daemon.pool_client("x", "producer")
+    with shmbroker.connect("producer", daemon.path) as py:
+        pool = py.open("x")
+        old = fill_descriptor_table(daemon.proc.pid)
+        try:
+            r = c.err("acquire", "internal", pool="x", timeout_ms=1000, id=9)
+            with pytest.raises(shmbroker.BrokerError) as e:
+                pool.acquire(timeout=1)
+        finally:
+            resource.prlimit(daemon.proc.pid, resource.RLIMIT_NOFILE, old)
         assert type(e.value) is shmbroker.BrokerError and e.value.code == "internal"
+    assert r["id"] == 9 and "failed" in r["message"]
+    assert c.ok("status", pool="x")["pools"][0]["acquire_waiters"] == 0
+    assert any(line.startswith("<3>") and '"acquire" failed' in line for line in daemon.log_text().splitlines())
+    c.err("acquire", "timeout", pool="x", timeout_ms=10)

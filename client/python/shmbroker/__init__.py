@@ -11,6 +11,7 @@
         for batch in c.open("train"):
             x = batch.array          # read-only view of the shared memory, no copy
 """
+from . import _version
 from .client import Batch, Client, Pool, Slot, connect
 from .errors import (BadRequest, BrokerError, ConnectionLost, EndOfStream, LimitExceeded, NoSuchPool,
                      NotHolder, PermissionDenied, PoolExists, Timeout, WorkerError, WrongRole)
@@ -21,4 +22,4 @@ __all__ = [
     "BrokerError", "Timeout", "NoSuchPool", "PoolExists", "NotHolder", "PermissionDenied", "LimitExceeded",
     "BadRequest", "WrongRole", "ConnectionLost", "EndOfStream", "WorkerError",
 ]
-__version__ = "0.1.0"
+__version__ = _version.version()

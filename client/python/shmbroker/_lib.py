@@ -1,10 +1,15 @@
-"""ctypes declarations of libshmbroker (include/shmbroker.h), and where to find it."""
+"""ctypes declarations of libshmbroker (include/shmbroker.h), and where to find it: the one
+place in the package that mirrors the C header."""
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import os
 from pathlib import Path
+
+
+# enum sb_role, by the names the protocol gives the roles.
+ROLES = {"producer": 0, "consumer": 1, "admin": 2}
 
 
 class sb_pool_options(ctypes.Structure):
@@ -80,8 +85,8 @@ def load() -> ctypes.CDLL:
         "sb_pool_stride": (u64, [P]),
         "sb_pool_slots": (u32, [P]),
         "sb_pool_shmid": (i, [P]),
+        "sb_pool_base": (P, [P]),
         "sb_acquire": (i, [P, i, ctypes.POINTER(P), ctypes.POINTER(u32), ctypes.POINTER(sz)]),
-        "sb_publish": (i, [P, u32, sz, i64, C]),
         "sb_publish_acquire": (i, [P, u32, sz, i64, C, i, ctypes.POINTER(P), ctypes.POINTER(u32),
                                    ctypes.POINTER(sz)]),
         "sb_end": (i, [P]),
@@ -104,9 +109,5 @@ def load() -> ctypes.CDLL:
 
 lib = load()
 libc = ctypes.CDLL(None, use_errno=True)
-libc.shmat.restype = ctypes.c_void_p
-libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
-libc.shmdt.restype = ctypes.c_int
-libc.shmdt.argtypes = [ctypes.c_void_p]
 libc.free.argtypes = [ctypes.c_void_p]
-CODE_TIMEOUT = 5   # SB_CODE_TIMEOUT in shmbroker.h
+libc.shutdown.argtypes = [ctypes.c_int, ctypes.c_int]

@@ -1,38 +1,37 @@
 """Clients, pools, slots and batches: the zero-copy Python face of libshmbroker.
 
-Arrays handed out here are numpy views straight into the pool's shared memory. The
-package attaches each segment once per process, itself, and keeps it attached for as
-long as any view of it is alive: a view kept after its batch was released, or after its
-client was closed, still points at mapped memory (whose contents the next user of the
-slot may change: copy what you keep).
+Arrays handed out here are numpy views straight into the pool's shared memory, where the
+library attached it (sb_pool_base()): each pool handle is attached once per process, by
+the library, and Python maps that attachment rather than making its own. A view kept after
+its batch was released, or after its pool or client was closed, still points at mapped
+memory (whose contents the next user of the slot may change: copy what you keep).
+
+That holds because every view keeps the library's pool handle open, and through it the
+library's client (whose sb_client_free() detaches every pool): a pool handle is closed only
+when no view of its memory is left, and the library's client is freed only when neither its
+Client nor any view needs it. Closing a Client still ends its connection at once (the daemon
+reclaims its slots): its socket is shut down, and the rest goes with the last view.
 """
 from __future__ import annotations
 
 import ctypes
 import errno
-import functools
 import json
 import math
 import os
 import select
 import threading
-from typing import Any, Iterator, Mapping, Union
+from socket import SHUT_RDWR
+from typing import Iterator, Mapping, Union
 
 import numpy as np
 
-from . import errors
-from ._lib import CODE_TIMEOUT, REPLY_FN, lib, libc, sb_batch, sb_pool_options
+from . import errors, layout
+from ._lib import REPLY_FN, ROLES, lib, libc, sb_batch, sb_pool_options
 
-ALIGN = 64                 # every array in a slot starts on a 64-byte boundary
-LAYOUT_KEY = "__shmbroker__"
-SHM_RDONLY = 0o10000
-ROLES = {"producer": 0, "consumer": 1, "admin": 2}
+NO_SLOT = 0xFFFFFFFF       # what an out-parameter slot keeps when no slot was taken
 
 Arrays = Union[np.ndarray, Mapping[str, np.ndarray]]
-
-
-def _align(n: int) -> int:
-    return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
 def _timeout_ms(timeout: float | None) -> int:
@@ -43,59 +42,122 @@ def _timeout_ms(timeout: float | None) -> int:
     return min(int(math.ceil(timeout * 1000)), 2**31 - 1)
 
 
-def _descr(dtype: np.dtype) -> Any:
-    if dtype.hasobject:
-        raise TypeError(f"dtype {dtype} holds Python objects, which cannot live in shared memory")
-    return np.lib.format.dtype_to_descr(dtype)
+def _attached_writable(addr: int) -> bool:
+    """Whether this process may write the segment attached at ``addr``. The library decides
+    how it attaches (shmbroker.h: read-only for a consumer); the kernel's map of this process
+    says what it decided, so the rule stays written in the library alone. A view of a
+    read-only attachment must be read-only in numpy too: a write would kill the process."""
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            if int(line[:line.index("-")], 16) == addr:
+                return "w" in line.split(None, 2)[1]
+    return False
 
 
-def _dtype(descr: Any) -> np.dtype:
-    return _dtype_cached(json.dumps(descr))
+class _Connection:
+    """The library's client (sb_client), and the lock that serialises its use: the library
+    is not thread-safe per client. ``with connection:`` holds it, once it is known to be open.
 
+    It lives as long as its Client or any pool attachment needs it, and only then is it
+    freed: sb_client_free() detaches every pool of the client."""
 
-@functools.lru_cache(maxsize=256)
-def _dtype_cached(descr_json: str) -> np.dtype:
-    descr = json.loads(descr_json)
+    def __init__(self, ptr: int):
+        self.ptr = ptr
+        self.lock = threading.Lock()
+        self.ended = False
+        self._pid = os.getpid()
+        # Pool handles that no view needs any more, closed at the next call: they are found
+        # in __del__, which may run in any thread, even inside a call, so it only queues.
+        self._unused: list = []
 
-    def fix(d):
-        if isinstance(d, str):
-            return d
-        return [tuple([f[0], fix(f[1])] + ([tuple(f[2])] if len(f) > 2 else [])) for f in d]
-    return np.lib.format.descr_to_dtype(fix(descr))
+    def __enter__(self) -> "_Connection":
+        self.lock.acquire()
+        if self.ended:
+            self.lock.release()
+            raise errors.ConnectionLost("the client is closed")
+        while self._unused:
+            lib.sb_pool_close(self._unused.pop())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.lock.release()
+
+    def call(self, what: str, fn, *args) -> int:
+        """``fn(*args)``, a library call on this connection: its result, or its failure raised."""
+        with self:
+            rc = fn(*args)
+            if rc < 0:
+                raise self.refusal(rc, what)
+        return rc
+
+    def refusal(self, rc: int, what: str) -> errors.BrokerError:
+        """The exception for ``what``, which failed with ``rc`` (while the connection is held:
+        the daemon's message lasts until the next call)."""
+        return errors.from_call(lib, self.ptr, rc, what)
+
+    def code(self) -> str:
+        """The code of the last refusal ("timeout", ...), while the connection is held."""
+        return lib.sb_code_name(lib.sb_client_code(self.ptr)).decode()
+
+    def forget(self, pool: int) -> None:
+        """Pool handle ``pool`` is no longer needed: it is closed (and its segment detached)
+        at the next call, or with the client."""
+        self._unused.append(pool)
+
+    def end(self) -> None:
+        """End the connection: the daemon reclaims every slot still held, and every call
+        after this raises ConnectionLost. The library's client stays until nothing needs it."""
+        with self.lock:
+            if self.ended:
+                return
+            self.ended = True
+            # A forked child holds the same socket: ending it there would end the parent's.
+            if os.getpid() == self._pid:
+                libc.shutdown(lib.sb_client_fd(self.ptr), SHUT_RDWR)
+
+    def __del__(self):
+        try:
+            lib.sb_client_free(self.ptr)
+        except Exception:          # interpreter shutdown: the process exit frees it all
+            pass
 
 
 class _Attachment:
-    """One shmat() of a segment in this process, undone when the object goes."""
+    """The library's handle of one open pool, whose segment the library attached. Every view
+    of the segment's memory holds it; when the last goes, the handle is closed."""
 
-    def __init__(self, shmid: int, readonly: bool):
-        addr = libc.shmat(shmid, None, SHM_RDONLY if readonly else 0)
-        if addr in (None, ctypes.c_void_p(-1).value):
-            err = ctypes.get_errno()
-            raise errors.BrokerError(f"cannot attach segment {shmid}: {os.strerror(err)}", errno=err)
-        self.addr = addr
+    def __init__(self, connection: _Connection, ptr: int):
+        self.connection, self.ptr = connection, ptr
+        # What the library may call for this pool as long as the handle is open.
+        self.callbacks: list = []
 
     def __del__(self):
-        if getattr(self, "addr", None):
-            libc.shmdt(ctypes.c_void_p(self.addr))
-            self.addr = None
+        try:
+            self.connection.forget(self.ptr)
+        except Exception:
+            pass
 
 
-class _Mapping:
-    """A segment as a memoryview. Every numpy view made from it holds the memoryview, the
-    memoryview holds a ctypes buffer, the buffer holds the attachment: the segment stays
-    attached exactly as long as something can still read it, and no reference cycle
-    delays the detach until a garbage collection."""
+class _Segment:
+    """A pool's segment as memory, where the library attached it. Every numpy view made from
+    it holds the memoryview, the memoryview holds a ctypes buffer, the buffer holds the
+    _Attachment: the pool handle stays open (and the segment attached) exactly as long as
+    something can still read it, and no reference cycle delays the detach until a garbage
+    collection."""
 
-    def __init__(self, shmid: int, size: int, readonly: bool):
-        att = _Attachment(shmid, readonly)
+    def __init__(self, attachment: _Attachment, size: int):
+        addr = lib.sb_pool_base(attachment.ptr)
 
         class _Buffer(ctypes.c_ubyte * size):
             pass
-        buf = _Buffer.from_address(att.addr)
-        buf.attachment = att
+        buf = _Buffer.from_address(addr)
+        buf.attachment = attachment
         mv = memoryview(buf).cast("B")
-        self.view = mv.toreadonly() if readonly else mv
-        self.addr, self.size = att.addr, size
+        self.view = mv if _attached_writable(addr) else mv.toreadonly()
+        self.addr, self.size = addr, size
+        #: The library's pool handle, and its client: open as long as this object lives (it
+        #: holds the view, which holds the attachment).
+        self.pool, self.connection = attachment.ptr, attachment.connection
 
     def array(self, offset: int, shape, dtype) -> np.ndarray:
         dtype = np.dtype(dtype)
@@ -104,6 +166,17 @@ class _Mapping:
         if offset < 0 or offset + count * dtype.itemsize > self.size:
             raise ValueError("the array does not fit in the segment")
         return np.frombuffer(self.view, dtype=dtype, count=count, offset=offset).reshape(shape)
+
+
+def _reply_recorder(inflight: dict, client: int):
+    """The library's callback for the requests of a pipelined publish: records each outcome in
+    ``inflight``, with the daemon's code and message (which the next reply replaces). It holds
+    the library's ``client`` by address, not its _Connection: a closed Pool keeps nothing
+    alive."""
+    def reply(pool, error, batch, slot, ptr, userdata) -> None:
+        inflight["acquire" if userdata else "publish"] = (error, slot, lib.sb_client_code(client),
+                                                          lib.sb_client_message(client))
+    return REPLY_FN(reply)
 
 
 class Closing:
@@ -136,24 +209,19 @@ class Client(Closing):
                             name.encode() if name else None)
         if rc < 0:
             raise errors.from_call(lib, None, rc, f"connect to {socket or os.environ.get('SHMBROKER_SOCKET') or 'the default socket'}")
-        self._h = handle.value
+        self._conn: _Connection | None = _Connection(handle.value)
         self.role = role
-        self._lock = threading.Lock()
         self._pools: list[Pool] = []
         pid, uid = ctypes.c_int64(), ctypes.c_int64()
-        lib.sb_client_peer(self._h, ctypes.byref(pid), ctypes.byref(uid))
+        lib.sb_client_peer(handle.value, ctypes.byref(pid), ctypes.byref(uid))
         self.pid, self.uid = pid.value, uid.value
 
-    # -- plumbing ------------------------------------------------------------------------
-    def _handle(self) -> int:
-        if self._h is None:
+    def _connection(self) -> _Connection:
+        """The library's client, for this client's pools; ConnectionLost once closed."""
+        conn = self._conn
+        if conn is None:
             raise errors.ConnectionLost("the client is closed")
-        return self._h
-
-    def _check(self, rc: int, what: str) -> int:
-        if rc < 0:
-            raise errors.from_call(lib, self._h, rc, what)
-        return rc
+        return conn
 
     # -- pools ----------------------------------------------------------------------------
     def create(self, name: str, slot_size: int, slots: int, *, ordered: bool = False, persistent: bool = False,
@@ -165,16 +233,16 @@ class Client(Closing):
         opts = sb_pool_options(ordered, persistent, huge_pages, on_consumer_death == "free", mode or 0,
                                group.encode() if group else None)
         handle = ctypes.c_void_p()
-        with self._lock:
-            self._check(lib.sb_pool_create(self._handle(), ctypes.byref(handle), name.encode(), int(slot_size),
-                                           int(slots), ctypes.byref(opts)), f"create {name}")
+        conn = self._connection()
+        conn.call(f"create {name}", lib.sb_pool_create, conn.ptr, ctypes.byref(handle), name.encode(), int(slot_size),
+                  int(slots), ctypes.byref(opts))
         return self._adopt(handle.value)
 
     def open(self, name: str) -> "Pool":
         """Open the existing pool ``name``."""
         handle = ctypes.c_void_p()
-        with self._lock:
-            self._check(lib.sb_pool_open(self._handle(), ctypes.byref(handle), name.encode()), f"open {name}")
+        conn = self._connection()
+        conn.call(f"open {name}", lib.sb_pool_open, conn.ptr, ctypes.byref(handle), name.encode())
         return self._adopt(handle.value)
 
     def _adopt(self, handle: int) -> "Pool":
@@ -185,8 +253,8 @@ class Client(Closing):
     def status(self, pool: str | None = None) -> dict:
         """The daemon's status: {"pools": [...], "clients": [...]}."""
         out = ctypes.c_void_p()
-        with self._lock:
-            self._check(lib.sb_status(self._handle(), pool.encode() if pool else None, ctypes.byref(out)), "status")
+        conn = self._connection()
+        conn.call("status", lib.sb_status, conn.ptr, pool.encode() if pool else None, ctypes.byref(out))
         try:
             return json.loads(ctypes.string_at(out.value).decode())
         finally:
@@ -194,16 +262,15 @@ class Client(Closing):
 
     def close(self) -> None:
         """Close the connection: the daemon reclaims every slot still held. Views stay valid."""
-        with self._lock:
-            if self._h is not None:
-                for p in self._pools:
-                    p.close()
-                lib.sb_client_free(self._h)
-                self._h = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            for p in self._pools:
+                p.close()
+            conn.end()
 
     @property
     def closed(self) -> bool:
-        return self._h is None
+        return self._conn is None
 
 
 def connect(role: str = "consumer", socket: str | None = None, name: str | None = None) -> Client:
@@ -217,13 +284,16 @@ class Pool:
 
     def __init__(self, client: Client, handle: int):
         self.client = client
-        self._h = handle
         self.name = lib.sb_pool_name(handle).decode()
         self.slot_size = lib.sb_pool_slot_size(handle)
         self.stride = lib.sb_pool_stride(handle)
         self.slots = lib.sb_pool_slots(handle)
         self.shmid = lib.sb_pool_shmid(handle)
-        self._mapping = _Mapping(self.shmid, self.stride * self.slots, readonly=client.role != "producer")
+        connection = client._connection()
+        attachment = _Attachment(connection, handle)
+        # Everything a call needs is reached through the segment, so that a closed pool
+        # holds nothing that keeps the segment attached or the library's client alive.
+        self._segment: _Segment | None = _Segment(attachment, self.stride * self.slots)
         self._batch = sb_batch()
         # A slot taken in the same round trip as the previous publish (see Slot.publish):
         # the next acquire() costs no round trip at all.
@@ -233,25 +303,25 @@ class Pool:
         #: writes its next batch while the daemon works. For loops of small batches.
         self.pipelined = False
         self._inflight: dict = {}
-        self._on_reply = REPLY_FN(self._reply)     # kept alive as long as the pool
+        self._on_reply = _reply_recorder(self._inflight, connection.ptr)
+        attachment.callbacks.append(self._on_reply)
 
-    def _handle(self) -> int:
-        if self._h is None:
+    def _memory(self) -> _Segment:
+        """The pool's segment; ConnectionLost once the pool is closed. Whoever holds it holds
+        the library's pool handle (``.pool``) open, and its client (``.connection``)."""
+        segment = self._segment
+        if segment is None:
             raise errors.ConnectionLost("the client is closed")
-        return self._h
-
-    @property
-    def _map(self) -> _Mapping:
-        if self._mapping is None:
-            raise errors.ConnectionLost("the client is closed")
-        return self._mapping
+        return segment
 
     def _call(self, fn, *args, what: str) -> int:
-        with self.client._lock:
-            rc = fn(self._handle(), *args)
-            if rc < 0:
-                raise errors.from_call(lib, self.client._h, rc, what)
-        return rc
+        """``fn(pool handle, *args)``: its result, or its failure raised."""
+        segment = self._memory()
+        return segment.connection.call(what, fn, segment.pool, *args)
+
+    @property
+    def closed(self) -> bool:
+        return self._segment is None
 
     # -- producing ------------------------------------------------------------------------
     def acquire(self, timeout: float | None = None) -> "Slot":
@@ -277,41 +347,37 @@ class Pool:
             raise
 
     # -- pipelined publishing -------------------------------------------------------------
-    def _reply(self, pool, error, batch, slot, ptr, userdata) -> None:
-        kind = "acquire" if userdata else "publish"
-        self._inflight[kind] = (error, slot, lib.sb_client_code(self.client._h), lib.sb_client_message(self.client._h))
-
     def _publish_pipelined(self, index: int, nbytes: int, seq: int, meta: bytes) -> None:
         """Queue the publish and an acquire that takes a slot only if one is free then; wait
         for neither."""
-        h = self._handle()
-        self._inflight = {}
-        with self.client._lock:
-            rc = lib.sb_publish_async(h, index, nbytes, seq, meta, self._on_reply, None)
+        segment = self._memory()
+        self._inflight.clear()
+        with segment.connection as conn:
+            rc = lib.sb_publish_async(segment.pool, index, nbytes, seq, meta, self._on_reply, None)
             if rc == 0:
-                rc = lib.sb_acquire_async(h, 0, self._on_reply, 1)
+                rc = lib.sb_acquire_async(segment.pool, 0, self._on_reply, 1)
             if rc < 0:
-                raise errors.from_call(lib, self.client._h, rc, "publish")
+                raise conn.refusal(rc, "publish")
         self._inflight["slot"] = index
 
     def _settle(self) -> None:
         """Collect the answers of a pipelined publish: keep its next slot, raise its refusal."""
         if not self._inflight:
             return
-        self._handle()
-        h = self.client._handle()
-        with self.client._lock:
+        segment = self._memory()
+        with segment.connection as conn:
             while "publish" not in self._inflight or "acquire" not in self._inflight:
-                rc = lib.sb_client_process(h)
+                rc = lib.sb_client_process(conn.ptr)
                 if rc < 0:
-                    self._inflight = {}
-                    raise errors.from_call(lib, h, rc, "publish")
+                    self._inflight.clear()
+                    raise conn.refusal(rc, "publish")
                 if "publish" in self._inflight and "acquire" in self._inflight:
                     break
                 poller = select.poll()
-                poller.register(lib.sb_client_fd(h), lib.sb_client_events(h))
+                poller.register(lib.sb_client_fd(conn.ptr), lib.sb_client_events(conn.ptr))
                 poller.poll()
-        done, self._inflight = self._inflight, {}
+        done = dict(self._inflight)
+        self._inflight.clear()
         err, slot, _, _ = done["acquire"]
         if err == 0:
             self._reserve = slot
@@ -319,23 +385,25 @@ class Pool:
         if err < 0:
             # Refused: the slot is still ours, unpublished; give it back as a synchronous
             # publish that raised would have (with its with-block).
-            with self.client._lock:
-                lib.sb_release(self._handle(), done["slot"], False)
+            with segment.connection:
+                lib.sb_release(segment.pool, done["slot"], False)
             raise errors.from_refusal(lib, code, message, err, "publish")
 
     def _publish(self, index: int, nbytes: int, seq: int, meta: bytes) -> None:
         """Publish, and in the same round trip take the next free slot if one is free now."""
         if self.pipelined:
             return self._publish_pipelined(index, nbytes, seq, meta)
-        ptr, nxt, cap = ctypes.c_void_p(), ctypes.c_uint32(0xFFFFFFFF), ctypes.c_size_t()
-        with self.client._lock:
-            rc = lib.sb_publish_acquire(self._handle(), index, nbytes, seq, meta, 0, ctypes.byref(ptr),
+        segment = self._memory()
+        ptr, nxt, cap = ctypes.c_void_p(), ctypes.c_uint32(NO_SLOT), ctypes.c_size_t()
+        with segment.connection as conn:
+            rc = lib.sb_publish_acquire(segment.pool, index, nbytes, seq, meta, 0, ctypes.byref(ptr),
                                         ctypes.byref(nxt), ctypes.byref(cap))
-            if nxt.value != 0xFFFFFFFF:
+            if nxt.value != NO_SLOT:
                 self._reserve = nxt.value
-            if rc < 0 and not (rc == -errno.ETIMEDOUT and nxt.value == 0xFFFFFFFF
-                               and lib.sb_client_code(self.client._h) == CODE_TIMEOUT):
-                raise errors.from_call(lib, self.client._h, rc, "publish")
+            # The acquire does not wait: no free slot now is no failure.
+            if rc < 0 and not (rc == -errno.ETIMEDOUT and nxt.value == NO_SLOT
+                               and conn.code() == errors.Timeout.code):
+                raise conn.refusal(rc, "publish")
 
     def _drop_reserve(self) -> None:
         self._settle()
@@ -388,14 +456,13 @@ class Pool:
                     return
                 yield prev
         finally:
-            if prev is not None and not prev.released and self._h is not None:
+            if prev is not None and not prev.released and not self.closed:
                 prev.release()
 
     def close(self) -> None:
         """Forget the pool on this side (its client keeps it open on the daemon). The
         segment stays attached only as long as views of it are alive."""
-        self._h = None
-        self._mapping = None
+        self._segment = None
 
 
 class Slot:
@@ -412,27 +479,30 @@ class Slot:
     def ndarray(self, shape, dtype=np.uint8, offset: int | None = None) -> np.ndarray:
         """A writable view of the slot: at ``offset``, or after the views made before."""
         dtype = np.dtype(dtype)
-        _descr(dtype)
+        layout.descr(dtype)
         if offset is None:
-            offset = _align(self._next)
+            offset = layout.align(self._next)
         shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
         end = offset + math.prod(shape) * dtype.itemsize
         if end > self.capacity:
             raise ValueError(f"{shape} {dtype} at offset {offset} does not fit in a slot of {self.capacity} bytes")
         self._next = max(self._next, end)
-        return self.pool._map.array(self.offset + offset, shape, dtype)
+        return self.pool._memory().array(self.offset + offset, shape, dtype)
 
     @property
     def buffer(self) -> memoryview:
         """The whole slot as writable bytes."""
-        return self.pool._map.view[self.offset:self.offset + self.capacity]
+        return self.pool._memory().view[self.offset:self.offset + self.capacity]
 
     def _in_slot(self, a: np.ndarray) -> int | None:
         ptr = a.__array_interface__["data"][0]
-        base = self.pool._map.addr + self.offset
+        base = self.pool._memory().addr + self.offset
         if a.flags.c_contiguous and base <= ptr and ptr + a.nbytes <= base + self.capacity:
             return ptr - base
         return None
+
+    def _write(self, offset: int, a: np.ndarray) -> None:
+        np.copyto(self.pool._memory().array(self.offset + offset, a.shape, a.dtype), a, casting="no")
 
     def publish(self, data: Arrays | None = None, meta: dict | None = None, seq: int | None = None,
                 nbytes: int | None = None) -> None:
@@ -442,26 +512,7 @@ class Slot:
         if data is not None:
             arrays = {None: data} if isinstance(data, np.ndarray) else dict(data)
             arrays = {k: np.asarray(a) for k, a in arrays.items()}
-            for a in arrays.values():
-                _descr(a.dtype)          # refuse object dtypes before touching the slot
-            layout, end, used = [], 0, 0
-            placed = {}
-            for name, a in arrays.items():
-                off = self._in_slot(a)
-                if off is not None:
-                    placed[name] = off
-                    end = max(end, off + a.nbytes)
-            for name, a in arrays.items():
-                off = placed.get(name)
-                if off is None:
-                    off = _align(end)
-                    if off + a.nbytes > self.capacity:
-                        raise ValueError(f"the batch needs {off + a.nbytes} bytes; the slot has {self.capacity}")
-                    np.copyto(self.pool._map.array(self.offset + off, a.shape, a.dtype), a, casting="no")
-                    end = off + a.nbytes
-                used = max(used, off + a.nbytes)
-                layout.append({"name": name, "dtype": _descr(a.dtype), "shape": list(a.shape), "offset": off})
-            meta[LAYOUT_KEY] = {"arrays": layout}
+            meta[layout.LAYOUT_KEY], used = layout.place(arrays, self.capacity, self._in_slot, self._write)
             nbytes = max(nbytes or 0, used)
         elif nbytes is None:
             nbytes = self._next
@@ -479,7 +530,7 @@ class Slot:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.pool._h is not None:
+        if not self.pool.closed:
             self.release()
 
 
@@ -488,7 +539,7 @@ class Batch:
 
     def __init__(self, pool: Pool, slot: int, nbytes: int, seq: int, stream: int, meta: dict):
         self.pool, self.slot, self.nbytes, self.seq, self.stream = pool, slot, nbytes, seq, stream
-        self._layout = meta.pop(LAYOUT_KEY, None)
+        self._record = meta.pop(layout.LAYOUT_KEY, None)
         self.meta = meta
         self.released = False
 
@@ -496,21 +547,20 @@ class Batch:
     def data(self) -> memoryview:
         """The batch's bytes, read-only."""
         off = self.slot * self.pool.stride
-        return self.pool._map.view[off:off + self.nbytes].toreadonly()
+        return self.pool._memory().view[off:off + self.nbytes].toreadonly()
+
+    def _array_at(self, offset: int, shape, dtype: np.dtype) -> np.ndarray:
+        a = self.pool._memory().array(self.slot * self.pool.stride + offset, shape, dtype)
+        if a.flags.writeable:
+            a.flags.writeable = False
+        return a
 
     @property
     def arrays(self) -> dict:
         """The arrays the producer published, by name (None for a single unnamed array)."""
-        if not self._layout:
+        if not self._record:
             raise ValueError("this batch was published without arrays (use .data)")
-        base = self.slot * self.pool.stride
-        out = {}
-        for l in self._layout["arrays"]:
-            a = self.pool._map.array(base + l["offset"], l["shape"], _dtype(l["dtype"]))
-            if a.flags.writeable:
-                a.flags.writeable = False
-            out[l["name"]] = a
-        return out
+        return layout.arrays(self._record, self._array_at)
 
     @property
     def array(self) -> np.ndarray:
@@ -530,5 +580,5 @@ class Batch:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.pool._h is not None:
+        if not self.pool.closed:
             self.release()

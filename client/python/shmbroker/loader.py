@@ -2,7 +2,6 @@
 the trainer iterates them in order, zero-copy, epoch after epoch."""
 from __future__ import annotations
 
-import ctypes
 import itertools
 import math
 import multiprocessing as mp
@@ -13,8 +12,9 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from . import errors
-from .client import Batch, Client, Closing, Pool, _align, connect
+from . import errors, layout
+from ._lib import libc
+from .client import Batch, Client, Closing, Pool, connect
 
 ERROR_KEY = "__worker_error__"
 STRUCT_KEY = "__structure__"
@@ -78,13 +78,6 @@ def _collate_into_slot(pool: Pool, samples: list, seq: int, meta: dict) -> None:
     _batch_into_slot(pool, _template(samples[0]), len(samples), fill, seq, meta)
 
 
-def _packed_size(batch: Any) -> int:
-    end = 0
-    for leaf in _flatten(batch)[2]:
-        end = _align(end) + np.asarray(leaf).nbytes
-    return max(end, 1)
-
-
 def _epoch_batches(n: int, batch_size: int, shuffle: bool, seed: int, epoch: int, drop_last: bool) -> list:
     order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
     batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
@@ -95,7 +88,6 @@ def _epoch_batches(n: int, batch_size: int, shuffle: bool, seed: int, epoch: int
 
 def _die_with_parent(parent: int) -> None:
     """PR_SET_PDEATHSIG: the kernel kills this worker when the trainer dies, even by SIGKILL."""
-    libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:
         os._exit(1)
@@ -198,7 +190,8 @@ class DataLoader(Closing):
         if slot_size is None:
             first = _epoch_batches(len(self.dataset), self.batch_size, False, 0, 0, False)[0]
             sample = (self.collate or default_collate)([self.dataset[int(i)] for i in first])
-            slot_size = _packed_size(sample) + 64 * len(_flatten(sample)[2])
+            leaves = _flatten(sample)[2]
+            slot_size = layout.packed_size(leaves) + layout.ALIGN * len(leaves)
         if self.prefetch is None:
             # Small batches are bound by round trips, and more of them in flight hide those;
             # big ones by memory, where two per worker keep the trainer fed.
@@ -274,7 +267,7 @@ class DataLoader(Closing):
             self._unfinished = False
             self.epoch += 1
         finally:
-            if batch is not None and not batch.released and self._pool is not None and self._pool._h is not None:
+            if batch is not None and not batch.released and self._pool is not None and not self._pool.closed:
                 batch.release()
 
     def _drain(self) -> None:

@@ -1,0 +1,141 @@
+/*
+ * internal.h: what the files of libshmbroker share, and nothing else sees.
+ *
+ * The library is three layers, and calls go down only:
+ *   pool.c        pools and their operations (the public calls on sb_pool), freeing a client
+ *   connection.c  the socket, hello, the queue of requests awaiting replies, the I/O machinery
+ *   wire.c        request lines (formatting) and replies (parsing): JSON text, no I/O
+ * A reply reaches pool.c again only through the Pending of an asynchronous request, whose
+ * deliver() pool.c set when it queued it.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "sb-bytes.h"
+#include "sb-names.h"
+#include "shmbroker.h"
+
+/* --- wire.c: request lines ------------------------------------------------------------
+ * Each appends one request line (with its '\n') to @out and returns 0 or -errno; on failure
+ * part of the line may be there already (connection.c takes it back). Pool names are
+ * printed as they are: valid ones need no quoting (sb_pool_name_valid()). */
+
+int sb_wire_hello(SbBytes *out, sb_role role, const char *name);
+int sb_wire_create(SbBytes *out, const char *pool, uint64_t slot_size, uint32_t slots, const sb_pool_options *o);
+int sb_wire_open(SbBytes *out, const char *pool);
+/* acquire/consume: a timeout_ms unless @timeout_ms < 0 (wait forever), a "max" if @max > 0. */
+int sb_wire_acquire(SbBytes *out, const char *pool, int timeout_ms, size_t max);
+int sb_wire_consume(SbBytes *out, const char *pool, int timeout_ms, size_t max);
+/* A publish of one slot (its fields in the request) or of several ("batches"); -EINVAL
+ * for a meta that is not a JSON object. */
+int sb_wire_publish(SbBytes *out, const char *pool, const sb_publish_item *v, size_t n);
+int sb_wire_release(SbBytes *out, const char *pool, uint32_t slot, bool requeue);
+/* A release of the batches of @v that are not eof, as one "slots" list. */
+int sb_wire_release_many(SbBytes *out, const char *pool, const sb_batch *v, size_t n);
+int sb_wire_end(SbBytes *out, const char *pool);
+int sb_wire_drop(SbBytes *out, const char *pool);
+/* Of every pool, or of @pool. */
+int sb_wire_status(SbBytes *out, const char *pool);
+
+/* --- wire.c: replies ------------------------------------------------------------------ */
+
+/* The refusal in @reply: its code and message into *code and @message, its -errno. */
+int sb_wire_refusal(const cJSON *reply, sb_code *code, char *message, size_t size);
+
+/* Member @key of @o as a non-negative integer; 0 when missing or not one. */
+uint64_t sb_wire_u64(const cJSON *o, const char *key);
+
+/* What a create or open reply says of the pool. */
+typedef struct WirePool {
+        char name[SB_POOL_NAME_MAX + 1];
+        int shmid;
+        uint64_t slot_size, stride;
+        uint32_t slots;
+} WirePool;
+
+/* -EPROTO when the reply describes no pool that could be attached and cut into slots
+ * (its segment's "size" smaller than its slots). */
+int sb_wire_pool(const cJSON *reply, WirePool *ret);
+
+/* The slot an acquire reply (or an entry of its "slots") hands over: -EPROTO unless it is
+ * below @slots. */
+int sb_wire_slot(const cJSON *reply, uint32_t slots, uint32_t *ret);
+
+/* What a consume reply (or an entry of its "batches") hands over. */
+typedef struct WireBatch {
+        bool eof;
+        uint32_t slot;
+        uint64_t nbytes, seq, stream;
+        char *meta;              /* to free(); NULL for an empty meta, which needs no copy */
+} WireBatch;
+
+/* -EPROTO unless the slot is below @slots and nbytes fits @slot_size; -ENOMEM. */
+int sb_wire_batch(const cJSON *reply, uint32_t slots, uint64_t slot_size, WireBatch *ret);
+
+/* The array @key of a many-slot reply, of at most @max entries; NULL when it is not one. */
+const cJSON *sb_wire_list(const cJSON *reply, const char *key, size_t max);
+
+bool sb_wire_eof(const cJSON *reply);
+
+/* --- connection.c ---------------------------------------------------------------------- */
+
+typedef struct Pending Pending;
+
+/* A request awaiting its reply. Replies come in request order, so each reply completes
+ * the oldest Pending. A synchronous one lives on its caller's stack; an asynchronous one
+ * is calloc()ed by its sender, handed to deliver(), then freed by connection.c. */
+struct Pending {
+        Pending *next;
+        /* Asynchronous only: */
+        void (*deliver)(Pending *pd, const cJSON *reply, int error);
+        sb_pool *pool;           /* whose request it is: sb_pool_close() orphans it */
+        sb_reply_fn fn;
+        void *userdata;
+        bool orphan;             /* its pool was closed since: the reply is dropped */
+        /* Synchronous only: */
+        bool done;
+        int error;               /* 0 or -errno */
+        cJSON *reply;            /* the caller's to delete */
+};
+
+struct sb_client {
+        int fd;
+        sb_role role;
+        int64_t pid, uid;
+        SbBytes in;              /* reply bytes not yet parsed */
+        SbBytes out;             /* request bytes not yet written */
+        size_t mark;             /* what out held before the requests being written */
+        Pending *head, *tail;
+        sb_pool *pools;          /* pool.c's, closed when the client is freed */
+        sb_code code;
+        char message[512];
+        int broken;              /* -errno once the connection failed */
+};
+
+/* Where wire.c writes the next request(s); sb_conn_call() or sb_conn_send() then sends them. */
+SbBytes *sb_conn_begin(sb_client *c);
+
+/* Send the requests written since sb_conn_begin() and wait for their replies: @r is 0, or
+ * the -errno of writing them (then they are taken back, nothing is sent). @a and @b are
+ * their Pendings in order (@b NULL for one request); each gets its outcome in ->error and
+ * its reply in ->reply. Returns 0, or -errno when nothing was sent. */
+int sb_conn_call(sb_client *c, int r, Pending *a, Pending *b);
+
+/* One request as sb_conn_call(): its outcome, and its reply in *reply (to delete) on success. */
+int sb_conn_call_one(sb_client *c, int r, cJSON **reply);
+
+/* Send the request written since sb_conn_begin() without waiting: @pd (asynchronous) is
+ * completed from sb_client_process(). Returns 0, or -errno when nothing was sent (then
+ * @pd is still the caller's). */
+int sb_conn_send(sb_client *c, int r, Pending *pd);
+
+/* The asynchronous requests of @p still queued complete without it. */
+void sb_conn_orphan(sb_client *c, const sb_pool *p);
+
+/* Close the connection and free @c; its pools must be closed already. */
+void sb_conn_free(sb_client *c);

@@ -1,0 +1,277 @@
+/*
+ * wire.c: the library's side of the protocol text (docs/protocol.md): every request line
+ * it sends, and what it reads out of replies, including the map from protocol codes to
+ * errnos. Nothing here touches a socket or a segment.
+ *
+ * Requests are printed straight into the connection's output buffer: one vsnprintf per
+ * piece, no intermediate copies, as the steady state sends one or two lines per batch.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "internal.h"
+#include "sb-error.h"
+#include "sb-macro.h"
+
+/* The one map from protocol codes to errnos. */
+static const int code_errno[] = {
+        [SB_CODE_OK] = 0,
+        [SB_CODE_BAD_REQUEST] = -EINVAL,
+        [SB_CODE_UNKNOWN_OP] = -EOPNOTSUPP,
+        [SB_CODE_NO_SUCH_POOL] = -ENOENT,
+        [SB_CODE_POOL_EXISTS] = -EEXIST,
+        [SB_CODE_TIMEOUT] = -ETIMEDOUT,
+        [SB_CODE_NOT_HOLDER] = -EPERM,
+        [SB_CODE_PERMISSION_DENIED] = -EACCES,
+        [SB_CODE_LIMIT] = -ENOSPC,
+        [SB_CODE_WRONG_ROLE] = -EPERM,
+        [SB_CODE_NEED_HELLO] = -EPROTO,
+        [SB_CODE_INTERNAL] = -EIO,
+};
+
+_Static_assert((int)SB_CODE_INTERNAL == (int)SB_E_INTERNAL && (int)SB_CODE_LIMIT == (int)SB_E_LIMIT &&
+               (int)SB_CODE_BAD_REQUEST == (int)SB_E_BAD_REQUEST && (int)SB_CODE_NEED_HELLO == (int)SB_E_NEED_HELLO,
+               "the public codes mirror the protocol's");
+
+/* hello's role is named by sb_role_name() (common/names.c), which takes a Role. */
+_Static_assert((int)ROLE_PRODUCER == (int)SB_ROLE_PRODUCER && (int)ROLE_CONSUMER == (int)SB_ROLE_CONSUMER &&
+               (int)ROLE_ADMIN == (int)SB_ROLE_ADMIN && (int)_ROLE_MAX == (int)SB_ROLE_ADMIN + 1,
+               "the Role enum is the public sb_role, in the same order");
+
+_public_ const char *sb_code_name(sb_code code) {
+        return sb_error_code((int)code);
+}
+
+/* --- request lines ------------------------------------------------------------------- */
+
+_printf_(2, 3)
+static int out_printf(SbBytes *out, const char *fmt, ...) {
+        va_list ap;
+        char *at = sb_bytes_reserve(out, 256);
+        int n;
+
+        if (!at)
+                return -ENOMEM;
+        /* One pass when it fits in what is free already, as nearly everything does. */
+        va_start(ap, fmt);
+        n = vsnprintf(at, sb_bytes_room(out), fmt, ap);
+        va_end(ap);
+        if (n < 0)
+                return -EINVAL;
+        if ((size_t)n >= sb_bytes_room(out)) {
+                if (!(at = sb_bytes_reserve(out, (size_t)n + 1)))
+                        return -ENOMEM;
+                va_start(ap, fmt);
+                vsnprintf(at, (size_t)n + 1, fmt, ap);
+                va_end(ap);
+        }
+        sb_bytes_commit(out, (size_t)n);  /* the NUL stays past the end: out->data is a string */
+        return 0;
+}
+
+/* A JSON string literal of @s (with quotes), malloc'd. */
+static char *json_quote(const char *s) {
+        cJSON *str = cJSON_CreateString(s);
+        char *text = str ? cJSON_PrintUnformatted(str) : NULL;
+
+        cJSON_Delete(str);
+        return text;
+}
+
+/* @meta as one line of JSON, to free(): NULL stays NULL (meaning {}, with nothing to
+ * allocate), else it must be a JSON object. */
+static int meta_line(const char *meta, char **ret) {
+        cJSON *m;
+
+        *ret = NULL;
+        if (!meta)
+                return 0;
+        m = cJSON_Parse(meta);
+        if (!cJSON_IsObject(m)) {
+                cJSON_Delete(m);
+                return -EINVAL;
+        }
+        *ret = cJSON_PrintUnformatted(m);
+        cJSON_Delete(m);
+        return *ret ? 0 : -ENOMEM;
+}
+
+int sb_wire_hello(SbBytes *out, sb_role role, const char *name) {
+        _cleanup_(freep) char *qname = NULL;
+
+        if (name && !(qname = json_quote(name)))
+                return -ENOMEM;
+        return out_printf(out, "{\"op\":\"hello\",\"role\":\"%s\"%s%s}\n", sb_role_name((Role)role),
+                          qname ? ",\"name\":" : "", qname ? qname : "");
+}
+
+int sb_wire_create(SbBytes *out, const char *pool, uint64_t slot_size, uint32_t slots, const sb_pool_options *o) {
+        _cleanup_(freep) char *group = NULL;
+
+        if (o->group && !(group = json_quote(o->group)))
+                return -ENOMEM;
+        return out_printf(out, "{\"op\":\"create\",\"pool\":\"%s\",\"slot_size\":%llu,\"slots\":%u,\"ordered\":%s,"
+                          "\"persistent\":%s,\"huge_pages\":%s,\"on_consumer_death\":\"%s\",\"mode\":\"%04o\"%s%s}\n",
+                          pool, (unsigned long long)slot_size, slots, o->ordered ? "true" : "false",
+                          o->persistent ? "true" : "false", o->huge_pages ? "true" : "false",
+                          o->free_on_consumer_death ? "free" : "requeue", o->mode ? o->mode : 0600,
+                          group ? ",\"group\":" : "", group ? group : "");
+}
+
+/* A request that names nothing but its pool. */
+static int pool_request(SbBytes *out, const char *op, const char *pool) {
+        return out_printf(out, "{\"op\":\"%s\",\"pool\":\"%s\"}\n", op, pool);
+}
+
+int sb_wire_open(SbBytes *out, const char *pool) {
+        return pool_request(out, "open", pool);
+}
+
+int sb_wire_end(SbBytes *out, const char *pool) {
+        return pool_request(out, "end", pool);
+}
+
+int sb_wire_drop(SbBytes *out, const char *pool) {
+        return pool_request(out, "drop", pool);
+}
+
+int sb_wire_status(SbBytes *out, const char *pool) {
+        return pool ? pool_request(out, "status", pool) : out_printf(out, "{\"op\":\"status\"}\n");
+}
+
+static int take(SbBytes *out, const char *op, const char *pool, int timeout_ms, size_t max) {
+        char maxs[32] = "", tos[32] = "";
+
+        if (max)
+                snprintf(maxs, sizeof(maxs), ",\"max\":%zu", max);
+        if (timeout_ms >= 0)
+                snprintf(tos, sizeof(tos), ",\"timeout_ms\":%d", timeout_ms);
+        return out_printf(out, "{\"op\":\"%s\",\"pool\":\"%s\"%s%s}\n", op, pool, tos, maxs);
+}
+
+int sb_wire_acquire(SbBytes *out, const char *pool, int timeout_ms, size_t max) {
+        return take(out, "acquire", pool, timeout_ms, max);
+}
+
+int sb_wire_consume(SbBytes *out, const char *pool, int timeout_ms, size_t max) {
+        return take(out, "consume", pool, timeout_ms, max);
+}
+
+/* "slot":N,"nbytes":N[,"seq":N],"meta":{...} */
+static int publish_fields(SbBytes *out, const sb_publish_item *e) {
+        _cleanup_(freep) char *m = NULL;
+        char seqs[32] = "";
+        int r = meta_line(e->meta, &m);
+
+        if (r < 0)
+                return r;
+        if (e->seq >= 0)
+                snprintf(seqs, sizeof(seqs), ",\"seq\":%lld", (long long)e->seq);
+        return out_printf(out, "\"slot\":%u,\"nbytes\":%zu%s,\"meta\":%s", e->slot, e->nbytes, seqs, m ? m : "{}");
+}
+
+int sb_wire_publish(SbBytes *out, const char *pool, const sb_publish_item *v, size_t n) {
+        int r = out_printf(out, "{\"op\":\"publish\",\"pool\":\"%s\",%s", pool, n == 1 ? "" : "\"batches\":[");
+
+        for (size_t i = 0; i < n && r == 0; i++) {
+                if (n > 1)
+                        r = out_printf(out, "%s{", i ? "," : "");
+                if (r == 0)
+                        r = publish_fields(out, &v[i]);
+                if (r == 0 && n > 1)
+                        r = out_printf(out, "}");
+        }
+        return r < 0 ? r : out_printf(out, "%s}\n", n == 1 ? "" : "]");
+}
+
+int sb_wire_release(SbBytes *out, const char *pool, uint32_t slot, bool requeue) {
+        return out_printf(out, "{\"op\":\"release\",\"pool\":\"%s\",\"slot\":%u%s}\n", pool, slot,
+                          requeue ? ",\"requeue\":true" : "");
+}
+
+int sb_wire_release_many(SbBytes *out, const char *pool, const sb_batch *v, size_t n) {
+        int r = out_printf(out, "{\"op\":\"release\",\"pool\":\"%s\",\"slots\":[", pool);
+
+        for (size_t i = 0, k = 0; i < n && r == 0; i++)
+                if (!v[i].eof)
+                        r = out_printf(out, "%s%u", k++ ? "," : "", v[i].slot);
+        return r < 0 ? r : out_printf(out, "]}\n");
+}
+
+/* --- replies ------------------------------------------------------------------------- */
+
+int sb_wire_refusal(const cJSON *reply, sb_code *code, char *message, size_t size) {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(reply, "error");
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(reply, "message");
+        SbError e = sb_error_from_code(cJSON_IsString(c) ? c->valuestring : NULL);
+
+        *code = (sb_code)e;
+        snprintf(message, size, "%s", cJSON_IsString(m) ? m->valuestring : "");
+        return code_errno[e];
+}
+
+uint64_t sb_wire_u64(const cJSON *o, const char *key) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+        return cJSON_IsNumber(v) && v->valuedouble >= 0 ? (uint64_t)v->valuedouble : 0;
+}
+
+int sb_wire_pool(const cJSON *reply, WirePool *ret) {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(reply, "pool");
+        const cJSON *shmid = cJSON_GetObjectItemCaseSensitive(reply, "shmid");
+
+        *ret = (WirePool){
+                .shmid = cJSON_IsNumber(shmid) ? (int)shmid->valuedouble : -1,
+                .slot_size = sb_wire_u64(reply, "slot_size"),
+                .stride = sb_wire_u64(reply, "stride"),
+                .slots = (uint32_t)sb_wire_u64(reply, "slots"),
+        };
+        snprintf(ret->name, sizeof(ret->name), "%s", cJSON_IsString(name) ? name->valuestring : "");
+        if (ret->shmid < 0 || ret->stride < ret->slot_size || sb_wire_u64(reply, "size") < ret->stride * ret->slots)
+                return -EPROTO;
+        return 0;
+}
+
+int sb_wire_slot(const cJSON *reply, uint32_t slots, uint32_t *ret) {
+        uint64_t s = sb_wire_u64(reply, "slot");
+
+        if (s >= slots)
+                return -EPROTO;
+        *ret = (uint32_t)s;
+        return 0;
+}
+
+bool sb_wire_eof(const cJSON *reply) {
+        return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "eof"));
+}
+
+int sb_wire_batch(const cJSON *reply, uint32_t slots, uint64_t slot_size, WireBatch *ret) {
+        const cJSON *meta;
+        uint64_t slot;
+
+        *ret = (WireBatch){ 0 };
+        if (sb_wire_eof(reply)) {
+                ret->eof = true;
+                return 0;
+        }
+        slot = sb_wire_u64(reply, "slot");
+        ret->nbytes = sb_wire_u64(reply, "nbytes");
+        if (slot >= slots || ret->nbytes > slot_size)
+                return -EPROTO;
+        ret->slot = (uint32_t)slot;
+        ret->seq = sb_wire_u64(reply, "seq");
+        ret->stream = sb_wire_u64(reply, "stream");
+        meta = cJSON_GetObjectItemCaseSensitive(reply, "meta");
+        /* An empty meta (the common case for raw bytes) needs no copy of its own. */
+        if (meta && meta->child && !(ret->meta = cJSON_PrintUnformatted(meta)))
+                return -ENOMEM;
+        return 0;
+}
+
+const cJSON *sb_wire_list(const cJSON *reply, const char *key, size_t max) {
+        const cJSON *list = cJSON_GetObjectItemCaseSensitive(reply, key);
+
+        if (!cJSON_IsArray(list) || (size_t)cJSON_GetArraySize(list) > max)
+                return NULL;
+        return list;
+}
