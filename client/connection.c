@@ -126,7 +126,7 @@ static int read_replies(sb_client *c) {
         size_t len;
         ssize_t n;
 
-        n = sb_bytes_recv(&c->in, c->fd, READ_CHUNK);
+        n = sb_bytes_recv(&c->in, c->fd, READ_CHUNK, LINE_MAX_BYTES + READ_CHUNK);
         if (n == -EAGAIN)
                 return 0;
         if (n < 0)

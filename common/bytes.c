@@ -7,8 +7,8 @@
 
 #include "sb-bytes.h"
 
-ssize_t sb_bytes_recv(SbBytes *b, int fd, size_t want) {
-        char *p = sb_bytes_reserve(b, want);
+ssize_t sb_bytes_recv(SbBytes *b, int fd, size_t want, size_t cap_max) {
+        char *p = sb_bytes_reserve_max(b, want, cap_max);
         ssize_t n;
 
         if (!p)

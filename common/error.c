@@ -50,14 +50,23 @@ void sb_reason_set(SbReason *why, const char *fmt, ...) {
 }
 
 void sb_reason_prefix(SbReason *why, const char *fmt, ...) {
-        char where[128], inner[sizeof(why->text)];
+        char text[sizeof(why->text)];
+        size_t n;
         va_list ap;
+        int k;
 
         if (!why)
                 return;
         va_start(ap, fmt);
-        vsnprintf(where, sizeof(where), fmt, ap);
+        k = vsnprintf(text, sizeof(text), fmt, ap);
         va_end(ap);
-        memcpy(inner, why->text, sizeof(inner));
-        snprintf(why->text, sizeof(why->text), "%s: %.*s", where, (int)(sizeof(inner) - sizeof(where) - 3), inner);
+        /* The place first, whole if it fits (a file's path); the reason after it, cut at
+         * the end if it must be. */
+        n = k < 0 ? 0 : (size_t)k < sizeof(text) ? (size_t)k : sizeof(text) - 1;
+        for (const char *p = ": "; *p && n + 1 < sizeof(text); p++)
+                text[n++] = *p;
+        for (const char *p = why->text; *p && n + 1 < sizeof(text); p++)
+                text[n++] = *p;
+        text[n] = 0;
+        memcpy(why->text, text, n + 1);
 }

@@ -30,14 +30,14 @@ static int parse_gid(const char *s, gid_t *ret) {
         return 0;
 }
 
-int sb_group_lookup(const char *group, gid_t *ret) {
+int sb_group_lookup(const char *group, bool numeric, gid_t *ret) {
         struct group gr, *res = NULL;
         size_t size = 4096;
         int r;
 
         if (!group || !*group)
                 return -ENOENT;
-        r = parse_gid(group, ret);
+        r = numeric ? parse_gid(group, ret) : -EINVAL;
         if (r != -EINVAL)
                 return r;
         for (;;) {

@@ -86,15 +86,15 @@ int broker_create_pool(Broker *b, const PoolSpec *spec, Pool **ret, SbReason *wh
         r = quota_charge(&b->quota, &charge, spec->uid,
                          (const uint64_t[_QUOTA_MAX]){ [QUOTA_POOLS] = 1, [QUOTA_BYTES] = layout.size }, &over);
         if (r == SB_E_LIMIT && over == QUOTA_POOLS)
-                return sb_fail(why, r, "uid %u has %llu pools: the quota max_pools_per_uid (%llu) is reached",
-                               (unsigned)spec->uid, (unsigned long long)quota_used(&b->quota, spec->uid, over),
-                               (unsigned long long)lim->max_pools_per_uid);
+                return sb_fail(why, r, "uid %u has %llu pools: the quota %s (%llu) is reached", (unsigned)spec->uid,
+                               (unsigned long long)quota_used(&b->quota, spec->uid, over), quota_limit_name(over),
+                               (unsigned long long)b->quota.limit[over]);
         if (r == SB_E_LIMIT)
-                return sb_fail(why, r, "a pool of %s would exceed the quota max_bytes_per_uid (%s) of uid %u",
-                               sb_format_size(layout.size, x, sizeof(x)),
-                               sb_format_size(lim->max_bytes_per_uid, y, sizeof(y)), (unsigned)spec->uid);
+                return sb_fail(why, r, "a pool of %s would exceed the quota %s (%s) of uid %u",
+                               sb_format_size(layout.size, x, sizeof(x)), quota_limit_name(over),
+                               sb_format_size(b->quota.limit[over], y, sizeof(y)), (unsigned)spec->uid);
         if (r < 0)
-                return r;
+                return sb_fail(why, r, "out of memory for the quota of uid %u", (unsigned)spec->uid);
         if (__builtin_add_overflow(b->pool_bytes, layout.size, &total) || total > lim->max_bytes)
                 return sb_fail(why, SB_E_LIMIT, "a pool of %s would exceed the limit max_bytes (%s, %s in use)",
                                sb_format_size(layout.size, x, sizeof(x)), sb_format_size(lim->max_bytes, y, sizeof(y)),
@@ -133,7 +133,9 @@ int broker_create_configured_pools(Broker *b, SbReason *why) {
                         continue;
                 spec.uid = b->uid;
                 spec.gid = b->gid;
-                if (spec.group[0] && sb_group_lookup(spec.group, &spec.gid) < 0) {
+                /* By name only: an administrator names groups, and a name that the system
+                 * does not know must not grant a number's worth of access. */
+                if (spec.group[0] && sb_group_lookup(spec.group, false, &spec.gid) < 0) {
                         /* Falling back to our own group could admit the wrong users: give
                          * the group no access instead. */
                         log_warning("pool \"%s\": no group \"%s\" on this system: group access removed",

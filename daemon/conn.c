@@ -34,7 +34,8 @@ int conn_read(Conn *c, size_t max_line) {
         if (!conn_wants_input(c, max_line))
                 return 0;
         room = max_line + 1 - pending;
-        n = sb_bytes_recv(&c->in, c->fd, room < CONN_READ_CHUNK ? room : CONN_READ_CHUNK);
+        /* The buffer never holds more than max_line + 1 bytes: it need not be larger. */
+        n = sb_bytes_recv(&c->in, c->fd, room < CONN_READ_CHUNK ? room : CONN_READ_CHUNK, max_line + 1);
         if (n == -EAGAIN)
                 return 0;
         if (n < 0)

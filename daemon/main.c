@@ -142,7 +142,7 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
 static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Daemon *d = userdata;
         Config *config;
-        SbReason why;
+        SbReason why = { "" };
         int r;
 
         (void)s;
@@ -195,7 +195,7 @@ static gid_t socket_group(const Config *c) {
 
         if (!c->socket_group)
                 return (gid_t)-1;
-        if (sb_group_lookup(c->socket_group, &gid) < 0) {
+        if (sb_group_lookup(c->socket_group, false, &gid) < 0) {
                 log_warning("socket_group \"%s\" does not exist: the socket keeps the daemon's group",
                             c->socket_group);
                 return (gid_t)-1;
@@ -245,7 +245,7 @@ static int run(const Options *o) {
         Daemon d = { .config_path = o->config ? o->config : CONFIG_DEFAULT_PATH, .config_explicit = !!o->config };
         const char *path = NULL;
         Config *config;
-        SbReason why;
+        SbReason why = { "" };
         bool own = false;
         int fd, r;
 

@@ -108,7 +108,7 @@ static int op_hello(Session *s, Request *req, cJSON *reply) {
 }
 
 static int resolve_group(Session *s, Request *req, const char *group, gid_t *gid) {
-        int r = sb_group_lookup(group, gid);
+        int r = sb_group_lookup(group, true, gid);
 
         if (r == -ENOENT || r == -ERANGE)
                 return request_fail(req, SB_E_BAD_REQUEST, "no such group \"%s\"", group);

@@ -102,8 +102,9 @@ static int field_set(FieldKind kind, const cJSON *v, void *p) {
         return -EINVAL;
 }
 
-static bool key_known(const char *key, const char *name_key) {
-        if (strcmp(key, name_key) == 0)
+static bool key_known(const char *key) {
+        /* Both spellings of the name: a configured pool may carry "pool" too (ignored). */
+        if (strcmp(key, "name") == 0 || strcmp(key, "pool") == 0)
                 return true;
         for (size_t i = 0; i < ELEMENTSOF(spec_fields); i++)
                 if (strcmp(key, spec_fields[i].key) == 0)
@@ -122,7 +123,7 @@ int pool_spec_from_json(const cJSON *obj, PoolSpecSource source, PoolSpec *spec,
                 return sb_fail(why, SB_E_BAD_REQUEST, "a pool must be a JSON object");
         if (source == SPEC_FROM_CONFIG)
                 cJSON_ArrayForEach(v, obj) {
-                        if (!key_known(v->string, name_key)) {
+                        if (!key_known(v->string)) {
                                 *bad_key = v->string;
                                 return sb_fail(why, SB_E_BAD_REQUEST, "unknown pool setting \"%s\"", v->string);
                         }

@@ -47,7 +47,7 @@ int pool_new(Pool **ret, const PoolSpec *spec, const PoolLayout *layout, SbReaso
 
         p = calloc(1, sizeof(*p));
         if (!p)
-                return -ENOMEM;
+                return sb_fail(why, -ENOMEM, "out of memory for pool \"%s\"", spec->name);
         p->spec = *spec;
         p->stride = layout->stride;
         p->seg = SEGMENT_NULL;
@@ -61,13 +61,9 @@ int pool_new(Pool **ret, const PoolSpec *spec, const PoolLayout *layout, SbReaso
         sb_list_init(&p->owner_link);
 
         p->slots = calloc(spec->slots, sizeof(*p->slots));
-        if (!p->slots) {
+        if (!p->slots || (spec->ordered && order_init(&p->order, p->slots, spec->slots) < 0)) {
                 pool_free(p);
-                return -ENOMEM;
-        }
-        if (spec->ordered && order_init(&p->order, p->slots, spec->slots) < 0) {
-                pool_free(p);
-                return -ENOMEM;
+                return sb_fail(why, -ENOMEM, "out of memory for the %u slots of pool \"%s\"", spec->slots, spec->name);
         }
         for (uint32_t i = 0; i < spec->slots; i++) {
                 Slot *s = &p->slots[i];

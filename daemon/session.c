@@ -33,9 +33,8 @@ int session_init(Session *s, Broker *b, const struct ucred *cred, const gid_t *g
         r = quota_charge(&b->quota, &s->charge, cred->uid, (const uint64_t[_QUOTA_MAX]){ [QUOTA_CLIENTS] = 1 },
                          &over);
         if (r == SB_E_LIMIT)
-                return sb_fail(why, r, "uid %u has too many connections: the quota max_clients_per_uid (%llu) "
-                               "is reached", (unsigned)cred->uid,
-                               (unsigned long long)b->config->limits.max_clients_per_uid);
+                return sb_fail(why, r, "uid %u has too many connections: the quota %s (%llu) is reached",
+                               (unsigned)cred->uid, quota_limit_name(over), (unsigned long long)b->quota.limit[over]);
         return r;
 }
 

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <sys/types.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,9 +24,10 @@ static inline size_t sb_bytes_pending(const SbBytes *b) {
 }
 
 /* Make room for at least @n more bytes at the end (moving what is pending to the front,
- * or growing) and return where they go; sb_bytes_room() tells how many fit. Commit what
- * was written there with sb_bytes_commit(). NULL on ENOMEM. */
-static inline char *sb_bytes_reserve(SbBytes *b, size_t n) {
+ * or growing, by doubling but never past @cap_max unless @n needs it) and return where
+ * they go; sb_bytes_room() tells how many fit. Commit what was written there with
+ * sb_bytes_commit(). NULL on ENOMEM. */
+static inline char *sb_bytes_reserve_max(SbBytes *b, size_t n, size_t cap_max) {
         size_t pending = sb_bytes_pending(b);
 
         if (b->off > 0 && b->len + n > b->cap) {
@@ -40,6 +42,8 @@ static inline char *sb_bytes_reserve(SbBytes *b, size_t n) {
                 char *p;
                 while (cap < b->len + n)
                         cap *= 2;
+                if (cap > cap_max)
+                        cap = cap_max > b->len + n ? cap_max : b->len + n;
                 p = realloc(b->data, cap);
                 if (!p)
                         return NULL;
@@ -47,6 +51,10 @@ static inline char *sb_bytes_reserve(SbBytes *b, size_t n) {
                 b->cap = cap;
         }
         return b->data + b->len;
+}
+
+static inline char *sb_bytes_reserve(SbBytes *b, size_t n) {
+        return sb_bytes_reserve_max(b, n, SIZE_MAX);
 }
 
 static inline size_t sb_bytes_room(const SbBytes *b) {
@@ -75,10 +83,11 @@ static inline void sb_bytes_consume(SbBytes *b, size_t n) {
                 b->off = b->len = 0;
 }
 
-/* Receive at most @want bytes from socket @fd onto the end of @b, without blocking.
- * Returns the count received (0: the peer will send no more), -EAGAIN when nothing is
- * there yet, -ENOMEM, or another -errno of recv(). */
-ssize_t sb_bytes_recv(SbBytes *b, int fd, size_t want);
+/* Receive at most @want bytes from socket @fd onto the end of @b, without blocking, the
+ * buffer growing to at most @cap_max bytes (or what pending + @want needs). Returns the
+ * count received (0: the peer will send no more), -EAGAIN when nothing is there yet,
+ * -ENOMEM, or another -errno of recv(). */
+ssize_t sb_bytes_recv(SbBytes *b, int fd, size_t want, size_t cap_max);
 
 /* Send what is pending to socket @fd until all is sent or the socket is full, without
  * blocking (and without SIGPIPE). Returns 0, or the -errno of a failed send(). */

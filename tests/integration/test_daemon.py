@@ -1,6 +1,8 @@
 """The daemon as a program: signals, sockets, configuration, logs, and running unprivileged."""
 from __future__ import annotations
 
+import os
+
 import signal
 import socket
 import subprocess
@@ -38,6 +40,17 @@ def test_configured_pools_exist_at_start(daemon_factory):
     assert (p["pool"], p["slots"], p["slot_size"], p["ordered"], p["persistent"]) == ("train", 3, 1 << 20, True, True)
     assert p["mode"] == "0600"     # the missing group lost its access instead of falling back
     assert "no group \"no-such-group-here\"" in d.log_text()
+
+
+def test_configured_groups_are_names_and_a_pool_key_is_ignored(daemon_factory):
+    """A configured group is looked up by name: digits that name no group lose the group's
+    access, as any unknown name does, rather than granting it to a bare gid. A configured
+    pool may carry a "pool" key beside its "name" (ignored), as it always could."""
+    d = daemon_factory(config="""{ "pools": [
+        { "name": "train", "pool": "train", "slot_size": 4096, "slots": 1, "mode": "0660", "group": "4242" } ] }""")
+    p = d.client(role="admin").ok("status")["pools"][0]
+    assert (p["pool"], p["mode"], p["gid"]) == ("train", "0600", os.getegid())
+    assert "no group \"4242\"" in d.log_text()
 
 
 def test_bad_configuration_is_refused_with_line_and_reason(tmp_path):

@@ -35,14 +35,16 @@ START_TEST(groups_by_name_or_number) {
         gid_t gid = 4711;
 
         ck_assert_ptr_nonnull(gr);
-        ck_assert_int_eq(sb_group_lookup(gr->gr_name, &gid), 0);
+        ck_assert_int_eq(sb_group_lookup(gr->gr_name, true, &gid), 0);
         ck_assert_uint_eq(gid, 0);
-        ck_assert_int_eq(sb_group_lookup("1234", &gid), 0);
+        ck_assert_int_eq(sb_group_lookup("1234", true, &gid), 0);
         ck_assert_uint_eq(gid, 1234);
-        ck_assert_int_eq(sb_group_lookup("4294967295", &gid), -ERANGE);   /* (gid_t)-1 is no group */
-        ck_assert_int_eq(sb_group_lookup("99999999999999999999", &gid), -ERANGE);
-        ck_assert_int_eq(sb_group_lookup("no-such-group-here", &gid), -ENOENT);
-        ck_assert_int_eq(sb_group_lookup("", &gid), -ENOENT);
+        ck_assert_int_eq(sb_group_lookup("1234", false, &gid), -ENOENT);    /* names only */
+        ck_assert_int_eq(sb_group_lookup("4294967295", true, &gid), -ERANGE);   /* (gid_t)-1 is no group */
+        ck_assert_int_eq(sb_group_lookup("4294967296", true, &gid), -ERANGE);   /* would wrap to 0 */
+        ck_assert_int_eq(sb_group_lookup("99999999999999999999", true, &gid), -ERANGE);
+        ck_assert_int_eq(sb_group_lookup("no-such-group-here", true, &gid), -ENOENT);
+        ck_assert_int_eq(sb_group_lookup("", true, &gid), -ENOENT);
 }
 END_TEST
 

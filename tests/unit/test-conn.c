@@ -101,8 +101,28 @@ START_TEST(line_over_max_line_is_refused) {
         ck_assert(!conn_wants_input(&c, 8));
         ck_assert_int_eq(conn_read(&c, 8), 0);
         ck_assert_uint_eq(sb_bytes_pending(&c.in), 9);   /* not one byte more */
+        ck_assert_uint_le(c.in.cap, 9);                  /* nor a buffer larger than that */
         ck_assert_ptr_null(next(&c, 8, &r));
         ck_assert_int_eq(r, -E2BIG);
+        conn_clear(&c);
+        close(peer);
+}
+END_TEST
+
+/* However it grows, the input buffer stays within max_line + 1 bytes. */
+START_TEST(input_buffer_stays_within_max_line) {
+        static char big[200000];
+        size_t max_line = 100000;
+        Conn c;
+
+        mkconn(&c);
+        memset(big, 'z', sizeof(big));
+        ck_assert_int_eq(setsockopt(peer, SOL_SOCKET, SO_SNDBUF, &(int){ 1 << 20 }, sizeof(int)), 0);
+        ck_assert_int_eq(write(peer, big, sizeof(big)), (ssize_t)sizeof(big));
+        for (int i = 0; i < 10; i++)
+                ck_assert_int_eq(conn_read(&c, max_line), 0);
+        ck_assert_uint_eq(sb_bytes_pending(&c.in), max_line + 1);
+        ck_assert_uint_le(c.in.cap, max_line + 1);
         conn_clear(&c);
         close(peer);
 }
@@ -150,6 +170,7 @@ Suite *suite_conn(void) {
         tcase_add_test(t, last_line_without_newline_at_end_of_input);
         tcase_add_test(t, line_over_max_line_is_refused);
         tcase_add_test(t, reads_one_bounded_chunk);
+        tcase_add_test(t, input_buffer_stays_within_max_line);
         tcase_add_test(t, output_is_flushed_in_order);
         suite_add_tcase(s, t);
         return s;
