@@ -15,7 +15,11 @@ int request_parse(Request *req, const char *line, size_t len) {
         const char *end = NULL;
         const cJSON *op;
 
-        *req = (Request){ 0 };
+        /* Field by field: zeroing the whole message buffer per request is measurable on
+         * the per-batch path, and an empty string is all it needs. */
+        req->root = req->id = NULL;
+        req->op = NULL;
+        req->why.text[0] = 0;
         /* cJSON copies string bytes as they are: refuse what is not UTF-8 before it does,
          * so that nothing invalid is ever echoed back (in "id") or logged. */
         if (!sb_utf8_valid(line, len))
@@ -40,7 +44,8 @@ int request_parse(Request *req, const char *line, size_t len) {
 
 void request_done(Request *req) {
         arena_json_delete(req->root);
-        *req = (Request){ 0 };
+        req->root = req->id = NULL;
+        req->op = NULL;
 }
 
 int request_uint(Request *req, const char *key, uint64_t max, uint64_t *ret, bool *present) {
