@@ -189,6 +189,22 @@ static void pool_check_end(Pool *p) {
 
 /* --- operations ------------------------------------------------------------------- */
 
+/*
+ * The stream a new consumer reads first. When batches of a stream that already ended are
+ * still ready, it is the oldest such stream: the consumer gets them, then that stream's
+ * eof, so that nobody waits for an end that already happened (`produce`, then `consume`).
+ * Otherwise it is the current stream: a consumer that comes between streams does not see
+ * an empty one. Ready batches wait in stream order (an ended stream's before the next
+ * one's), so the first of them is the oldest.
+ */
+static uint64_t pool_join_stream(Pool *p) {
+        Slot *s = sb_list_first_entry(&p->ready, Slot, link);
+
+        if (!s && p->spec.ordered)
+                s = order_peek(&p->order);
+        return s && s->stream < p->stream ? s->stream : p->stream;
+}
+
 int pool_join(Pool *p, Role role, void *owner, Member **ret) {
         Member *m = calloc(1, sizeof(*m));
 
@@ -197,8 +213,7 @@ int pool_join(Pool *p, Role role, void *owner, Member **ret) {
         m->pool = p;
         m->owner = owner;
         m->role = role;
-        /* A consumer that comes after a stream ended starts with the next one. */
-        m->stream = p->stream;
+        m->stream = pool_join_stream(p);
         sb_list_init(&m->held);
         sb_list_init(&m->owner_link);
         sb_list_append(&p->members, &m->pool_link);

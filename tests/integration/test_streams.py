@@ -122,6 +122,27 @@ def test_consumer_opening_after_the_end_starts_with_the_next_stream(daemon):
     assert c.ok("consume", pool="s")["eof"] is True
 
 
+def test_consumer_opening_after_the_end_gets_what_is_left_then_the_end(daemon):
+    """`produce`, then `consume`: a consumer that comes after a stream ended, while batches
+    of it are still ready, gets them and then that stream's eof, never waiting for an end
+    that already happened; then the next stream's batches."""
+    for ordered in (False, True):
+        p = daemon.pool_client(f"s{ordered:d}", "producer", slot_size=4096, slots=4, ordered=ordered)
+        pool = f"s{ordered:d}"
+        for seq in range(3):
+            s = p.ok("acquire", pool=pool)["slot"]
+            p.ok("publish", pool=pool, slot=s, nbytes=1, seq=seq)
+        p.ok("end", pool=pool)
+        s = p.ok("acquire", pool=pool)["slot"]
+        p.ok("publish", pool=pool, slot=s, nbytes=1, seq=0, meta={"next": True})   # the next stream's first
+        late = daemon.pool_client(pool, "consumer")
+        got = [late.ok("consume", pool=pool, timeout_ms=2000) for _ in range(4)]
+        assert [g.get("seq") for g in got[:3]] == [0, 1, 2] and all(g["stream"] == 0 for g in got[:3])
+        assert got[3].get("eof") is True
+        nxt = late.ok("consume", pool=pool, timeout_ms=2000)
+        assert (nxt["stream"], nxt["meta"]) == (1, {"next": True})
+
+
 def test_dropped_pool_fails_waiters(daemon):
     p, c = open_pair(daemon)
     c.send("consume", pool="s", id="w")
