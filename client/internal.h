@@ -30,6 +30,7 @@ int sb_wire_create(SbBytes *out, const char *pool, uint64_t slot_size, uint32_t 
 int sb_wire_open(SbBytes *out, const char *pool);
 /* acquire/consume: a timeout_ms unless @timeout_ms < 0 (wait forever), a "max" if @max > 0. */
 int sb_wire_acquire(SbBytes *out, const char *pool, int timeout_ms, size_t max);
+int sb_wire_acquire_seq(SbBytes *out, const char *pool, int timeout_ms, int64_t seq);
 int sb_wire_consume(SbBytes *out, const char *pool, int timeout_ms, size_t max);
 /* A publish of one slot (its fields in the request) or of several ("batches"); -EINVAL
  * for a meta that is not a JSON object. */

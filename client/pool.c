@@ -253,14 +253,26 @@ static bool many_valid(size_t n_give, const void *give, size_t max, const void *
         return n_give <= SB_MANY_MAX && max <= SB_MANY_MAX && (n_give == 0 || give) && (max == 0 || take);
 }
 
-_public_ int sb_acquire(sb_pool *p, int timeout_ms, void **ptr, uint32_t *slot, size_t *capacity) {
+/* Send the acquire request just written (@written: its outcome) and take its slot. */
+static int acquire_call(sb_pool *p, int written, void **ptr, uint32_t *slot, size_t *capacity) {
         cJSON *reply = NULL;
-        int r = sb_conn_call_one(p->client, sb_wire_acquire(sb_conn_begin(p->client), p->name, timeout_ms, 0), &reply);
+        int r = sb_conn_call_one(p->client, written, &reply);
 
         if (r == 0)
                 r = acquired_from_reply(p, reply, ptr, slot, capacity);
         cJSON_Delete(reply);
         return r;
+}
+
+_public_ int sb_acquire(sb_pool *p, int timeout_ms, void **ptr, uint32_t *slot, size_t *capacity) {
+        return acquire_call(p, sb_wire_acquire(sb_conn_begin(p->client), p->name, timeout_ms, 0), ptr, slot, capacity);
+}
+
+_public_ int sb_acquire_seq(sb_pool *p, uint64_t seq, int timeout_ms, void **ptr, uint32_t *slot, size_t *capacity) {
+        if (seq > INT64_MAX)
+                return -EINVAL;
+        return acquire_call(p, sb_wire_acquire_seq(sb_conn_begin(p->client), p->name, timeout_ms, (int64_t)seq), ptr,
+                            slot, capacity);
 }
 
 _public_ int sb_publish(sb_pool *p, uint32_t slot, size_t nbytes, int64_t seq, const char *meta) {

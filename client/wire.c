@@ -140,22 +140,28 @@ int sb_wire_status(SbBytes *out, const char *pool) {
         return pool ? pool_request(out, "status", pool) : out_printf(out, "{\"op\":\"status\"}\n");
 }
 
-static int take(SbBytes *out, const char *op, const char *pool, int timeout_ms, size_t max) {
-        char maxs[32] = "", tos[32] = "";
+static int take(SbBytes *out, const char *op, const char *pool, int timeout_ms, size_t max, int64_t seq) {
+        char maxs[32] = "", tos[32] = "", seqs[32] = "";
 
         if (max)
                 snprintf(maxs, sizeof(maxs), ",\"max\":%zu", max);
         if (timeout_ms >= 0)
                 snprintf(tos, sizeof(tos), ",\"timeout_ms\":%d", timeout_ms);
-        return out_printf(out, "{\"op\":\"%s\",\"pool\":\"%s\"%s%s}\n", op, pool, tos, maxs);
+        if (seq >= 0)
+                snprintf(seqs, sizeof(seqs), ",\"seq\":%lld", (long long)seq);
+        return out_printf(out, "{\"op\":\"%s\",\"pool\":\"%s\"%s%s%s}\n", op, pool, tos, maxs, seqs);
 }
 
 int sb_wire_acquire(SbBytes *out, const char *pool, int timeout_ms, size_t max) {
-        return take(out, "acquire", pool, timeout_ms, max);
+        return take(out, "acquire", pool, timeout_ms, max, -1);
+}
+
+int sb_wire_acquire_seq(SbBytes *out, const char *pool, int timeout_ms, int64_t seq) {
+        return take(out, "acquire", pool, timeout_ms, 0, seq);
 }
 
 int sb_wire_consume(SbBytes *out, const char *pool, int timeout_ms, size_t max) {
-        return take(out, "consume", pool, timeout_ms, max);
+        return take(out, "consume", pool, timeout_ms, max, -1);
 }
 
 /* "slot":N,"nbytes":N[,"seq":N],"meta":{...} */

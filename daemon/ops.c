@@ -289,11 +289,25 @@ static int op_publish(Session *s, Request *req, cJSON *reply) {
         return r == 0 ? 0 : publish_failed(s, req, m, l.v, bad, r);
 }
 
+/* The "seq" an acquire says it will publish: -1 when absent. Not with "max": a seq names
+ * one batch. */
+static int request_acquire_seq(Request *req, PoolWaitKind kind, uint32_t max, int64_t *ret) {
+        uint64_t v;
+        bool present = false;
+        int r = kind == WAIT_ACQUIRE ? request_uint(req, "seq", SB_JSON_INT_MAX, &v, &present) : 0;
+
+        *ret = present ? (int64_t)v : -1;
+        if (r == 0 && present && max > 0)
+                r = request_fail(req, SB_E_BAD_REQUEST, "\"seq\" names one batch: acquire it without \"max\"");
+        return r;
+}
+
 /* acquire and consume: take a slot now, or wait for one; with "max", up to that many. */
 static int op_take(Session *s, Request *req, cJSON *reply, PoolWaitKind kind) {
         Slot *v[POOL_MANY_MAX];
         uint64_t timeout;
         uint32_t max;
+        int64_t seq;
         bool forever;
         Member *m;
         size_t n;
@@ -303,15 +317,20 @@ static int op_take(Session *s, Request *req, cJSON *reply, PoolWaitKind kind) {
                 r = request_timeout(req, &timeout, &forever);
         if (r == 0)
                 r = request_max(req, &max);
+        if (r == 0)
+                r = request_acquire_seq(req, kind, max, &seq);
         if (r != 0)
                 return r;
-        r = pool_take(m, kind, max ? max : 1, v, &n);
+        r = pool_take(m, kind, max ? max : 1, seq, v, &n);
         if (r == SB_E_WRONG_ROLE)
                 return fail_role(req, s, kind == WAIT_ACQUIRE ? ROLE_PRODUCER : ROLE_CONSUMER);
-        if (r == -EAGAIN && !forever && timeout == 0)
+        if (r == -EBUSY && !forever && timeout == 0)
+                return request_fail(req, SB_E_TIMEOUT, "the last free slot is kept for seq %llu, the lowest not yet "
+                                    "published", (unsigned long long)pool_lowest_unpublished(m->pool));
+        if ((r == -EAGAIN || r == -EBUSY) && !forever && timeout == 0)
                 return request_fail(req, SB_E_TIMEOUT, kind == WAIT_ACQUIRE ? "no slot is free" : "no batch is ready");
-        if (r == -EAGAIN)
-                return wait_begin(&s->wait, m, kind, req->id, forever ? UINT64_MAX : timeout, max);
+        if (r == -EAGAIN || r == -EBUSY)
+                return wait_begin(&s->wait, m, kind, req->id, forever ? UINT64_MAX : timeout, max, seq);
         return reply_add_taken(reply, kind, v, n, max > 0);
 }
 

@@ -69,6 +69,7 @@ int pool_new(Pool **ret, const PoolSpec *spec, const PoolLayout *layout, SbReaso
                 Slot *s = &p->slots[i];
                 s->index = i;
                 s->state = SLOT_FREE;
+                s->declared = -1;
                 s->since_usec = p->created_usec;
                 sb_list_init(&s->link);
                 sb_list_append(&p->free_slots, &s->link);
@@ -125,7 +126,15 @@ Pool *pool_free(Pool *p) {
 
 /* --- transitions ------------------------------------------------------------------ */
 
+/* A slot leaves the writing state: it no longer counts as maybe writing any seq. */
+static void slot_end_writing(Pool *p, Slot *s) {
+        if (s->state == SLOT_WRITING && p->spec.ordered && s->declared < 0)
+                p->n_undeclared--;
+        s->declared = -1;
+}
+
 static void slot_to_free(Pool *p, Slot *s) {
+        slot_end_writing(p, s);
         sb_list_unlink(&s->link);
         if (s->holder)
                 s->holder->n_held--;
@@ -256,7 +265,42 @@ void member_leave(Member *m) {
         pool_dispatch(p);
 }
 
-int pool_acquire(Member *m, Slot **ret) {
+uint64_t pool_lowest_unpublished(const Pool *p) {
+        uint64_t seq = p->next_seq;
+
+        /* Bounded by the ready batches: each seq found is one of them. */
+        while (order_contains(&p->order, p->stream, seq))
+                seq++;
+        return seq;
+}
+
+/* Whether a slot is being written, or may be, for @seq of the current stream. */
+static bool someone_writes(const Pool *p, uint64_t seq) {
+        if (p->n_undeclared > 0)
+                return true;
+        /* Only when the last free slot of an ordered pool is asked for: O(slots) then. */
+        for (uint32_t i = 0; i < p->spec.slots; i++) {
+                const Slot *s = &p->slots[i];
+                if (s->state == SLOT_WRITING && s->declared == (int64_t)seq && !s->holder->ended)
+                        return true;
+        }
+        return false;
+}
+
+/* Whether @m's acquire for @seq must leave the last free slot to the lowest missing seq. */
+static bool acquire_held_back(const Member *m, int64_t seq) {
+        const Pool *p = m->pool;
+        uint64_t low;
+
+        if (!p->spec.ordered || seq < 0 || p->count[SLOT_FREE] != 1)
+                return false;
+        low = pool_lowest_unpublished(p);
+        if (!m->ended && (uint64_t)seq == low)
+                return false;
+        return !someone_writes(p, low);
+}
+
+int pool_acquire_seq(Member *m, int64_t seq, Slot **ret) {
         Pool *p = m->pool;
         Slot *s;
 
@@ -265,7 +309,14 @@ int pool_acquire(Member *m, Slot **ret) {
         s = sb_list_first_entry(&p->free_slots, Slot, link);
         if (!s)
                 return -EAGAIN;
+        if (acquire_held_back(m, seq))
+                return -EBUSY;
         slot_to_holder(p, s, m, SLOT_WRITING);
+        if (p->spec.ordered) {
+                s->declared = seq;
+                if (seq < 0)
+                        p->n_undeclared++;
+        }
         p->stats.acquired++;
         *ret = s;
         return 0;
@@ -356,6 +407,7 @@ static void publish_apply(Member *m, const PoolPublish *e) {
         Pool *p = m->pool;
         Slot *s = &p->slots[e->slot];
 
+        slot_end_writing(p, s);
         sb_list_unlink(&s->link);
         m->n_held--;
         s->holder = NULL;
@@ -439,8 +491,8 @@ int pool_consume(Member *m, Slot **ret) {
         return -EAGAIN;
 }
 
-int pool_take(Member *m, PoolWaitKind kind, uint32_t max, Slot **v, size_t *n) {
-        int r = kind == WAIT_ACQUIRE ? pool_acquire(m, &v[0]) : pool_consume(m, &v[0]);
+int pool_take(Member *m, PoolWaitKind kind, uint32_t max, int64_t seq, Slot **v, size_t *n) {
+        int r = kind == WAIT_ACQUIRE ? pool_acquire_seq(m, seq, &v[0]) : pool_consume(m, &v[0]);
 
         *n = 0;
         if (r != 0)
@@ -500,12 +552,13 @@ int pool_end(Member *m) {
 
 /* --- waiters ---------------------------------------------------------------------- */
 
-void pool_wait(PoolWaiter *w, Member *m, PoolWaitKind kind, uint32_t max, PoolWakeFn fn) {
+void pool_wait(PoolWaiter *w, Member *m, PoolWaitKind kind, uint32_t max, int64_t seq, PoolWakeFn fn) {
         Pool *p = m->pool;
 
         w->member = m;
         w->kind = kind;
         w->max = max ? max : 1;
+        w->seq = seq;
         w->fn = fn;
         w->since_usec = sb_now_usec();
         m->waiter = w;
@@ -531,14 +584,22 @@ void pool_unwait(PoolWaiter *w) {
         w->member = NULL;
 }
 
-/* Answer the waiters of @queue, first come first served, while they can be answered. */
+/* Answer the waiters of @queue, first come first served, while they can be answered. A
+ * waiter held back for a lower seq lets the ones behind it try: one of them may be the
+ * producer that fills the gap. */
 static void dispatch_queue(SbList *queue) {
         Slot *v[POOL_MANY_MAX];
-        PoolWaiter *w;
+        SbList *it, *next;
         size_t n;
 
-        while ((w = sb_list_first_entry(queue, PoolWaiter, link))) {
-                if (pool_take(w->member, w->kind, w->max, v, &n) != 0)
+        for (it = queue->next; it != queue; it = next) {
+                PoolWaiter *w = sb_list_entry(it, PoolWaiter, link);
+                int r = pool_take(w->member, w->kind, w->max, w->seq, v, &n);
+
+                next = it->next;
+                if (r == -EBUSY)
+                        continue;
+                if (r != 0)
                         break;
                 pool_unwait(w);
                 w->fn(w, 0, v, n);

@@ -50,6 +50,7 @@ struct PoolWaiter {
         Member *member;          /* NULL while not waiting */
         PoolWaitKind kind;
         uint32_t max;            /* slots to take at most when woken (at least 1) */
+        int64_t seq;             /* acquire: the seq it will publish, or -1 */
         PoolWakeFn fn;
         uint64_t since_usec;
 };
@@ -98,6 +99,7 @@ struct Pool {
         SbList acquire_waiters;
         SbList consume_waiters;
         uint32_t n_waiters[2];   /* by PoolWaitKind */
+        uint32_t n_undeclared;   /* ordered: slots being written whose acquire named no seq */
         PoolStats stats;
         uint64_t created_usec;
         uint64_t mark_gen;       /* finds a slot named twice in one request */
@@ -126,15 +128,29 @@ int pool_join(Pool *p, Role role, void *owner, Member **ret);
 /* Close a member: reclaim its slots, drop its wait, count a producer as ended. */
 void member_leave(Member *m);
 
-/* Take a free slot for writing. 0, SB_E_WRONG_ROLE or -EAGAIN (none free). */
-int pool_acquire(Member *m, Slot **ret);
+/*
+ * Take a free slot for writing the batch of @seq (-1: not said). An ordered pool keeps
+ * its last free slot for the lowest seq of the current stream not yet published, while
+ * nobody may be writing it (no slot is being written for it, or for a seq not said):
+ * then a producer that replaces a dead one can always fill the gap, and the stream never
+ * wedges. 0, SB_E_WRONG_ROLE, -EAGAIN (none free) or -EBUSY (the last one is kept).
+ */
+int pool_acquire_seq(Member *m, int64_t seq, Slot **ret);
+
+static inline int pool_acquire(Member *m, Slot **ret) {
+        return pool_acquire_seq(m, -1, ret);
+}
+
+/* The lowest seq of the current stream of ordered pool @p not yet published. */
+uint64_t pool_lowest_unpublished(const Pool *p);
 
 /*
- * Take up to @max (1 to POOL_MANY_MAX) slots of @kind: the first as pool_acquire() or
- * pool_consume() would, then as many more as are free or ready now. 0 with *n slots in
- * @v (*n == 0: end of stream, consume only), SB_E_WRONG_ROLE, or -EAGAIN (none yet).
+ * Take up to @max (1 to POOL_MANY_MAX) slots of @kind: the first as pool_acquire_seq()
+ * (with @seq) or pool_consume() would, then as many more as are free or ready now. 0 with
+ * *n slots in @v (*n == 0: end of stream, consume only), SB_E_WRONG_ROLE, -EAGAIN (none
+ * yet) or -EBUSY (acquire: the last free slot is kept for a lower seq).
  */
-int pool_take(Member *m, PoolWaitKind kind, uint32_t max, Slot **v, size_t *n);
+int pool_take(Member *m, PoolWaitKind kind, uint32_t max, int64_t seq, Slot **v, size_t *n);
 
 /* One slot to publish: @meta is JSON object text of @meta_len bytes, or NULL for {}. */
 typedef struct PoolPublish {
@@ -169,8 +185,8 @@ int pool_release(Member *m, const uint32_t *slots, size_t n, bool requeue, size_
 int pool_end(Member *m);
 
 /* Queue @w to be woken by @fn when a take of @kind by @m can be answered: then the
- * pool takes up to @max slots for it (pool_take()) and hands them to @fn. */
-void pool_wait(PoolWaiter *w, Member *m, PoolWaitKind kind, uint32_t max, PoolWakeFn fn);
+ * pool takes up to @max slots for it (pool_take(), with @seq) and hands them to @fn. */
+void pool_wait(PoolWaiter *w, Member *m, PoolWaitKind kind, uint32_t max, int64_t seq, PoolWakeFn fn);
 
 /* Leave the queue without being woken (timeout, cancel). */
 void pool_unwait(PoolWaiter *w);

@@ -29,6 +29,7 @@ struct Slot {
         uint64_t seq;
         uint64_t stream;
         uint32_t heap_pos;       /* ordered pools: place in the heap */
+        int64_t declared;        /* ordered pools, while writing: the seq its acquire named, or -1 */
         uint64_t mark;           /* Pool.mark_gen when a many-slot request last named it */
         char *meta;              /* the producer's meta as JSON text (NULL: {}), while ready or reading */
         uint32_t meta_len;

@@ -62,7 +62,8 @@ static int wait_arm_timer(Wait *w, uint64_t timeout_usec) {
         return sd_event_source_set_enabled(w->timer, SD_EVENT_ONESHOT);
 }
 
-int wait_begin(Wait *w, Member *m, PoolWaitKind kind, const cJSON *id, uint64_t timeout_usec, uint32_t max) {
+int wait_begin(Wait *w, Member *m, PoolWaitKind kind, const cJSON *id, uint64_t timeout_usec, uint32_t max,
+               int64_t seq) {
         unsigned depth;
         int r;
 
@@ -80,7 +81,7 @@ int wait_begin(Wait *w, Member *m, PoolWaitKind kind, const cJSON *id, uint64_t 
                 return -ENOMEM;
         }
         w->many = max > 0;
-        pool_wait(&w->waiter, m, kind, max, on_wake);
+        pool_wait(&w->waiter, m, kind, max, seq, on_wake);
         return 0;
 }
 

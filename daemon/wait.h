@@ -37,10 +37,11 @@ void wait_clear(Wait *w);
 
 /*
  * Wait for a take of @kind by member @m: up to @max slots (0: the one-slot form), for
- * @timeout_usec (UINT64_MAX: as long as it takes). The request's @id is copied. Returns
- * 0 or -errno.
+ * @timeout_usec (UINT64_MAX: as long as it takes); an acquire for @seq (-1: not said).
+ * The request's @id is copied. Returns 0 or -errno.
  */
-int wait_begin(Wait *w, Member *m, PoolWaitKind kind, const cJSON *id, uint64_t timeout_usec, uint32_t max);
+int wait_begin(Wait *w, Member *m, PoolWaitKind kind, const cJSON *id, uint64_t timeout_usec, uint32_t max,
+               int64_t seq);
 
 /* End the wait without a reply (its client went away). */
 void wait_cancel(Wait *w);

@@ -159,6 +159,12 @@ void *sb_pool_base(const sb_pool *p);
  * names it for sb_publish(). */
 int sb_acquire(sb_pool *p, int timeout_ms, void **ptr, uint32_t *slot, size_t *capacity);
 
+/* sb_acquire() for the batch that will be published with @seq. In an ordered pool the
+ * daemon keeps its last free slot for the lowest seq not yet published (while nobody may
+ * be writing it): a producer that says its seq cannot take that slot for a later one, and
+ * one that takes over a dead producer's seqs always gets a slot to fill the gap. */
+int sb_acquire_seq(sb_pool *p, uint64_t seq, int timeout_ms, void **ptr, uint32_t *slot, size_t *capacity);
+
 /* Publish @slot with @nbytes written, sequence number @seq (< 0: none; ordered pools
  * need one) and @meta, a JSON object as text (NULL: {}). */
 int sb_publish(sb_pool *p, uint32_t slot, size_t nbytes, int64_t seq, const char *meta);

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from sbtest import needs_root, requests_as_user, wait_waiting
+from sbtest import needs_root, requests_as_user, wait_for, wait_waiting
 
 
 def open_pair(daemon, slots=2, ordered=False):
@@ -141,6 +141,36 @@ def test_consumer_opening_after_the_end_gets_what_is_left_then_the_end(daemon):
         assert got[3].get("eof") is True
         nxt = late.ok("consume", pool=pool, timeout_ms=2000)
         assert (nxt["stream"], nxt["meta"]) == (1, {"next": True})
+
+
+def test_ordered_pool_never_wedges_when_a_producer_dies(daemon):
+    """A producer dies before publishing seq 0 while another fills the pool with the seqs
+    after it. Producers that say their seq on acquire cannot take the last free slot for a
+    later seq while nobody may write seq 0: the replacement (here through the Python
+    binding) gets it, and the stream goes on in order."""
+    import numpy as np
+    import shmbroker
+
+    p = daemon.pool_client("o", "producer", slot_size=4096, slots=4, ordered=True)
+    dead = daemon.pool_client("o", "producer")
+    dead.ok("acquire", pool="o", seq=0)
+    dead.close()
+    wait_for(lambda: p.ok("status", pool="o")["pools"][0]["writing"] == 0, what="the dead producer's slot back")
+    for seq in (1, 2, 3):
+        p.ok("publish", pool="o", slot=p.ok("acquire", pool="o", seq=seq)["slot"], nbytes=1, seq=seq)
+    r = p.err("acquire", "timeout", pool="o", seq=4, timeout_ms=0)
+    assert "kept for seq 0" in r["message"]
+    c = daemon.pool_client("o", "consumer")
+    p.send("acquire", pool="o", seq=4, id="later")       # waits behind the gap
+    wait_waiting(c, "o", "acquire")
+    with shmbroker.connect("producer", daemon.path) as py:
+        py.open("o").put(np.arange(3, dtype=np.uint8), seq=0, timeout=5)
+    for seq in (0, 1, 2, 3):
+        b = c.ok("consume", pool="o", timeout_ms=2000)
+        assert b["seq"] == seq
+        c.ok("release", pool="o", slot=b["slot"])
+    assert p.recv()["id"] == "later"                    # seq 4 got its slot once there was room
+    p.err("acquire", "bad_request", pool="o", seq=5, max=2)
 
 
 def test_dropped_pool_fails_waiters(daemon):

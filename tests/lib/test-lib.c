@@ -423,6 +423,29 @@ START_TEST(a_failure_of_the_daemon_is_internal) {
 }
 END_TEST
 
+/* sb_acquire_seq(): an ordered pool keeps its last free slot for the lowest seq not yet
+ * published; a later seq waits (here: times out), the missing one gets it. */
+START_TEST(acquire_for_a_seq_keeps_the_gap_fillable) {
+        sb_client *c = connect_as(SB_ROLE_PRODUCER, NULL);
+        sb_pool_options o = { .ordered = true };
+        sb_pool *p;
+        uint32_t s1, s0, s;
+        size_t cap;
+        void *buf;
+
+        ck_assert_int_eq(sb_pool_create(c, &p, "seqs", 64, 2, &o), 0);
+        ck_assert_int_eq(sb_acquire_seq(p, 1, 0, &buf, &s1, &cap), 0);
+        ck_assert_int_eq(sb_publish(p, s1, 1, 1, NULL), 0);
+        ck_assert_int_eq(sb_acquire_seq(p, 2, 0, &buf, &s, &cap), -ETIMEDOUT);
+        ck_assert(strstr(sb_client_message(c), "kept for seq 0") != NULL);
+        ck_assert_int_eq(sb_acquire_seq(p, 2, 20, &buf, &s, &cap), -ETIMEDOUT);    /* waiting does not get it */
+        ck_assert_int_eq(sb_acquire_seq(p, 0, 0, &buf, &s0, &cap), 0);
+        ck_assert_uint_ne(s0, s1);
+        ck_assert_int_eq(sb_publish(p, s0, 1, 0, NULL), 0);
+        sb_client_free(c);
+}
+END_TEST
+
 START_TEST(status_is_json) {
         sb_client *c = connect_as(SB_ROLE_ADMIN, "admin");
         sb_pool *p;
@@ -470,6 +493,7 @@ static Suite *lib_suite(void) {
         tcase_add_test(t, async_requests_in_a_poll_loop);
         tcase_add_test(t, release_async_requeues_frees_and_reports_refusals);
         tcase_add_test(t, a_failure_of_the_daemon_is_internal);
+        tcase_add_test(t, acquire_for_a_seq_keeps_the_gap_fillable);
         tcase_add_test(t, status_is_json);
         tcase_add_test(t, daemon_gone_is_an_error_not_a_crash);
         suite_add_tcase(s, t);

@@ -292,9 +292,9 @@ START_TEST(waiters_first_come_first_served) {
         TestWaiter wb = { 0 }, wc = { 0 }, wk = { 0 };
         Slot *s = acquire(a);
 
-        pool_wait(&wk.w, cons, WAIT_CONSUME, 1, on_wake);
-        pool_wait(&wb.w, b, WAIT_ACQUIRE, 1, on_wake);
-        pool_wait(&wc.w, c, WAIT_ACQUIRE, 1, on_wake);
+        pool_wait(&wk.w, cons, WAIT_CONSUME, 1, -1, on_wake);
+        pool_wait(&wb.w, b, WAIT_ACQUIRE, 1, -1, on_wake);
+        pool_wait(&wc.w, c, WAIT_ACQUIRE, 1, -1, on_wake);
         ck_assert_uint_eq(p->n_waiters[WAIT_ACQUIRE], 2);
         publish(a, s, 5);
         ck_assert_int_eq(wk.woken, 1);                 /* the consumer got the batch */
@@ -317,8 +317,8 @@ START_TEST(stream_end_wakes_every_waiting_consumer) {
         Member *prod = join(p, ROLE_PRODUCER), *c1 = join(p, ROLE_CONSUMER), *c2 = join(p, ROLE_CONSUMER);
         TestWaiter w1 = { 0 }, w2 = { 0 };
 
-        pool_wait(&w1.w, c1, WAIT_CONSUME, 1, on_wake);
-        pool_wait(&w2.w, c2, WAIT_CONSUME, 1, on_wake);
+        pool_wait(&w1.w, c1, WAIT_CONSUME, 1, -1, on_wake);
+        pool_wait(&w2.w, c2, WAIT_CONSUME, 1, -1, on_wake);
         pool_end(prod);
         ck_assert_int_eq(w1.woken, 1);
         ck_assert_ptr_null(w1.slot);                   /* end of stream */
@@ -343,8 +343,8 @@ START_TEST(waiter_takes_up_to_its_max) {
                 v[i] = (PoolPublish){ .slot = s->index, .nbytes = 1 };
                 held[i] = s->index;
         }
-        pool_wait(&wk.w, cons, WAIT_CONSUME, 3, on_wake);
-        pool_wait(&wa.w, other, WAIT_ACQUIRE, 8, on_wake);
+        pool_wait(&wk.w, cons, WAIT_CONSUME, 3, -1, on_wake);
+        pool_wait(&wa.w, other, WAIT_ACQUIRE, 8, -1, on_wake);
         ck_assert_int_eq(pool_publish(prod, v, 4, &bad), 0);
         ck_assert_int_eq(wk.woken, 1);
         ck_assert_uint_eq(wk.n, 3);                    /* 4 ready, max 3 */
@@ -361,14 +361,73 @@ START_TEST(waiter_takes_up_to_its_max) {
 }
 END_TEST
 
+static Slot *acquire_seq(Member *m, int64_t seq) {
+        Slot *s = NULL;
+        ck_assert_int_eq(pool_acquire_seq(m, seq, &s), 0);
+        return s;
+}
+
+/* A producer dies before publishing seq 0; another fills the pool with the seqs after it.
+ * The last free slot is kept for seq 0, so that its replacement gets one and the stream
+ * goes on; a producer waiting with a later seq lets the replacement behind it pass. */
+START_TEST(ordered_pool_keeps_a_slot_for_the_lowest_missing_seq) {
+        Pool *p = mkpool(4, true, POLICY_REQUEUE);
+        Member *a = join(p, ROLE_PRODUCER), *b = join(p, ROLE_PRODUCER), *cons = join(p, ROLE_CONSUMER);
+        TestWaiter wb = { 0 }, wc = { 0 };
+        Member *c;
+        Slot *s;
+        uint32_t idx;
+
+        (void)acquire(a);                              /* says no seq: it may be writing 0 */
+        for (int seq = 1; seq <= 3; seq++)
+                publish(b, acquire_seq(b, seq), (uint64_t)seq);
+        ck_assert_int_eq(pool_acquire_seq(b, 4, &s), -EAGAIN);  /* none free */
+        pool_wait(&wb.w, b, WAIT_ACQUIRE, 1, 4, on_wake);
+        c = join(p, ROLE_PRODUCER);                    /* the replacement, queued behind b */
+        pool_wait(&wc.w, c, WAIT_ACQUIRE, 1, 0, on_wake);
+        member_leave(a);                               /* dies without publishing 0 */
+        ck_assert_uint_eq(pool_lowest_unpublished(p), 0);
+        ck_assert_int_eq(wb.woken, 0);                 /* the freed slot is kept for 0 ... */
+        ck_assert_int_eq(wc.woken, 1);                 /* ... and goes to the one that writes it */
+        publish(c, wc.slot, 0);
+        for (long seq = 0; seq <= 3; seq++) {
+                ck_assert_int_eq(consume_seq(cons, &idx), seq);
+                ck_assert_int_eq(release1(cons, idx, false), 0);
+        }
+        ck_assert_int_eq(wb.woken, 1);                 /* then seq 4 got one */
+        ck_assert_uint_eq(pool_lowest_unpublished(p), 4);
+        ck_assert_int_eq(pool_acquire_seq(c, 9, &s), 0);        /* three free: no reason to keep one */
+        pool_free(p);
+}
+END_TEST
+
+/* Only a producer that says its seq is held back: one that says nothing may be writing
+ * the missing seq itself, and so may anyone while it does. */
+START_TEST(slot_kept_only_while_nobody_may_write_the_gap) {
+        Pool *p = mkpool(3, true, POLICY_REQUEUE);
+        Member *a = join(p, ROLE_PRODUCER), *b = join(p, ROLE_PRODUCER);
+        Slot *s0, *s;
+
+        s0 = acquire(a);                               /* no seq said: it may be writing 0 */
+        publish(b, acquire_seq(b, 1), 1);
+        ck_assert_int_eq(pool_acquire_seq(b, 2, &s), 0);        /* the last slot: allowed */
+        ck_assert_int_eq(release1(b, s->index, false), 0);
+        ck_assert_int_eq(release1(a, s0->index, false), 0);     /* nobody may write 0 now */
+        ck_assert_int_eq(pool_acquire_seq(b, 2, &s), 0);        /* two free: fine */
+        ck_assert_int_eq(pool_acquire_seq(b, 3, &s), -EBUSY);   /* the last one is 0's */
+        ck_assert_int_eq(pool_acquire(b, &s), 0);               /* saying nothing still takes it */
+        pool_free(p);
+}
+END_TEST
+
 START_TEST(free_fails_waiters_and_unwait_leaves_quietly) {
         Pool *p = mkpool(1, false, POLICY_REQUEUE);
         Member *a = join(p, ROLE_PRODUCER), *b = join(p, ROLE_PRODUCER), *cons = join(p, ROLE_CONSUMER);
         TestWaiter wb = { 0 }, wk = { 0 };
 
         (void)acquire(a);
-        pool_wait(&wb.w, b, WAIT_ACQUIRE, 1, on_wake);
-        pool_wait(&wk.w, cons, WAIT_CONSUME, 1, on_wake);
+        pool_wait(&wb.w, b, WAIT_ACQUIRE, 1, -1, on_wake);
+        pool_wait(&wk.w, cons, WAIT_CONSUME, 1, -1, on_wake);
         pool_unwait(&wk.w);
         ck_assert_uint_eq(p->n_waiters[WAIT_CONSUME], 0);
         pool_free(p);
@@ -479,6 +538,8 @@ Suite *suite_pool(void) {
         tcase_add_test(t, stream_end_wakes_every_waiting_consumer);
         tcase_add_test(t, waiter_takes_up_to_its_max);
         tcase_add_test(t, free_fails_waiters_and_unwait_leaves_quietly);
+        tcase_add_test(t, ordered_pool_keeps_a_slot_for_the_lowest_missing_seq);
+        tcase_add_test(t, slot_kept_only_while_nobody_may_write_the_gap);
         tcase_add_test(t, many_slots_all_or_none);
         tcase_add_test(t, layout_limits_overflow);
         tcase_add_test(t, segment_goes_with_its_last_user);

@@ -150,7 +150,7 @@ START_TEST(wait_answered_by_another_session) {
         mksession(&prod, b, getuid(), ROLE_PRODUCER, NULL, p);
         mksession(&cons, b, getuid(), ROLE_CONSUMER, NULL, p);
         n_replies = 0;
-        ck_assert_int_eq(wait_begin(&cons.wait, session_find_member(&cons, "train"), WAIT_CONSUME, id, UINT64_MAX, 2),
+        ck_assert_int_eq(wait_begin(&cons.wait, session_find_member(&cons, "train"), WAIT_CONSUME, id, UINT64_MAX, 2, -1),
                          0);
         ck_assert(session_is_waiting(&cons));
         ck_assert_uint_eq(p->n_waiters[WAIT_CONSUME], 1);
@@ -182,7 +182,7 @@ START_TEST(wait_times_out_on_the_event_loop) {
         mksession(&other, b, getuid(), ROLE_PRODUCER, NULL, p);
         ck_assert_int_eq(pool_acquire(session_find_member(&prod, "train"), &s), 0);
         n_replies = 0;
-        ck_assert_int_eq(wait_begin(&other.wait, session_find_member(&other, "train"), WAIT_ACQUIRE, NULL, 20000, 0),
+        ck_assert_int_eq(wait_begin(&other.wait, session_find_member(&other, "train"), WAIT_ACQUIRE, NULL, 20000, 0, -1),
                          0);
         for (int i = 0; i < 100 && n_replies == 0; i++)
                 ck_assert_int_ge(sd_event_run(b->event, 100000), 0);
@@ -204,7 +204,7 @@ START_TEST(wait_cancelled_or_failed_by_a_drop) {
 
         mksession(&cons, b, getuid(), ROLE_CONSUMER, NULL, p);
         n_replies = 0;
-        ck_assert_int_eq(wait_begin(&cons.wait, session_find_member(&cons, "train"), WAIT_CONSUME, NULL, 1000000, 0),
+        ck_assert_int_eq(wait_begin(&cons.wait, session_find_member(&cons, "train"), WAIT_CONSUME, NULL, 1000000, 0, -1),
                          0);
         wait_cancel(&cons.wait);                       /* its client went away: no reply */
         ck_assert(!session_is_waiting(&cons));
@@ -212,7 +212,7 @@ START_TEST(wait_cancelled_or_failed_by_a_drop) {
         ck_assert_int_eq(sd_event_run(b->event, 0), 0);  /* and no timer left armed */
         ck_assert_int_eq(n_replies, 0);
 
-        ck_assert_int_eq(wait_begin(&cons.wait, session_find_member(&cons, "train"), WAIT_CONSUME, NULL, UINT64_MAX, 0),
+        ck_assert_int_eq(wait_begin(&cons.wait, session_find_member(&cons, "train"), WAIT_CONSUME, NULL, UINT64_MAX, 0, -1),
                          0);
         broker_drop_pool(b, p);
         ck_assert_int_eq(n_replies, 1);

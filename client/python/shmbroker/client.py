@@ -324,21 +324,30 @@ class Pool:
         return self._segment is None
 
     # -- producing ------------------------------------------------------------------------
-    def acquire(self, timeout: float | None = None) -> "Slot":
-        """Take a free slot to write into (waits up to ``timeout`` seconds; None: no limit)."""
+    def acquire(self, timeout: float | None = None, seq: int | None = None) -> "Slot":
+        """Take a free slot to write into (waits up to ``timeout`` seconds; None: no limit).
+
+        ``seq``: the seq its batch will be published with. An ordered pool keeps its last
+        free slot for the lowest seq not yet published, so a producer that says its seq
+        cannot take that slot for a later one, and one that takes over a dead producer's
+        seqs always gets a slot for the gap."""
         self._settle()
         if self._reserve is not None:
             index, self._reserve = self._reserve, None
             return Slot(self, index)
         ptr, slot, cap = ctypes.c_void_p(), ctypes.c_uint32(), ctypes.c_size_t()
-        self._call(lib.sb_acquire, _timeout_ms(timeout), ctypes.byref(ptr), ctypes.byref(slot), ctypes.byref(cap),
-                   what="acquire")
+        refs = ctypes.byref(ptr), ctypes.byref(slot), ctypes.byref(cap)
+        if seq is None:
+            self._call(lib.sb_acquire, _timeout_ms(timeout), *refs, what="acquire")
+        else:
+            self._call(lib.sb_acquire_seq, int(seq), _timeout_ms(timeout), *refs, what="acquire")
         return Slot(self, slot.value)
 
     def put(self, data: Arrays, meta: dict | None = None, seq: int | None = None,
             timeout: float | None = None) -> None:
-        """Copy an array (or a dict of arrays) into a free slot and publish it."""
-        slot = self.acquire(timeout)
+        """Copy an array (or a dict of arrays) into a free slot and publish it (its slot
+        acquired for ``seq``, see acquire())."""
+        slot = self.acquire(timeout, seq=seq)
         try:
             slot.publish(data, meta=meta, seq=seq)
         except BaseException:
