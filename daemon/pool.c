@@ -493,15 +493,27 @@ int pool_consume(Member *m, Slot **ret) {
 
 int pool_take(Member *m, PoolWaitKind kind, uint32_t max, int64_t seq, Slot **v, size_t *n) {
         int r = kind == WAIT_ACQUIRE ? pool_acquire_seq(m, seq, &v[0]) : pool_consume(m, &v[0]);
+        size_t bytes;
 
         *n = 0;
         if (r != 0)
                 return r;
         if (!v[0])
                 return 0;        /* end of stream */
-        for (*n = 1; *n < max; (*n)++)
-                if ((kind == WAIT_ACQUIRE ? pool_acquire(m, &v[*n]) : pool_consume_ready(m, &v[*n])) != 0)
+        *n = 1;
+        if (kind == WAIT_ACQUIRE) {
+                while (*n < max && pool_acquire(m, &v[*n]) == 0)
+                        (*n)++;
+                return 0;
+        }
+        bytes = v[0]->meta_len + POOL_TAKE_BATCH_BYTES;
+        while (*n < max) {
+                const Slot *next = next_deliverable(m->pool, m->stream);
+                if (!next || bytes + next->meta_len + POOL_TAKE_BATCH_BYTES > POOL_TAKE_BYTES_MAX)
                         break;
+                bytes += next->meta_len + POOL_TAKE_BATCH_BYTES;
+                (void)pool_consume_ready(m, &v[(*n)++]);
+        }
         return 0;
 }
 

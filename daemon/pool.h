@@ -26,6 +26,11 @@
 #include "slot.h"
 
 #define POOL_MANY_MAX 1024     /* slots one request may take or give */
+/* A many-slot consume takes batches while their metas (and about 128 bytes of fields
+ * each) add up to at most this, the first batch whatever its size: its reply stays well
+ * below what a client may leave unread (client.h), whatever the producers' metas are. */
+#define POOL_TAKE_BYTES_MAX (1u << 20)
+#define POOL_TAKE_BATCH_BYTES 128
 
 typedef struct Pool Pool;
 typedef struct Member Member;
@@ -148,7 +153,8 @@ uint64_t pool_lowest_unpublished(const Pool *p);
  * Take up to @max (1 to POOL_MANY_MAX) slots of @kind: the first as pool_acquire_seq()
  * (with @seq) or pool_consume() would, then as many more as are free or ready now. 0 with
  * *n slots in @v (*n == 0: end of stream, consume only), SB_E_WRONG_ROLE, -EAGAIN (none
- * yet) or -EBUSY (acquire: the last free slot is kept for a lower seq).
+ * yet) or -EBUSY (acquire: the last free slot is kept for a lower seq). Consumed batches
+ * stop at POOL_TAKE_BYTES_MAX.
  */
 int pool_take(Member *m, PoolWaitKind kind, uint32_t max, int64_t seq, Slot **v, size_t *n);
 

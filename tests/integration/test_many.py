@@ -73,3 +73,23 @@ def test_waiting_many_consume_is_filled_with_what_is_ready_and_ends(daemon):
     assert r.get("eof") is True and r["batches"] == []
     c.send("acquire", pool="s", max=2, id="a")                          # a consumer cannot acquire
     assert c.recv()["error"] == "wrong_role"
+
+
+def test_many_consume_with_big_metas_stays_within_a_reply_budget(daemon):
+    """A producer with big metas cannot make a many-slot consume's reply so large that the
+    daemon drops the consumer as one that does not read (and requeues its batches for the
+    next consumer, which it would drop too): a consume stops adding batches at about 1 MiB
+    of meta, the first batch always going, and every batch arrives, in order."""
+    p = daemon.pool_client("big", "producer", slot_size=4096, slots=256)
+    pad = "x" * (40 << 10)                                    # 256 x 40 KiB: 10 MiB of meta
+    for i in range(256):
+        p.ok("publish", pool="big", slot=p.ok("acquire", pool="big")["slot"], nbytes=1, meta={"i": i, "pad": pad})
+    c = daemon.pool_client("big", "consumer")
+    got = []
+    while len(got) < 256:
+        r = c.ok("consume", pool="big", max=1024, timeout_ms=2000)
+        assert 1 <= len(r["batches"]) <= (1 << 20) // (40 << 10)
+        got += [b["meta"]["i"] for b in r["batches"]]
+        c.ok("release", pool="big", slots=[b["slot"] for b in r["batches"]])
+    assert got == list(range(256))
+    assert len(c.ok("status", pool="big")["clients"]) == 2      # nobody was dropped
