@@ -423,12 +423,20 @@ static int op_drop(Session *s, Request *req, cJSON *reply) {
 }
 
 static int op_status(Session *s, Request *req, cJSON *reply) {
+        uint64_t from, max;
         const char *name;
+        bool present;
         int r = request_string(req, "pool", false, &name);
 
+        if (r == 0)
+                r = request_uint(req, "held_from", UINT32_MAX, &from, &present);
+        if (r == 0 && !present)
+                from = 0;
+        if (r == 0)
+                r = request_uint(req, "held_max", STATUS_HELD_MAX, &max, &present);
         if (r != 0)
                 return r;
-        return status_reply(s, name, reply, &req->why);
+        return status_reply(s, name, (uint32_t)from, present ? (uint32_t)max : STATUS_HELD_DEFAULT, reply, &req->why);
 }
 
 /* --- dispatch ---------------------------------------------------------------------- */

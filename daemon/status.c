@@ -41,26 +41,49 @@ static const char *waiting_name(const Session *s) {
         return s->wait.waiter.kind == WAIT_ACQUIRE ? "acquire" : "consume";
 }
 
-static int status_held(const Member *m, uint64_t now, cJSON *held) {
-        SbList *it;
+/* The held slots of @k from the @from-th on, at most @max, into "held"; "held_count" counts
+ * them all. A member's list is walked only as far as the window reaches into it; what lies
+ * outside is counted from its n_held. */
+static int status_held(const Session *k, uint64_t now, uint32_t from, uint32_t max, cJSON *o) {
+        cJSON *held = cJSON_AddArrayToObject(o, "held");
+        uint64_t count = 0, end = (uint64_t)from + max;
+        SbList *it, *jt;
 
-        sb_list_for_each(it, &m->held) {
-                const Slot *s = sb_list_entry(it, Slot, link);
-                cJSON *h = cJSON_CreateObject();
-                if (!h || !cJSON_AddItemToArray(held, h)) {
-                        cJSON_Delete(h);
-                        return -ENOMEM;
+        if (!held)
+                return -ENOMEM;
+        sb_list_for_each(it, &k->members) {
+                const Member *m = sb_list_entry(it, Member, owner_link);
+                uint64_t next = count + m->n_held;
+
+                if (next <= from || count >= end) {
+                        count = next;
+                        continue;
                 }
-                if (!cJSON_AddStringToObject(h, "pool", m->pool->spec.name) || reply_add_uint(h, "slot", s->index) < 0 ||
-                    !cJSON_AddStringToObject(h, "state", slot_state_name(s->state)) ||
-                    reply_add_uint(h, "age_ms", (now - s->since_usec) / 1000) < 0)
-                        return -ENOMEM;
+                sb_list_for_each(jt, &m->held) {
+                        const Slot *s = sb_list_entry(jt, Slot, link);
+                        cJSON *h;
+                        if (count >= end)
+                                break;
+                        if (count++ < from)
+                                continue;
+                        h = cJSON_CreateObject();
+                        if (!h || !cJSON_AddItemToArray(held, h)) {
+                                cJSON_Delete(h);
+                                return -ENOMEM;
+                        }
+                        if (!cJSON_AddStringToObject(h, "pool", m->pool->spec.name) ||
+                            reply_add_uint(h, "slot", s->index) < 0 ||
+                            !cJSON_AddStringToObject(h, "state", slot_state_name(s->state)) ||
+                            reply_add_uint(h, "age_ms", (now - s->since_usec) / 1000) < 0)
+                                return -ENOMEM;
+                }
+                count = next;
         }
-        return 0;
+        return reply_add_uint(o, "held_count", count);
 }
 
-static int status_client(const Session *k, uint64_t now, cJSON *arr) {
-        cJSON *o = cJSON_CreateObject(), *pools, *held;
+static int status_client(const Session *k, uint64_t now, uint32_t held_from, uint32_t held_max, cJSON *arr) {
+        cJSON *o = cJSON_CreateObject(), *pools;
         SbList *it;
 
         if (!o || !cJSON_AddItemToArray(arr, o)) {
@@ -72,18 +95,18 @@ static int status_client(const Session *k, uint64_t now, cJSON *arr) {
             !cJSON_AddStringToObject(o, "role", k->hello ? sb_role_name(k->role) : "none") ||
             !(k->name ? cJSON_AddStringToObject(o, "name", k->name) : cJSON_AddNullToObject(o, "name")) ||
             reply_add_uint(o, "connected_ms", (now - k->connected_usec) / 1000) < 0 ||
-            !cJSON_AddStringToObject(o, "waiting", waiting_name(k)) ||
-            !(pools = cJSON_AddArrayToObject(o, "pools")) || !(held = cJSON_AddArrayToObject(o, "held")))
+            !cJSON_AddStringToObject(o, "waiting", waiting_name(k)) || !(pools = cJSON_AddArrayToObject(o, "pools")))
                 return -ENOMEM;
         sb_list_for_each(it, &k->members) {
                 const Member *m = sb_list_entry(it, Member, owner_link);
-                if (!cJSON_AddItemToArray(pools, cJSON_CreateString(m->pool->spec.name)) || status_held(m, now, held) < 0)
+                if (!cJSON_AddItemToArray(pools, cJSON_CreateString(m->pool->spec.name)))
                         return -ENOMEM;
         }
-        return 0;
+        return status_held(k, now, held_from, held_max, o);
 }
 
-int status_reply(const Session *asker, const char *pool, cJSON *reply, SbReason *why) {
+int status_reply(const Session *asker, const char *pool, uint32_t held_from, uint32_t held_max, cJSON *reply,
+                 SbReason *why) {
         Broker *b = asker->broker;
         uint64_t now = sb_now_usec();
         cJSON *pools, *clients;
@@ -100,7 +123,7 @@ int status_reply(const Session *asker, const char *pool, cJSON *reply, SbReason 
         }
         sb_list_for_each(it, &b->sessions) {
                 const Session *k = sb_list_entry(it, Session, link);
-                if ((!pool || session_find_member(k, pool)) && status_client(k, now, clients) < 0)
+                if ((!pool || session_find_member(k, pool)) && status_client(k, now, held_from, held_max, clients) < 0)
                         return -ENOMEM;
         }
         return reply_add_uint(reply, "uptime_ms", (now - b->started_usec) / 1000);

@@ -75,3 +75,23 @@ def test_uptime_ms_is_the_daemons_age(daemon_factory):
     t1 = time.monotonic()
     assert 300 <= st["uptime_ms"] <= (t1 - t0) * 1000, (st["uptime_ms"], t1 - t0)
     assert st["pools"][0]["age_ms"] < 300 <= st["uptime_ms"]
+
+
+def test_status_stays_small_whatever_a_client_holds(daemon):
+    """One client holding thousands of slots does not blow up every admin's status: each
+    client lists at most `held_max` held slots (32 by default, 1024 at most) with
+    `held_count` counting them all, and `held_from` pages through the rest."""
+    p = daemon.pool_client("many", "producer", slot_size=1, slots=5000)
+    held = []
+    while len(held) < 5000:
+        held += [e["slot"] for e in p.ok("acquire", pool="many", max=1024)["slots"]]
+    admin = daemon.client(role="admin")
+    me = next(c for c in admin.ok("status")["clients"] if c["role"] == "producer")
+    assert (me["held_count"], len(me["held"])) == (5000, 32)
+    pages = []
+    for start in range(0, 5000, 1024):
+        page = next(c for c in admin.ok("status", held_from=start, held_max=1024)["clients"] if c["role"] == "producer")
+        assert page["held_count"] == 5000
+        pages += [h["slot"] for h in page["held"]]
+    assert sorted(pages) == sorted(held)                       # every held slot once, over the pages
+    admin.err("status", "bad_request", held_max=1025)

@@ -70,7 +70,7 @@ static cJSON *status_of(const Session *asker, const char *pool, int *r) {
         SbReason why;
         char *text;
 
-        *r = status_reply(asker, pool, reply, &why);
+        *r = status_reply(asker, pool, 0, STATUS_HELD_DEFAULT, reply, &why);
         text = cJSON_PrintUnformatted(reply);
         parsed = cJSON_Parse(text);
         ck_assert_ptr_nonnull(parsed);
