@@ -33,6 +33,7 @@ int broker_new(Broker **ret, sd_event *event, Config *config) {
         b->started_usec = sb_now_usec();
         sb_list_init(&b->pools);
         sb_list_init(&b->sessions);
+        sb_list_init(&b->held_back);
         /* Root passes every check anyway, and the daemon's own uid owns the configured
          * pools: neither is held to a client's quota. */
         quota_init(&b->quota, 0, b->uid);

@@ -26,6 +26,8 @@ typedef struct Broker {
         uint64_t pool_bytes;     /* the size of every pool's segment, added up */
         SbList sessions;         /* Session.link, in connection order */
         uint32_t n_sessions;
+        uint64_t buffered;       /* the clients' connection buffers, added up (max_buffered) */
+        SbList held_back;        /* clients held back while buffered is over max_buffered */
         uint64_t next_serial;
         uint64_t started_usec;
         uid_t uid;

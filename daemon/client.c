@@ -36,6 +36,29 @@ static size_t client_max_line(const Client *c) {
         return (size_t)c->session.broker->config->limits.max_line;
 }
 
+static bool over_budget(const Broker *b) {
+        return b->buffered > b->config->limits.max_buffered;
+}
+
+/* Whether the clients' buffers are over the budget, with this client's as they are now:
+ * one client handling a burst of pipelined requests must not overshoot it unseen. */
+static bool client_over_budget(const Client *c) {
+        const Broker *b = c->session.broker;
+
+        return b->buffered - c->charged + conn_buffered(&c->conn) > b->config->limits.max_buffered;
+}
+
+/* Whether its unread replies are to hold the client back now. */
+static bool client_output_greedy(const Client *c) {
+        return conn_pending_output(&c->conn) > CLIENT_GREEDY && client_over_budget(c);
+}
+
+/* Whether its partial line or its unread replies are to stop reading from it now. */
+static bool client_greedy(const Client *c) {
+        return (conn_pending_output(&c->conn) > CLIENT_GREEDY || sb_bytes_pending(&c->conn.in) > CLIENT_GREEDY) &&
+               client_over_budget(c);
+}
+
 /* Disconnect a client that does not read what it is sent. */
 static void client_check_output(Client *c) {
         if (conn_pending_output(&c->conn) <= CLIENT_OUTPUT_MAX)
@@ -63,6 +86,18 @@ static void client_kick(Client *c) {
                 return;
         }
         (void)sd_event_source_set_enabled(c->defer, SD_EVENT_ONESHOT);
+}
+
+/* Once the clients' buffers are back within max_buffered, the held-back clients go on. */
+static void resume_held_back(Broker *b) {
+        Client *k;
+
+        if (over_budget(b))
+                return;
+        while ((k = sb_list_first_entry(&b->held_back, Client, held_back_link))) {
+                sb_list_unlink(&k->held_back_link);
+                client_kick(k);
+        }
 }
 
 static void client_on_wait_done(Wait *w, cJSON *reply) {
@@ -111,6 +146,7 @@ int client_new(Client **ret, Broker *b, int fd) {
                 return -ENOMEM;
         }
         conn_init(&c->conn, fd);
+        sb_list_init(&c->held_back_link);
         r = session_init(&c->session, b, &cred, groups, n_groups, client_on_wait_done, &why);
         if (r < 0) {
                 client_free(c);
@@ -136,11 +172,16 @@ Client *client_free(Client *c) {
         if (!c)
                 return NULL;
         log_debug("client %llu disconnected", (unsigned long long)c->session.serial);
+        Broker *b = c->session.broker;
+
         session_clear(&c->session);
+        sb_list_unlink(&c->held_back_link);
+        b->buffered -= c->charged;
         sd_event_source_disable_unref(c->io);
         sd_event_source_disable_unref(c->defer);
         conn_clear(&c->conn);
         free(c);
+        resume_held_back(b);
         return NULL;
 }
 
@@ -159,10 +200,17 @@ static void client_line_too_long(Client *c) {
 static void client_process(Client *c) {
         size_t max_line = client_max_line(c);
 
+        c->paused = false;
         while (!session_is_waiting(&c->session) && !c->closing && !c->dead) {
                 const char *line;
                 size_t len;
-                int r = conn_next_line(&c->conn, max_line, &line, &len);
+                int r;
+
+                if (client_output_greedy(c)) {
+                        c->paused = true;      /* its lines wait where they are */
+                        break;
+                }
+                r = conn_next_line(&c->conn, max_line, &line, &len);
 
                 if (r == 0)
                         break;
@@ -170,6 +218,7 @@ static void client_process(Client *c) {
                         client_line_too_long(c);
                         break;
                 }
+
                 if (ops_handle_line(&c->session, line, len, &c->conn.out) < 0)
                         c->dead = true;
                 client_check_output(c);
@@ -188,11 +237,25 @@ static void client_process(Client *c) {
 static void client_update_events(Client *c) {
         uint32_t events = 0;
 
-        if (!c->closing && conn_wants_input(&c->conn, client_max_line(c)))
+        if (client_greedy(c)) {
+                if (!sb_list_is_linked(&c->held_back_link))
+                        sb_list_append(&c->session.broker->held_back, &c->held_back_link);
+        } else if (!c->closing && conn_wants_input(&c->conn, client_max_line(c)))
                 events |= EPOLLIN;
         if (conn_pending_output(&c->conn) > 0)
                 events |= EPOLLOUT;
         (void)sd_event_source_set_io_events(c->io, events);
+}
+
+/* Count the client's buffers into the clients' total; once the total is back within
+ * max_buffered, let every held-back client go on. */
+static void client_account(Client *c) {
+        Broker *b = c->session.broker;
+
+        conn_shrink(&c->conn);
+        b->buffered = b->buffered - c->charged + conn_buffered(&c->conn);
+        c->charged = conn_buffered(&c->conn);
+        resume_held_back(b);
 }
 
 /* After any event: write what is queued, and close if the client is done. */
@@ -203,6 +266,10 @@ static void client_settle(Client *c) {
                 client_free(c);
                 return;
         }
+        client_account(c);
+        /* Its replies were read: the lines it paused on can be handled now. */
+        if (c->paused && !client_output_greedy(c))
+                client_kick(c);
         client_update_events(c);
 }
 

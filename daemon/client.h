@@ -15,12 +15,20 @@
 
 /* Replies queued past this, unread by the client, disconnect it. */
 #define CLIENT_OUTPUT_MAX (8u << 20)
+/* While the clients' buffers together are over max_buffered, a client with more than this
+ * of a partial line or of unread replies is held back: not read, its requests not handled,
+ * until it reads or the total goes down. Well-behaved clients (short lines, replies read)
+ * never hold that much and go on. */
+#define CLIENT_GREEDY (64u << 10)
 
 typedef struct Client {
         Conn conn;
         Session session;
         sd_event_source *io;
         sd_event_source *defer;  /* resumes the client after another one woke its wait */
+        uint64_t charged;        /* its buffers' bytes in broker->buffered */
+        SbList held_back_link;   /* in broker->held_back while held back */
+        bool paused;             /* its lines wait: its unread replies are too many for now */
         bool closing;            /* answer what is queued, then close */
         bool dead;               /* the socket failed, or the client does not read: close now */
 } Client;

@@ -32,6 +32,7 @@ Config *config_new_default(void) {
                 .max_pools_per_uid = 16,
                 .max_bytes_per_uid = UINT64_C(16) << 30,
                 .max_clients_per_uid = 256,
+                .max_buffered = UINT64_C(128) << 20,
         };
         return c;
 }
@@ -103,9 +104,11 @@ static int parse_fail(ParseError *pe, const char *key, long index, const char *s
 
 static int parse_limits(const cJSON *lim, ConfigLimits *l, ParseError *pe) {
         static const char *const keys[] = { "max_pools", "max_bytes", "max_clients", "max_line",
-                                            "max_pools_per_uid", "max_bytes_per_uid", "max_clients_per_uid" };
+                                            "max_pools_per_uid", "max_bytes_per_uid", "max_clients_per_uid",
+                                            "max_buffered" };
         uint64_t *vals[] = { &l->max_pools, &l->max_bytes, &l->max_clients, &l->max_line,
-                             &l->max_pools_per_uid, &l->max_bytes_per_uid, &l->max_clients_per_uid };
+                             &l->max_pools_per_uid, &l->max_bytes_per_uid, &l->max_clients_per_uid,
+                             &l->max_buffered };
         const cJSON *v;
 
         if (!cJSON_IsObject(lim))

@@ -28,6 +28,9 @@ typedef struct ConfigLimits {
         uint64_t max_pools_per_uid;
         uint64_t max_bytes_per_uid;
         uint64_t max_clients_per_uid;
+        /* The clients' socket buffers together (partial lines in, replies out): past it,
+         * the greedy ones are held back. */
+        uint64_t max_buffered;
 } ConfigLimits;
 
 typedef struct Config {

@@ -75,3 +75,15 @@ void conn_discard_input(Conn *c) {
 int conn_flush(Conn *c) {
         return sb_bytes_send(&c->out, c->fd);
 }
+
+static void bytes_shrink(SbBytes *b) {
+        if (sb_bytes_pending(b) == 0 && b->cap > CONN_READ_CHUNK) {
+                free(b->data);
+                *b = (SbBytes){ 0 };
+        }
+}
+
+void conn_shrink(Conn *c) {
+        bytes_shrink(&c->in);
+        bytes_shrink(&c->out);
+}

@@ -47,6 +47,15 @@ void conn_discard_input(Conn *c);
 /* Whether conn_read() would take more input: no end of input yet, and room left. */
 bool conn_wants_input(const Conn *c, size_t max_line);
 
+/* Free the buffers that are empty and larger than a chunk: a burst (a long line, a big
+ * reply) does not pin its memory for the life of the connection. */
+void conn_shrink(Conn *c);
+
+/* The memory the buffers hold now. */
+static inline size_t conn_buffered(const Conn *c) {
+        return c->in.cap + c->out.cap;
+}
+
 /* Write queued output until done or the socket is full. 0 or -errno. */
 int conn_flush(Conn *c);
 

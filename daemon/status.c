@@ -126,5 +126,7 @@ int status_reply(const Session *asker, const char *pool, uint32_t held_from, uin
                 if ((!pool || session_find_member(k, pool)) && status_client(k, now, held_from, held_max, clients) < 0)
                         return -ENOMEM;
         }
+        if (reply_add_uint(reply, "buffered", b->buffered) < 0)
+                return -ENOMEM;
         return reply_add_uint(reply, "uptime_ms", (now - b->started_usec) / 1000);
 }
