@@ -1,5 +1,12 @@
 /*
  * broker.c: the pools by name, the limits on creating them, and the configured pools.
+ *
+ * The names in the configuration are reserved: only the daemon creates a pool of such a
+ * name, from the configuration, so that the pool trainers open by a configured name is
+ * always the administrator's (owner, group, mode), never one a user made first. A pool
+ * made from the configuration keeps spec.configured for its life; whether its name is in
+ * the configuration now is the configuration's to say (config_find_pool()), and
+ * spec.persistent follows it at each reload.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -78,6 +85,9 @@ int broker_create_pool(Broker *b, const PoolSpec *spec, Pool **ret, SbReason *wh
 
         if (broker_find_pool(b, spec->name))
                 return sb_fail(why, SB_E_POOL_EXISTS, "pool \"%s\" exists", spec->name);
+        if (!spec->configured && config_find_pool(b->config, spec->name))
+                return sb_fail(why, SB_E_PERMISSION_DENIED, "the name \"%s\" is reserved: the configuration holds a "
+                               "pool of that name, which only the daemon creates (at start, or on reload)", spec->name);
         if (b->n_pools >= lim->max_pools)
                 return sb_fail(why, SB_E_LIMIT, "the limit max_pools (%llu) is reached",
                                (unsigned long long)lim->max_pools);
@@ -155,37 +165,73 @@ int broker_create_configured_pools(Broker *b, SbReason *why) {
         return 0;
 }
 
-static const PoolSpec *config_find_pool(const Config *c, const char *name) {
-        for (size_t i = 0; i < c->n_pools; i++)
-                if (strcmp(c->pools[i].name, name) == 0)
-                        return &c->pools[i];
-        return NULL;
+int broker_check_config(Broker *b, const Config *c, SbReason *why) {
+        int r = config_check(c, why);
+
+        if (r < 0 || !b)
+                return r;
+        for (size_t i = 0; i < c->n_pools; i++) {
+                const Pool *p = broker_find_pool(b, c->pools[i].name);
+
+                if (p && !p->spec.configured)
+                        return config_fail(c, why, "pools", (long)i, "name",
+                                           "pool \"%s\" is configured, but a pool of that name created by uid %u "
+                                           "exists: drop it first", p->spec.name, (unsigned)p->spec.uid);
+        }
+        return 0;
 }
 
-void broker_reload(Broker *b, Config *config) {
+/* After a reload: the configured pools that the new configuration keeps stay (again),
+ * the others go once unused. */
+static void broker_update_configured(Broker *b) {
         SbList *it, *tmp;
-        SbReason why;
 
-        config_free(b->config);
-        b->config = config;
-        broker_apply_limits(b);
         sb_list_for_each_safe(it, tmp, &b->pools) {
                 Pool *p = sb_list_entry(it, Pool, owner_link);
                 const PoolSpec *cp;
 
                 if (!p->spec.configured)
                         continue;
-                cp = config_find_pool(config, p->spec.name);
+                cp = config_find_pool(b->config, p->spec.name);
                 if (!cp) {
-                        log_info("pool \"%s\" is no longer configured: it goes once unused", p->spec.name);
-                        p->spec.configured = false;
+                        if (p->spec.persistent)
+                                log_info("pool \"%s\" is no longer configured: it goes once unused", p->spec.name);
                         p->spec.persistent = false;
                         broker_pool_gc(b, p);
-                } else if (cp->slot_size != p->spec.slot_size || cp->slots != p->spec.slots ||
-                           cp->ordered != p->spec.ordered || cp->huge_pages != p->spec.huge_pages) {
-                        log_warning("pool \"%s\" keeps its layout until it is dropped", p->spec.name);
+                        continue;
                 }
+                if (!p->spec.persistent)
+                        log_info("pool \"%s\" is configured again: it stays", p->spec.name);
+                p->spec.persistent = true;
+                if (cp->slot_size != p->spec.slot_size || cp->slots != p->spec.slots || cp->ordered != p->spec.ordered ||
+                    cp->huge_pages != p->spec.huge_pages)
+                        log_warning("pool \"%s\" keeps its layout until it is dropped", p->spec.name);
         }
-        if (broker_create_configured_pools(b, &why) < 0)
-                log_error("configuration reloaded, but %s", why.text);
+}
+
+int broker_reload(Broker *b, Config *config, SbReason *why) {
+        _cleanup_(config_freep) Config *old = NULL;
+        SbList *last = b->pools.prev;    /* the pools made for this configuration come after it */
+        int r;
+
+        r = broker_check_config(b, config, why);
+        if (r < 0) {
+                config_free(config);
+                return r;
+        }
+        old = b->config;
+        b->config = config;
+        broker_apply_limits(b);
+        r = broker_create_configured_pools(b, why);
+        if (r < 0) {
+                /* All or nothing: nobody can have opened these yet (no client ran meanwhile). */
+                while (b->pools.prev != last)
+                        broker_drop_pool(b, sb_list_entry(b->pools.prev, Pool, owner_link));
+                b->config = steal_ptr(old);
+                broker_apply_limits(b);
+                config_free(config);
+                return r;
+        }
+        broker_update_configured(b);
+        return 0;
 }

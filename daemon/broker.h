@@ -41,12 +41,22 @@ int broker_new(Broker **ret, sd_event *event, Config *config);
 Broker *broker_free(Broker *b);
 DEFINE_CLEANUP_FUNC(Broker, broker_free)
 
+/*
+ * Check configuration @c completely: what a start, a reload and `shmbrokerd --check-config`
+ * check alike. config_check() (the file as a whole), and that no name it configures is
+ * held by a pool a client created among the pools of @b (NULL: no daemon runs, no such
+ * pool). Returns 0 or -EINVAL with "PATH: line N: reason" in @why.
+ */
+int broker_check_config(Broker *b, const Config *c, SbReason *why);
+
 /* Create the configured pools that do not exist yet. 0, or -EINVAL / -errno with the
  * first failure in @why. */
 int broker_create_configured_pools(Broker *b, SbReason *why);
 
-/* Create a pool after checking the name, every limit and its owner's quota. Returns 0,
- * SB_E_POOL_EXISTS, SB_E_LIMIT, SB_E_BAD_REQUEST or -errno; the reason in @why. */
+/* Create a pool after checking the name (taken, or reserved by the configuration for
+ * any other pool than the configured one), every limit and its owner's quota. Returns 0,
+ * SB_E_POOL_EXISTS, SB_E_PERMISSION_DENIED, SB_E_LIMIT, SB_E_BAD_REQUEST or -errno; the
+ * reason in @why. */
 int broker_create_pool(Broker *b, const PoolSpec *spec, Pool **ret, SbReason *why);
 
 Pool *broker_find_pool(Broker *b, const char *name);
@@ -59,8 +69,12 @@ void broker_drop_pool(Broker *b, Pool *p);
 void broker_pool_gc(Broker *b, Pool *p);
 
 /*
- * Apply a new configuration (taken): new limits; new configured pools are created;
- * pools gone from it are removed once unused; changed ones keep their layout until
- * dropped (logged).
+ * Apply a new configuration (taken, also on failure), all or nothing. It must pass
+ * broker_check_config(), and its new configured pools must be made under its limits;
+ * otherwise the pools made for it go again, the running configuration stays whole
+ * (limits included), and the reason is in @why. Once applied: the new limits hold for
+ * what comes next, configured pools removed from the file go once unused, those put
+ * back (even while they were going) are configured and persistent again, and changed
+ * ones keep their layout until dropped (logged). Returns 0, -EINVAL or -errno.
  */
-void broker_reload(Broker *b, Config *config);
+int broker_reload(Broker *b, Config *config, SbReason *why);

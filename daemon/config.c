@@ -1,10 +1,12 @@
 /*
- * config.c: reading the configuration file.
+ * config.c: reading the configuration file, and checking it as a whole.
  *
  * cJSON has no comments and keeps no positions, and cJSON_Minify() strips comments but
  * shifts every offset. So comments are blanked out in place (newlines kept), cJSON
  * parses the result, and an error found later in a value is traced back to its line by
- * json_locate() (locate.c), a small scanner over the same blanked text.
+ * json_locate() (locate.c), a small scanner over the same blanked text. The Config keeps
+ * that text, so that the checks of the whole (config_check(), and the broker's) name lines
+ * too.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -15,6 +17,7 @@
 #include "locate.h"
 #include "sb-json.h"
 #include "sb-size.h"
+#include "sb-unix.h"
 
 #define CONFIG_FILE_MAX (4u << 20)
 
@@ -40,6 +43,8 @@ Config *config_new_default(void) {
 Config *config_free(Config *c) {
         if (!c)
                 return NULL;
+        free(c->path);
+        free(c->text);
         free(c->socket);
         free(c->socket_group);
         free(c->pools);
@@ -86,57 +91,55 @@ static bool key_known(const char *k, const char *const *keys, size_t n) {
 
 /* --- the file ------------------------------------------------------------------- */
 
-typedef struct ParseError {
-        SbReason *why;
-        const char *text;
-        size_t text_len;
-} ParseError;
-
-_printf_(5, 6)
-static int parse_fail(ParseError *pe, const char *key, long index, const char *sub, const char *fmt, ...) {
+int config_fail(const Config *c, SbReason *why, const char *key, long index, const char *sub, const char *fmt, ...) {
         va_list ap;
 
         va_start(ap, fmt);
-        vsnprintf(pe->why->text, sizeof(pe->why->text), fmt, ap);
+        vsnprintf(why->text, sizeof(why->text), fmt, ap);
         va_end(ap);
-        return sb_fail_within(pe->why, -EINVAL, "line %u", json_locate(pe->text, pe->text_len, key, index, sub));
+        if (c->text)
+                sb_reason_prefix(why, "line %u", json_locate(c->text, c->text_len, key, index, sub));
+        if (c->path)
+                sb_reason_prefix(why, "%s", c->path);
+        return -EINVAL;
 }
 
-static int parse_limits(const cJSON *lim, ConfigLimits *l, ParseError *pe) {
+static int parse_limits(const cJSON *lim, Config *c, SbReason *why) {
         static const char *const keys[] = { "max_pools", "max_bytes", "max_clients", "max_line",
                                             "max_pools_per_uid", "max_bytes_per_uid", "max_clients_per_uid",
                                             "max_buffered" };
+        ConfigLimits *l = &c->limits;
         uint64_t *vals[] = { &l->max_pools, &l->max_bytes, &l->max_clients, &l->max_line,
                              &l->max_pools_per_uid, &l->max_bytes_per_uid, &l->max_clients_per_uid,
                              &l->max_buffered };
         const cJSON *v;
 
         if (!cJSON_IsObject(lim))
-                return parse_fail(pe, "limits", -1, NULL, "\"limits\" must be an object");
+                return config_fail(c, why, "limits", -1, NULL, "\"limits\" must be an object");
         cJSON_ArrayForEach(v, lim) {
                 size_t i;
                 for (i = 0; i < ELEMENTSOF(keys); i++)
                         if (strcmp(v->string, keys[i]) == 0)
                                 break;
                 if (i == ELEMENTSOF(keys))
-                        return parse_fail(pe, "limits", -1, NULL, "unknown limit \"%s\"", v->string);
+                        return config_fail(c, why, "limits", -1, NULL, "unknown limit \"%s\"", v->string);
                 if (sb_json_size(v, vals[i]) < 0 || *vals[i] == 0)
-                        return parse_fail(pe, "limits", -1, NULL,
+                        return config_fail(c, why, "limits", -1, NULL,
                                           "limit \"%s\" must be a positive number (sizes may take a unit)", v->string);
         }
         if (l->max_line < 256)
-                return parse_fail(pe, "limits", -1, NULL, "limit \"max_line\" must be at least 256 bytes");
+                return config_fail(c, why, "limits", -1, NULL, "limit \"max_line\" must be at least 256 bytes");
         if (l->max_line > (UINT64_C(1) << 30))
-                return parse_fail(pe, "limits", -1, NULL, "limit \"max_line\" must be at most 1 GiB");
+                return config_fail(c, why, "limits", -1, NULL, "limit \"max_line\" must be at most 1 GiB");
         return 0;
 }
 
-static int parse_pools(const cJSON *arr, Config *c, ParseError *pe) {
+static int parse_pools(const cJSON *arr, Config *c, SbReason *why) {
         const cJSON *v;
         size_t i = 0;
 
         if (!cJSON_IsArray(arr))
-                return parse_fail(pe, "pools", -1, NULL, "\"pools\" must be an array");
+                return config_fail(c, why, "pools", -1, NULL, "\"pools\" must be an array");
         c->n_pools = (size_t)cJSON_GetArraySize(arr);
         c->pools = calloc(c->n_pools ? c->n_pools : 1, sizeof(*c->pools));
         if (!c->pools)
@@ -144,38 +147,38 @@ static int parse_pools(const cJSON *arr, Config *c, ParseError *pe) {
         cJSON_ArrayForEach(v, arr) {
                 PoolSpec *cp = &c->pools[i];
                 const char *bad_key;
-                SbReason why;
+                SbReason bad;
 
-                if (pool_spec_from_json(v, SPEC_FROM_CONFIG, cp, &bad_key, &why) != 0)
-                        return parse_fail(pe, "pools", (long)i, bad_key, "pool %zu: %s", i, why.text);
+                if (pool_spec_from_json(v, SPEC_FROM_CONFIG, cp, &bad_key, &bad) != 0)
+                        return config_fail(c, why, "pools", (long)i, bad_key, "pool %zu: %s", i, bad.text);
                 cp->persistent = true;
                 cp->configured = true;
                 for (size_t j = 0; j < i; j++)
                         if (strcmp(c->pools[j].name, cp->name) == 0)
-                                return parse_fail(pe, "pools", (long)i, "name", "pool \"%s\" is configured twice",
+                                return config_fail(c, why, "pools", (long)i, "name", "pool \"%s\" is configured twice",
                                                   cp->name);
                 i++;
         }
         return 0;
 }
 
-static int parse_socket_settings(const cJSON *root, Config *c, ParseError *pe) {
+static int parse_socket_settings(const cJSON *root, Config *c, SbReason *why) {
         const cJSON *v;
 
         v = cJSON_GetObjectItemCaseSensitive(root, "socket");
         if (v) {
                 if (!cJSON_IsString(v) || v->valuestring[0] != '/')
-                        return parse_fail(pe, "socket", -1, NULL, "\"socket\" must be an absolute path");
+                        return config_fail(c, why, "socket", -1, NULL, "\"socket\" must be an absolute path");
                 if (!(c->socket = strdup(v->valuestring)))
                         return -ENOMEM;
         }
         v = cJSON_GetObjectItemCaseSensitive(root, "socket_mode");
         if (v && sb_json_mode(v, &c->socket_mode) < 0)
-                return parse_fail(pe, "socket_mode", -1, NULL, "\"socket_mode\" must be an octal mode like \"0660\"");
+                return config_fail(c, why, "socket_mode", -1, NULL, "\"socket_mode\" must be an octal mode like \"0660\"");
         v = cJSON_GetObjectItemCaseSensitive(root, "socket_group");
         if (v) {
                 if (!cJSON_IsString(v) || !v->valuestring[0])
-                        return parse_fail(pe, "socket_group", -1, NULL, "\"socket_group\" must be a group name");
+                        return config_fail(c, why, "socket_group", -1, NULL, "\"socket_group\" must be a group name");
                 if (!(c->socket_group = strdup(v->valuestring)))
                         return -ENOMEM;
         }
@@ -184,22 +187,20 @@ static int parse_socket_settings(const cJSON *root, Config *c, ParseError *pe) {
 
 int config_parse(const char *text, size_t len, Config **ret, SbReason *why) {
         static const char *const top_keys[] = { "socket", "socket_mode", "socket_group", "limits", "pools" };
-        _cleanup_(freep) char *buf = NULL;
         _cleanup_(cJSON_Deletep) cJSON *root = NULL;
         _cleanup_(config_freep) Config *c = NULL;
-        ParseError pe = { .why = why };
         const char *end = NULL;
         const cJSON *v;
+        char *buf;
         int r, bad;
 
-        buf = malloc(len + 1);
         c = config_new_default();
-        if (!buf || !c)
+        if (!c || !(c->text = malloc(len + 1)))
                 return -ENOMEM;
+        buf = c->text;
         memcpy(buf, text, len);
         buf[len] = 0;
-        pe.text = buf;
-        pe.text_len = len;
+        c->text_len = len;
 
         if (memchr(buf, 0, len) || !sb_utf8_valid(buf, len)) {
                 sb_reason_set(why, "line 1: the file is not UTF-8 text");
@@ -233,20 +234,17 @@ int config_parse(const char *text, size_t len, Config **ret, SbReason *why) {
         }
         cJSON_ArrayForEach(v, root)
                 if (!key_known(v->string, top_keys, ELEMENTSOF(top_keys)))
-                        return parse_fail(&pe, v->string, -1, NULL, "unknown setting \"%s\"", v->string);
+                        return config_fail(c, why, v->string, -1, NULL, "unknown setting \"%s\"", v->string);
 
-        r = parse_socket_settings(root, c, &pe);
+        r = parse_socket_settings(root, c, why);
         if (r < 0)
                 return r;
         v = cJSON_GetObjectItemCaseSensitive(root, "limits");
-        if (v && (r = parse_limits(v, &c->limits, &pe)) < 0)
+        if (v && (r = parse_limits(v, c, why)) < 0)
                 return r;
         v = cJSON_GetObjectItemCaseSensitive(root, "pools");
-        if (v && (r = parse_pools(v, c, &pe)) < 0)
+        if (v && (r = parse_pools(v, c, why)) < 0)
                 return r;
-        if (c->n_pools > c->limits.max_pools)
-                return parse_fail(&pe, "pools", -1, NULL, "%zu pools exceed max_pools (%llu)", c->n_pools,
-                                  (unsigned long long)c->limits.max_pools);
         *ret = steal_ptr(c);
         return 0;
 }
@@ -281,7 +279,49 @@ int config_load(const char *path, bool missing_ok, Config **ret, SbReason *why) 
                 return r < 0 ? r : -EFBIG;
         }
         r = config_parse(text, len, ret, why);
-        if (r < 0)
+        if (r < 0) {
                 sb_reason_prefix(why, "%s", path);
-        return r;
+                return r;
+        }
+        if (!((*ret)->path = strdup(path))) {
+                *ret = config_free(*ret);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+/* --- the whole -------------------------------------------------------------------- */
+
+int config_check(const Config *c, SbReason *why) {
+        struct sockaddr_un addr;
+        uint64_t total = 0;
+        char x[32], y[32];
+
+        if (c->socket && sb_sockaddr_un(&addr, c->socket) < 0)
+                return config_fail(c, why, "socket", -1, NULL, "\"socket\" is longer than a socket path may be (%zu bytes)",
+                                   sizeof(addr.sun_path) - 1);
+        if (c->n_pools > c->limits.max_pools)
+                return config_fail(c, why, "pools", (long)c->limits.max_pools, "name", "%zu pools exceed max_pools (%llu)",
+                                   c->n_pools, (unsigned long long)c->limits.max_pools);
+        for (size_t i = 0; i < c->n_pools; i++) {
+                const PoolSpec *spec = &c->pools[i];
+                PoolLayout layout;
+                SbReason bad;
+
+                if (pool_spec_layout(spec, &layout, &bad) != 0)
+                        return config_fail(c, why, "pools", (long)i, "name", "pool \"%s\": %s", spec->name, bad.text);
+                if (__builtin_add_overflow(total, layout.size, &total) || total > c->limits.max_bytes)
+                        return config_fail(c, why, "pools", (long)i, "name",
+                                           "pool \"%s\" (%s) takes the configured pools past the limit max_bytes (%s)",
+                                           spec->name, sb_format_size(layout.size, x, sizeof(x)),
+                                           sb_format_size(c->limits.max_bytes, y, sizeof(y)));
+        }
+        return 0;
+}
+
+const PoolSpec *config_find_pool(const Config *c, const char *name) {
+        for (size_t i = 0; i < c->n_pools; i++)
+                if (strcmp(c->pools[i].name, name) == 0)
+                        return &c->pools[i];
+        return NULL;
 }

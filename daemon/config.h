@@ -34,6 +34,9 @@ typedef struct ConfigLimits {
 } ConfigLimits;
 
 typedef struct Config {
+        char *path;              /* the file it was read from; NULL for text or the defaults */
+        char *text;              /* that text, comments blanked: error messages find lines in it */
+        size_t text_len;
         char *socket;            /* NULL: the default */
         unsigned socket_mode;
         char *socket_group;      /* NULL: the daemon's group */
@@ -48,13 +51,30 @@ Config *config_free(Config *c);
 DEFINE_CLEANUP_FUNC(Config, config_free)
 
 /*
- * Parse configuration @text. Returns 0, -EINVAL with "line N: reason" in @why, or
- * -ENOMEM. Groups are not looked up here (the broker does, when it creates the pools).
+ * Parse configuration @text: its syntax and each value on its own. Returns 0, -EINVAL
+ * with "line N: reason" in @why, or -ENOMEM. Groups are not looked up here (the broker
+ * does, when it creates the pools), and the whole is not checked (config_check()).
  */
 int config_parse(const char *text, size_t len, Config **ret, SbReason *why);
 
 /*
  * Read and parse @path. A missing file is an error unless @missing_ok, which gives the
- * defaults. Errors name the file: "PATH:N: reason".
+ * defaults. Errors name the file: "PATH: line N: reason".
  */
 int config_load(const char *path, bool missing_ok, Config **ret, SbReason *why);
+
+/*
+ * Check @c as a whole, as far as it alone decides: the socket path fits a Unix socket
+ * address, every pool's layout can be made, and the configured pools fit max_pools and
+ * max_bytes together. Returns 0 or -EINVAL with "PATH: line N: reason" in @why. The
+ * broker adds what depends on the pools that exist (broker_check_config()).
+ */
+int config_check(const Config *c, SbReason *why);
+
+/* Fail with "PATH: line N: reason": the line of top-level @key, of element @index of it
+ * (if >= 0), of its member @sub (if set). Returns -EINVAL. */
+int config_fail(const Config *c, SbReason *why, const char *key, long index, const char *sub, const char *fmt, ...)
+        _printf_(6, 7);
+
+/* The configured pool named @name, or NULL. */
+const PoolSpec *config_find_pool(const Config *c, const char *name);

@@ -4,6 +4,9 @@
  */
 #pragma once
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include <systemd/sd-event.h>
 
 #include "broker.h"
@@ -12,6 +15,12 @@
 typedef struct Listener {
         Broker *broker;
         sd_event_source *source;
+        /* Out of descriptors (or kernel memory) for the next client: accepting pauses until
+         * a client leaves (watched after every loop iteration by @resume) or @retry fires. */
+        sd_event_source *resume;
+        sd_event_source *retry;
+        bool exhausted;          /* since the accept() that failed, until one succeeds */
+        uint32_t paused_clients; /* the clients there were when accepting paused */
 } Listener;
 
 /* Accept clients on @fd (listening, non-blocking; not taken). Returns 0 or -errno. */

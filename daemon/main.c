@@ -2,7 +2,8 @@
  * main.c: shmbrokerd's command line, signals, service notifications and main loop.
  *
  * Only this file turns errors into exit codes: 0 after SIGTERM or SIGINT, 1 when the
- * daemon cannot start (bad configuration, socket in use), 2 for bad usage.
+ * daemon cannot start (bad configuration, socket in use), 2 for bad usage; with
+ * --check-config, 0 for a good file and 1 for a bad one.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -24,15 +25,17 @@
 #include "sb-macro.h"
 #include "socket.h"
 
-
-
 typedef struct Options {
         const char *socket;
         const char *config;
+        const char *check_config;
         bool verbose;
 } Options;
 
 #define STATUS_INTERVAL_USEC (2 * 1000000ULL)
+/* Descriptors the daemon needs besides its clients': std streams, the listening socket,
+ * the event loop's epoll, signal and timer descriptors. */
+#define FD_RESERVE 16
 
 typedef struct Daemon {
         Broker *broker;
@@ -49,16 +52,20 @@ static void help(void) {
                "  --socket PATH   listen on PATH (default: $SHMBROKER_SOCKET, the configuration's\n"
                "                  \"socket\", or " CONFIG_DEFAULT_SOCKET ")\n"
                "  --config PATH   read PATH (default: " CONFIG_DEFAULT_PATH ", if it exists)\n"
+               "  --check-config PATH\n"
+               "                  check PATH as a start and a reload do, then exit: 0 if it is\n"
+               "                  good, 1 with the line and the reason on stderr if not\n"
                "  -v, --verbose   log debug messages\n"
                "  -h, --help      show this help\n"
                "  --version       show the version\n");
 }
 
 static int parse_argv(int argc, char **argv, Options *o) {
-        enum { ARG_SOCKET = 0x100, ARG_CONFIG, ARG_VERSION };
+        enum { ARG_SOCKET = 0x100, ARG_CONFIG, ARG_CHECK_CONFIG, ARG_VERSION };
         static const struct option options[] = {
                 { "socket", required_argument, NULL, ARG_SOCKET },
                 { "config", required_argument, NULL, ARG_CONFIG },
+                { "check-config", required_argument, NULL, ARG_CHECK_CONFIG },
                 { "verbose", no_argument, NULL, 'v' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -73,6 +80,9 @@ static int parse_argv(int argc, char **argv, Options *o) {
                         break;
                 case ARG_CONFIG:
                         o->config = optarg;
+                        break;
+                case ARG_CHECK_CONFIG:
+                        o->check_config = optarg;
                         break;
                 case 'v':
                         o->verbose = true;
@@ -139,21 +149,37 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
         return sd_event_exit(sd_event_source_get_event(s), 0);
 }
 
+static bool str_eq(const char *a, const char *b) {
+        return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* The socket is made once, at start: a reload does not move it. */
+static bool socket_settings_differ(const Config *running, const Config *next) {
+        return !str_eq(running->socket, next->socket) || running->socket_mode != next->socket_mode ||
+               !str_eq(running->socket_group, next->socket_group);
+}
+
 static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Daemon *d = userdata;
         Config *config;
         SbReason why = { "" };
+        bool socket_changed = false;
         int r;
 
         (void)s;
         (void)si;
         (void)sd_notify(false, "RELOADING=1");
         r = config_load(d->config_path, !d->config_explicit, &config, &why);
-        if (r < 0)
+        if (r >= 0) {
+                socket_changed = socket_settings_differ(d->broker->config, config);
+                r = broker_reload(d->broker, config, &why);
+        }
+        if (r < 0) {
                 log_error("configuration not reloaded, the running one stays: %s", why.text);
-        else {
-                broker_reload(d->broker, config);
+        } else {
                 log_info("configuration reloaded from %s", d->config_path);
+                if (socket_changed)
+                        log_notice("the socket settings changed: they apply at the next start");
         }
         (void)sd_notify(false, "READY=1");
         notify_status(d);
@@ -229,14 +255,46 @@ static int open_listener(const Options *o, const Config *c, const char **path, b
 }
 
 /* One descriptor per client: take every descriptor the hard limit allows (the soft limit
- * is often 1024, below max_clients plus what the daemon needs itself). */
-static void raise_fd_limit(void) {
+ * is often 1024, below max_clients plus what the daemon needs itself), and say so when
+ * that is still too few (the listener then waits for a client to leave: listener.c). */
+static void raise_fd_limit(const Config *c) {
         struct rlimit rl;
 
-        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return;
+        if (rl.rlim_cur < rl.rlim_max) {
                 rl.rlim_cur = rl.rlim_max;
                 (void)setrlimit(RLIMIT_NOFILE, &rl);
         }
+        if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < c->limits.max_clients + FD_RESERVE)
+                log_warning("the descriptor limit (%llu) is too low for max_clients (%llu): raise LimitNOFILE= "
+                            "or lower max_clients", (unsigned long long)rl.rlim_max,
+                            (unsigned long long)c->limits.max_clients);
+}
+
+/* Read and check the configuration at @path, as a start does and --check-config. */
+static int read_config(const char *path, bool missing_ok, Config **ret, SbReason *why) {
+        _cleanup_(config_freep) Config *c = NULL;
+        int r = config_load(path, missing_ok, &c, why);
+
+        if (r < 0)
+                return r;
+        r = broker_check_config(NULL, c, why);
+        if (r < 0)
+                return r;
+        *ret = steal_ptr(c);
+        return 0;
+}
+
+static int check_config(const char *path) {
+        Config *c = NULL;
+        SbReason why = { "" };
+        int r = read_config(path, false, &c, &why);
+
+        if (r < 0)
+                log_error("%s", why.text);
+        config_free(c);
+        return r;
 }
 
 static int run(const Options *o) {
@@ -249,12 +307,12 @@ static int run(const Options *o) {
         bool own = false;
         int fd, r;
 
-        r = config_load(d.config_path, !d.config_explicit, &config, &why);
+        r = read_config(d.config_path, !d.config_explicit, &config, &why);
         if (r < 0) {
                 log_error("bad configuration: %s", why.text);
                 return r;
         }
-        raise_fd_limit();
+        raise_fd_limit(config);
         r = sd_event_default(&event);
         if (r < 0) {
                 config_free(config);
@@ -310,6 +368,6 @@ int main(int argc, char **argv) {
         if (r <= 0)
                 return r < 0 ? 2 : 0;
         log_set_max_priority(o.verbose ? LOG_DEBUG : LOG_INFO);
-        r = run(&o);
+        r = o.check_config ? check_config(o.check_config) : run(&o);
         return r < 0 ? 1 : 0;
 }

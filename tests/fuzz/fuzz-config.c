@@ -1,4 +1,5 @@
-/* libFuzzer target: the configuration parser, and the size parser it relies on. */
+/* libFuzzer target: the configuration parser and its check of the whole, and the size
+ * parser they rely on. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -18,6 +19,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (config_parse((const char *)data, size, &c, &why) == 0) {
                 if (!c)
                         abort();
+                why.text[0] = 0;
+                if (config_check(c, &why) != 0 && !why.text[0])
+                        abort();        /* ... and so does the check of the whole */
                 config_free(c);
         } else if (c || !why.text[0]) {
                 abort();        /* a refusal always says why, and returns nothing */

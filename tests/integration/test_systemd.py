@@ -19,6 +19,7 @@ def test_installed_units_verify(tmp_path):
     units = prefix / "lib" / "systemd" / "system"
     service = (units / "shmbrokerd.service").read_text()
     assert f"ExecStart={prefix}/sbin/shmbrokerd --config {prefix}/etc/shmbroker/shmbroker.conf" in service
+    assert f"ExecReload={prefix}/sbin/shmbrokerd --check-config {prefix}/etc/shmbroker/shmbroker.conf" in service
     assert "Type=notify" in service and "PrivateIPC" not in service.split("# Hardening")[1].split("\n", 2)[2]
     r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(units / "shmbrokerd.service"),
                         str(units / "shmbrokerd.socket")], capture_output=True, text=True)

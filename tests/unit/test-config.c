@@ -1,4 +1,5 @@
 /* The configuration parser: comments, values, defaults, and errors with their line. */
+#include <errno.h>
 #include <string.h>
 
 #include "config.h"
@@ -95,6 +96,48 @@ START_TEST(errors_name_line_and_reason) {
 }
 END_TEST
 
+/* What parses but does not hold together: config_check() names the line and the reason. */
+static void assert_check_error(const char *text, const char *want) {
+        SbReason why = { "" };
+        Config *c = NULL;
+        char err[256] = "";
+
+        ck_assert_msg(parse(text, &c, err) == 0, "%s", err);
+        ck_assert_int_eq(config_check(c, &why), -EINVAL);
+        ck_assert_msg(strstr(why.text, want) != NULL, "error \"%s\" lacks \"%s\"", why.text, want);
+        config_free(c);
+}
+
+START_TEST(the_whole_is_checked) {
+        SbReason why = { "" };
+        Config *c = NULL;
+        char err[256] = "";
+
+        assert_check_error("{\"limits\": {\"max_pools\": 1}, \"pools\": [\n"
+                           " {\"name\": \"a\", \"slot_size\": 1, \"slots\": 1},\n"
+                           " {\"name\": \"b\", \"slot_size\": 1, \"slots\": 1}]}",
+                           "line 3: 2 pools exceed max_pools (1)");
+        assert_check_error("{\"limits\": {\"max_bytes\": \"1MiB\"}, \"pools\": [\n"
+                           " {\"name\": \"a\", \"slot_size\": \"512KiB\", \"slots\": 1},\n"
+                           " {\"name\": \"b\", \"slot_size\": \"512KiB\", \"slots\": 1},\n"
+                           " {\"name\": \"c\", \"slot_size\": 1, \"slots\": 1}]}",
+                           "line 4: pool \"c\" (4 KiB) takes the configured pools past the limit max_bytes (1 MiB)");
+        assert_check_error("{\"pools\": [{\"name\": \"a\", \"slot_size\": 9007199254740992, \"slots\": 1048576}]}",
+                           "pool \"a\": 1048576 slots of 9007199254740992 bytes overflow");
+        assert_check_error("{\n\n\"socket\": \"/run/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                           "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\"}", "line 3: \"socket\" is longer");
+
+        /* Exactly at the limits is good. */
+        ck_assert_msg(parse("{\"limits\": {\"max_pools\": 2, \"max_bytes\": \"1MiB\"}, \"pools\": [\n"
+                            " {\"name\": \"a\", \"slot_size\": \"512KiB\", \"slots\": 1},\n"
+                            " {\"name\": \"b\", \"slot_size\": \"512KiB\", \"slots\": 1}]}", &c, err) == 0, "%s", err);
+        ck_assert_msg(config_check(c, &why) == 0, "%s", why.text);
+        ck_assert_ptr_nonnull(config_find_pool(c, "b"));
+        ck_assert_ptr_null(config_find_pool(c, "c"));
+        config_free(c);
+}
+END_TEST
+
 Suite *suite_config(void) {
         Suite *s = suite_create("config");
         TCase *t = tcase_create("parse");
@@ -103,6 +146,7 @@ Suite *suite_config(void) {
         tcase_add_test(t, comment_markers_inside_strings_are_text);
         tcase_add_test(t, empty_file_is_defaults);
         tcase_add_test(t, errors_name_line_and_reason);
+        tcase_add_test(t, the_whole_is_checked);
         suite_add_tcase(s, t);
         return s;
 }
