@@ -44,6 +44,8 @@ static inline char *sb_bytes_reserve_max(SbBytes *b, size_t n, size_t cap_max) {
                         cap *= 2;
                 if (cap > cap_max)
                         cap = cap_max > b->len + n ? cap_max : b->len + n;
+                if (cap == 0)
+                        cap = 1;        /* realloc(p, 0) would free */
                 p = realloc(b->data, cap);
                 if (!p)
                         return NULL;
