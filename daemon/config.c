@@ -29,9 +29,12 @@ Config *config_new_default(void) {
                 .max_bytes = UINT64_C(64) << 30,
                 .max_clients = 1024,
                 .max_line = 1048576,
+                .max_meta = UINT64_C(64) << 10,
+                .max_meta_bytes = UINT64_C(256) << 20,
                 .max_pools_per_uid = 16,
                 .max_bytes_per_uid = UINT64_C(16) << 30,
                 .max_clients_per_uid = 256,
+                .max_meta_bytes_per_uid = UINT64_C(64) << 20,
         };
         return c;
 }
@@ -102,10 +105,12 @@ static int parse_fail(ParseError *pe, const char *key, long index, const char *s
 }
 
 static int parse_limits(const cJSON *lim, ConfigLimits *l, ParseError *pe) {
-        static const char *const keys[] = { "max_pools", "max_bytes", "max_clients", "max_line",
-                                            "max_pools_per_uid", "max_bytes_per_uid", "max_clients_per_uid" };
-        uint64_t *vals[] = { &l->max_pools, &l->max_bytes, &l->max_clients, &l->max_line,
-                             &l->max_pools_per_uid, &l->max_bytes_per_uid, &l->max_clients_per_uid };
+        static const char *const keys[] = { "max_pools", "max_bytes", "max_clients", "max_line", "max_meta",
+                                            "max_meta_bytes", "max_pools_per_uid", "max_bytes_per_uid",
+                                            "max_clients_per_uid", "max_meta_bytes_per_uid" };
+        uint64_t *vals[] = { &l->max_pools, &l->max_bytes, &l->max_clients, &l->max_line, &l->max_meta,
+                             &l->max_meta_bytes, &l->max_pools_per_uid, &l->max_bytes_per_uid,
+                             &l->max_clients_per_uid, &l->max_meta_bytes_per_uid };
         const cJSON *v;
 
         if (!cJSON_IsObject(lim))
