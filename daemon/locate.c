@@ -81,15 +81,13 @@ const char *json_start(const char *text, size_t len) {
         return skip_blank(text, text + len);
 }
 
-/* The first member of the object at @p: its key; NULL when the object is empty. */
-static const char *first_member(const char *p, const char *end) {
+/* Inside the object or array at @p (its @open bracket): the first byte past the blanks
+ * after the bracket; NULL when @p is NULL or no such bracket. */
+static const char *enter(const char *p, const char *end, char open) {
         if (!p)
                 return NULL;
         p = skip_blank(p, end);
-        if (p >= end || *p != '{')
-                return NULL;
-        p = skip_blank(p + 1, end);
-        return p < end && *p == '"' ? p : NULL;
+        return p < end && *p == open ? skip_blank(p + 1, end) : NULL;
 }
 
 /* The value of the member whose key is at @k. */
@@ -108,12 +106,24 @@ static const char *after_value(const char *v, const char *end) {
         return skip_blank(p + 1, end);
 }
 
+/* The key of the first member of the object at @p, or of the member after the one whose
+ * key is at @k: NULL when there is none. */
+static const char *first_member(const char *p, const char *end) {
+        p = enter(p, end, '{');
+        return p && p < end && *p == '"' ? p : NULL;
+}
+
+static const char *next_member(const char *k, const char *end) {
+        const char *p = after_value(member_value(k, end), end);
+        return p && p < end && *p == '"' ? p : NULL;
+}
+
 /* The member @key of the object at @p: a pointer to its key, or NULL. Keys are compared
  * as they are written (the configuration's keys carry no escapes). */
 static const char *find_member(const char *p, const char *end, const char *key) {
         size_t klen = strlen(key);
 
-        for (p = first_member(p, end); p && p < end && *p == '"'; p = after_value(member_value(p, end), end)) {
+        for (p = first_member(p, end); p; p = next_member(p, end)) {
                 const char *k = skip_string(p, end);
                 if ((size_t)(k - p) == klen + 2 && memcmp(p + 1, key, klen) == 0)
                         return p;
@@ -122,20 +132,15 @@ static const char *find_member(const char *p, const char *end, const char *key) 
 }
 
 const char *json_member_value(const char *p, const char *end, size_t index) {
-        for (p = first_member(p, end); p && p < end && *p == '"'; p = after_value(member_value(p, end), end))
+        for (p = first_member(p, end); p; p = next_member(p, end))
                 if (index-- == 0)
                         return member_value(p, end);
         return NULL;
 }
 
 const char *json_array_first(const char *p, const char *end) {
-        if (!p)
-                return NULL;
-        p = skip_blank(p, end);
-        if (p >= end || *p != '[')
-                return NULL;
-        p = skip_blank(p + 1, end);
-        return p < end && *p != ']' ? p : NULL;
+        p = enter(p, end, '[');
+        return p && p < end && *p != ']' ? p : NULL;
 }
 
 const char *json_array_next(const char *p, const char *end) {

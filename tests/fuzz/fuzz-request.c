@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "broker.h"
@@ -35,6 +36,16 @@ static Broker *setup(void) {
         return b;
 }
 
+/* Whether @text is one JSON object and nothing else: what a kept meta must be. */
+static bool one_object(const char *text, size_t len) {
+        const char *end = NULL;
+        cJSON *v = cJSON_ParseWithLengthOpts(text, len, &end, false);
+        bool ok = cJSON_IsObject(v) && end == text + len && strlen(text) == len;
+
+        cJSON_Delete(v);
+        return ok;
+}
+
 static void check_accounting(Broker *b) {
         uint64_t held = 0;
         SbList *it;
@@ -48,7 +59,8 @@ static void check_accounting(Broker *b) {
                 for (uint32_t i = 0; i < p->spec.slots; i++) {
                         const Slot *s = &p->slots[i];
                         if (s->meta_hold.amount != s->meta_len || (!s->meta) != (s->meta_len == 0) ||
-                            (s->meta && s->state != SLOT_READY && s->state != SLOT_READING))
+                            (s->meta && s->state != SLOT_READY && s->state != SLOT_READING) ||
+                            (s->meta && !one_object(s->meta, s->meta_len)))
                                 abort();
                         held += s->meta_hold.amount;
                 }
