@@ -21,8 +21,10 @@
 #include <cjson/cJSON.h>
 
 #include "sb-macro.h"
+#include "sb-names.h"
 #include "sb-size.h"
 #include "sb-unix.h"
+#include "sb-utf8.h"
 #include "shmbroker.h"
 
 #define EXIT_DAEMON 1
@@ -45,9 +47,45 @@ static double now_s(void) {
         return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* --- text from the daemon ------------------------------------------------------------ */
+
+/* Names and messages come from other clients through the daemon: none may move the
+ * cursor, retitle the terminal or fake a row. shown() escapes what the name rule refuses
+ * (sb_name_char(): control characters, bytes that are not UTF-8) as \xNN, into one of a
+ * few buffers, so that one printf() may show several. */
+#define SHOWN_MAX 1024
+static const char *shown(const char *s) {
+        static char bufs[8][SHOWN_MAX * SB_ESCAPE_BYTE_MAX + 1];
+        static unsigned next;
+
+        return sb_name_escape(s, bufs[next++ % ELEMENTSOF(bufs)], sizeof(bufs[0]));
+}
+
+/* The daemon's JSON for --json: the same characters written as JSON escapes, so that it
+ * stays valid JSON with the same strings: \u00NN for a control character, \ufffd for a
+ * byte that is not UTF-8. */
+static void print_json_shown(const char *text) {
+        size_t n = strlen(text), k;
+        uint32_t cp;
+
+        for (; n > 0; text += k, n -= k) {
+                k = sb_name_char(text, n);
+                if (k > 0)
+                        fwrite(text, 1, k, stdout);
+                else if ((k = sb_utf8_char((const unsigned char *)text, n, &cp)) > 0)
+                        printf("\\u%04x", (unsigned)cp);
+                else {
+                        fputs("\\ufffd", stdout);
+                        k = 1;
+                }
+        }
+        putchar('\n');
+}
+
 static int fail(sb_client *c, int r, const char *what) {
         if (c && sb_client_code(c) != SB_CODE_OK)
-                fprintf(stderr, "shmbrokerctl: %s: %s (%s)\n", what, sb_client_message(c), sb_code_name(sb_client_code(c)));
+                fprintf(stderr, "shmbrokerctl: %s: %s (%s)\n", what, shown(sb_client_message(c)),
+                        sb_code_name(sb_client_code(c)));
         else
                 fprintf(stderr, "shmbrokerctl: %s: %s\n", what, strerror(-r));
         return EXIT_DAEMON;
@@ -104,6 +142,11 @@ static const char *jstr(const cJSON *o, const char *key, const char *dflt) {
         return cJSON_IsString(v) ? v->valuestring : dflt;
 }
 
+/* A string field to print. */
+static const char *jshown(const cJSON *o, const char *key, const char *dflt) {
+        return shown(jstr(o, key, dflt));
+}
+
 static void print_status(const cJSON *st, const cJSON *prev, double dt) {
         const cJSON *pools = cJSON_GetObjectItemCaseSensitive(st, "pools");
         const cJSON *clients = cJSON_GetObjectItemCaseSensitive(st, "clients");
@@ -136,7 +179,7 @@ static void print_status(const cJSON *st, const cJSON *prev, double dt) {
                 else
                         snprintf(shmid, sizeof(shmid), "-");
                 printf("%-16s %8s %5.0f %10s %5.0f %5.0f %5.0f %5.0f %10.0f %10.0f %10s %9.1f %9.3f %8.1fs %8.1fs\n",
-                       jstr(p, "pool", "?"), shmid, jnum(p, "slots"),
+                       jshown(p, "pool", "?"), shmid, jnum(p, "slots"),
                        sb_format_size((uint64_t)jnum(p, "slot_size"), a, sizeof(a)), jnum(p, "free"),
                        jnum(p, "writing"), jnum(p, "ready"), jnum(p, "reading"), pub, jnum(p, "consumed"),
                        sb_format_size((uint64_t)bytes, b, sizeof(b)), rate_b, rate_g,
@@ -152,14 +195,14 @@ static void print_status(const cJSON *st, const cJSON *prev, double dt) {
                 cJSON_ArrayForEach(pn, cJSON_GetObjectItemCaseSensitive(c, "pools"))
                         if (cJSON_IsString(pn))
                                 n += (size_t)snprintf(pools_s + n, n < sizeof(pools_s) ? sizeof(pools_s) - n : 0,
-                                                      "%s%s", n ? "," : "", pn->valuestring);
+                                                      "%s%s", n ? "," : "", shown(pn->valuestring));
                 n = 0;
                 cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(c, "held"))
                         n += (size_t)snprintf(held_s + n, n < sizeof(held_s) ? sizeof(held_s) - n : 0,
-                                              "%s%s:%.0f %s %.1fs", n ? ", " : "", jstr(h, "pool", "?"),
-                                              jnum(h, "slot"), jstr(h, "state", "?"), jnum(h, "age_ms") / 1000.0);
+                                              "%s%s:%.0f %s %.1fs", n ? ", " : "", jshown(h, "pool", "?"),
+                                              jnum(h, "slot"), jshown(h, "state", "?"), jnum(h, "age_ms") / 1000.0);
                 printf("%-8.0f %6.0f %-9s %-20s %-8s %-16s %s\n", jnum(c, "pid"), jnum(c, "uid"),
-                       jstr(c, "role", "?"), jstr(c, "name", "-"), jstr(c, "waiting", ""), pools_s, held_s);
+                       jshown(c, "role", "?"), jshown(c, "name", "-"), jshown(c, "waiting", ""), pools_s, held_s);
         }
 }
 
@@ -185,7 +228,7 @@ static int cmd_status(sb_client *c, const Args *a) {
                         return fail(c, r, "status");
                 }
                 if (a->json) {
-                        printf("%s\n", text);
+                        print_json_shown(text);
                         free(text);
                 } else {
                         st = cJSON_Parse(text);

@@ -7,6 +7,7 @@
 
 #include "sb-json.h"
 #include "sb-size.h"
+#include "sb-utf8.h"
 
 int sb_json_uint(const cJSON *v, uint64_t max, uint64_t *ret) {
         double d;
@@ -55,9 +56,9 @@ bool sb_utf8_valid(const char *str, size_t len) {
         const unsigned char *s = (const unsigned char *)str, *end = s + len;
 
         while (s < end) {
-                unsigned c, n;
-                uint32_t cp, min;
                 uint64_t w;
+                uint32_t cp;
+                size_t n;
 
                 /* Requests are nearly all ASCII: take eight bytes at a time while none
                  * has its high bit set or is NUL (the classic has-zero-byte test). */
@@ -70,31 +71,9 @@ bool sb_utf8_valid(const char *str, size_t len) {
                 }
                 if (s == end)
                         break;
-                c = *s;
-                if (c == 0)
+                if (*s == 0 || !(n = sb_utf8_char(s, (size_t)(end - s), &cp)))
                         return false;
-                if (c < 0x80) {
-                        s++;
-                        continue;
-                }
-                if ((c & 0xe0) == 0xc0) {
-                        n = 1; cp = c & 0x1f; min = 0x80;
-                } else if ((c & 0xf0) == 0xe0) {
-                        n = 2; cp = c & 0x0f; min = 0x800;
-                } else if ((c & 0xf8) == 0xf0) {
-                        n = 3; cp = c & 0x07; min = 0x10000;
-                } else
-                        return false;
-                if ((size_t)(end - s) <= n)
-                        return false;
-                for (unsigned i = 1; i <= n; i++) {
-                        if ((s[i] & 0xc0) != 0x80)
-                                return false;
-                        cp = (cp << 6) | (s[i] & 0x3f);
-                }
-                if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-                        return false;
-                s += n + 1;
+                s += n;
         }
         return true;
 }

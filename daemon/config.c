@@ -32,10 +32,13 @@ Config *config_new_default(void) {
                 .max_bytes = UINT64_C(64) << 30,
                 .max_clients = 1024,
                 .max_line = 1048576,
+                .max_meta = UINT64_C(64) << 10,
+                .max_meta_bytes = UINT64_C(256) << 20,
                 .max_pools_per_uid = 16,
                 .max_bytes_per_uid = UINT64_C(16) << 30,
                 .max_clients_per_uid = 256,
                 .max_buffered = UINT64_C(128) << 20,
+                .max_meta_bytes_per_uid = UINT64_C(64) << 20,
         };
         return c;
 }
@@ -105,13 +108,13 @@ int config_fail(const Config *c, SbReason *why, const char *key, long index, con
 }
 
 static int parse_limits(const cJSON *lim, Config *c, SbReason *why) {
-        static const char *const keys[] = { "max_pools", "max_bytes", "max_clients", "max_line",
-                                            "max_pools_per_uid", "max_bytes_per_uid", "max_clients_per_uid",
-                                            "max_buffered" };
+        static const char *const keys[] = { "max_pools", "max_bytes", "max_clients", "max_line", "max_meta",
+                                            "max_meta_bytes", "max_pools_per_uid", "max_bytes_per_uid",
+                                            "max_clients_per_uid", "max_meta_bytes_per_uid", "max_buffered" };
         ConfigLimits *l = &c->limits;
-        uint64_t *vals[] = { &l->max_pools, &l->max_bytes, &l->max_clients, &l->max_line,
-                             &l->max_pools_per_uid, &l->max_bytes_per_uid, &l->max_clients_per_uid,
-                             &l->max_buffered };
+        uint64_t *vals[] = { &l->max_pools, &l->max_bytes, &l->max_clients, &l->max_line, &l->max_meta,
+                             &l->max_meta_bytes, &l->max_pools_per_uid, &l->max_bytes_per_uid,
+                             &l->max_clients_per_uid, &l->max_meta_bytes_per_uid, &l->max_buffered };
         const cJSON *v;
 
         if (!cJSON_IsObject(lim))

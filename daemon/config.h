@@ -24,6 +24,8 @@ typedef struct ConfigLimits {
         uint64_t max_bytes;
         uint64_t max_clients;
         uint64_t max_line;
+        uint64_t max_meta;       /* bytes of one batch's meta */
+        uint64_t max_meta_bytes; /* the metas of ready and being-read batches, every uid's */
         /* Quotas of each client uid (root and the daemon's own uid are exempt). */
         uint64_t max_pools_per_uid;
         uint64_t max_bytes_per_uid;
@@ -31,6 +33,7 @@ typedef struct ConfigLimits {
         /* The clients' socket buffers together (partial lines in, replies out): past it,
          * the greedy ones are held back. */
         uint64_t max_buffered;
+        uint64_t max_meta_bytes_per_uid;
 } ConfigLimits;
 
 typedef struct Config {

@@ -14,12 +14,14 @@
 
 #include "arena.h"
 #include "broker.h"
+#include "locate.h"
 #include "log.h"
 #include "ops.h"
 #include "protocol.h"
 #include "sb-error.h"
 #include "sb-group.h"
 #include "sb-json.h"
+#include "sb-size.h"
 #include "session.h"
 #include "status.h"
 
@@ -95,6 +97,9 @@ static int op_hello(Session *s, Request *req, cJSON *reply) {
                 return request_fail(req, SB_E_BAD_REQUEST, "\"role\" must be \"producer\", \"consumer\" or \"admin\"");
         if (name && strlen(name) > SESSION_NAME_MAX)
                 return request_fail(req, SB_E_BAD_REQUEST, "\"name\" must be at most %d bytes", SESSION_NAME_MAX);
+        /* Status shows it to every admin: no control character may come with it. */
+        if (name && !sb_name_text_valid(name))
+                return request_fail(req, SB_E_BAD_REQUEST, "\"name\" must be printable text: no control characters");
         if (name && !(s->name = strdup(name)))
                 return -ENOMEM;
         s->role = (Role)role_id;
@@ -180,9 +185,10 @@ static int op_open(Session *s, Request *req, cJSON *reply) {
         return join_and_describe(s, p, reply);
 }
 
-/* One entry of a publish: the request itself, or an object of its "batches". */
-static int publish_entry(Request *req, const cJSON *obj, const Pool *p, PoolPublish *e) {
-        cJSON *meta = cJSON_GetObjectItemCaseSensitive(obj, "meta");
+/* One entry of a publish: the request itself, or an object of its "batches". Its meta,
+ * unless absent or empty ({}, as an absent one reads), in *meta: its text is found
+ * afterwards, and only then (publish_meta()). */
+static int publish_entry(Request *req, const cJSON *obj, const Pool *p, PoolPublish *e, const cJSON **meta) {
         uint64_t slot;
         int r = request_uint_in(req, obj, "slot", POOL_SLOTS_MAX - 1, &slot, NULL);
 
@@ -195,15 +201,27 @@ static int publish_entry(Request *req, const cJSON *obj, const Pool *p, PoolPubl
         e->slot = (uint32_t)slot;
         e->meta = NULL;
         e->meta_len = 0;
-        if (!meta)
-                return 0;
-        if (!cJSON_IsObject(meta))
+        *meta = cJSON_GetObjectItemCaseSensitive(obj, "meta");
+        if (*meta && !cJSON_IsObject(*meta))
                 return request_fail(req, SB_E_BAD_REQUEST, "\"meta\" must be a JSON object");
-        /* Printed once here, in the arena; the slot keeps a copy of the text. */
-        e->meta = cJSON_PrintUnformatted(meta);
-        if (!e->meta)
-                return -ENOMEM;
-        e->meta_len = strlen(e->meta);
+        if (*meta && !(*meta)->child)
+                *meta = NULL;
+        return 0;
+}
+
+/* The text of @meta, a member of the entry @obj whose text starts at @text: the slot
+ * keeps it byte for byte. cJSON's tree would not do: it has every number as a double
+ * (9007199254740993 would come out as 9007199254740992). */
+static int publish_meta(Request *req, const cJSON *obj, const char *text, const cJSON *meta, uint64_t max_meta,
+                        PoolPublish *e) {
+        char x[32];
+        int r = request_text(req, obj, text, meta, &e->meta, &e->meta_len);
+
+        if (r != 0)
+                return r;
+        if (e->meta_len > max_meta)
+                return request_fail(req, SB_E_LIMIT, "\"meta\" has %zu bytes: over the limit max_meta (%s)", e->meta_len,
+                                    sb_format_size(max_meta, x, sizeof(x)));
         return 0;
 }
 
@@ -233,29 +251,33 @@ static int publish_failed(Session *s, Request *req, const Member *m, const PoolP
         }
 }
 
-/* The entries of a publish and their printed metas. Everything here comes from the
- * arena as a rule, but not once a huge request has used it up: free it all the same. */
+/* The entries of a publish: the one of the request itself, or an array from the arena
+ * (or from the heap, once a huge request has used the arena up). Their metas point into
+ * the request line. */
 typedef struct PublishList {
         PoolPublish one, *v;
         size_t n;
 } PublishList;
 
 static void publish_list_done(PublishList *l) {
-        for (size_t i = 0; i < l->n; i++)
-                cJSON_free((void *)l->v[i].meta);
         if (l->v != &l->one)
                 cJSON_free(l->v);
 }
 
-static int publish_list_parse(Request *req, const Pool *p, PublishList *l) {
-        const cJSON *batches, *it;
+static int publish_list_parse(Request *req, const Pool *p, uint64_t max_meta, PublishList *l) {
+        const cJSON *batches, *it, *meta;
+        const char *at = NULL;
+        size_t at_index = 0;
+        bool walking = false;
         int r = request_array(req, "batches", POOL_MANY_MAX, &batches);
 
         l->v = &l->one;
         if (r != 0)
                 return r;
         if (!batches) {
-                r = publish_entry(req, req->root, p, &l->one);
+                r = publish_entry(req, req->root, p, &l->one, &meta);
+                if (r == 0 && meta)
+                        r = publish_meta(req, req->root, NULL, meta, max_meta, &l->one);
                 l->n = r == 0;
                 return r;
         }
@@ -263,8 +285,19 @@ static int publish_list_parse(Request *req, const Pool *p, PublishList *l) {
         if (!l->v)
                 return -ENOMEM;
         cJSON_ArrayForEach(it, batches) {
-                r = cJSON_IsObject(it) ? publish_entry(req, it, p, &l->v[l->n]) :
+                r = cJSON_IsObject(it) ? publish_entry(req, it, p, &l->v[l->n], &meta) :
                         request_fail(req, SB_E_BAD_REQUEST, "it must be an object");
+                if (r == 0 && meta) {
+                        /* The entries' texts are walked once, forward, and only as far as
+                         * an entry with a meta: batches without one cost no walk at all. */
+                        if (!walking) {
+                                at = json_array_first(request_value_text(req, req->root, NULL, batches), req->text_end);
+                                walking = true;
+                        }
+                        for (; at && at_index < l->n; at_index++)
+                                at = json_array_next(at, req->text_end);
+                        r = publish_meta(req, it, at, meta, max_meta, &l->v[l->n]);
+                }
                 if (r != 0)
                         return r > 0 ? sb_fail_within(&req->why, r, "\"batches\" entry %zu", l->n) : r;
                 l->n++;
@@ -272,9 +305,28 @@ static int publish_list_parse(Request *req, const Pool *p, PublishList *l) {
         return 0;
 }
 
+/* The message of a meta that its producer's uid, or everybody, may not hold more of. */
+static int publish_over_quota(Session *s, Request *req, const PoolMetaPayer *payer, const PoolPublish *e) {
+        const ConfigLimits *lim = &s->broker->config->limits;
+        char x[32], y[32];
+
+        if (payer->over == QUOTA_HOLD_PER_UID)
+                return request_fail(req, SB_E_LIMIT, "a meta of %zu bytes would pass the quota max_meta_bytes_per_uid "
+                                    "(%s) of uid %u, whose batches not yet released hold %s of meta", e->meta_len,
+                                    sb_format_size(lim->max_meta_bytes_per_uid, x, sizeof(x)), (unsigned)s->cred.uid,
+                                    sb_format_size(quota_held_by(payer->payer), y, sizeof(y)));
+        return request_fail(req, SB_E_LIMIT, "a meta of %zu bytes would pass the limit max_meta_bytes (%s): the batches "
+                            "not yet released hold %s of meta", e->meta_len,
+                            sb_format_size(lim->max_meta_bytes, x, sizeof(x)),
+                            sb_format_size(payer->quota->held, y, sizeof(y)));
+}
+
 /* publish: one slot from the request's own fields, or several from "batches". */
 static int op_publish(Session *s, Request *req, cJSON *reply) {
+        const ConfigLimits *lim = &s->broker->config->limits;
         _cleanup_(publish_list_done) PublishList l = { 0 };
+        PoolMetaPayer payer = { .quota = &s->broker->quota, .payer = &s->charge,
+                                .max_per_uid = lim->max_meta_bytes_per_uid, .max_total = lim->max_meta_bytes };
         size_t bad;
         Member *m;
         int r;
@@ -282,11 +334,18 @@ static int op_publish(Session *s, Request *req, cJSON *reply) {
         (void)reply;
         r = request_member(s, req, &m);
         if (r == 0)
-                r = publish_list_parse(req, m->pool, &l);
+                r = publish_list_parse(req, m->pool, lim->max_meta, &l);
         if (r != 0)
                 return r;
+        for (size_t i = 0; i < l.n; i++)
+                l.v[i].payer = &payer;
         r = pool_publish(m, l.v, l.n, &bad);
-        return r == 0 ? 0 : publish_failed(s, req, m, l.v, bad, r);
+        if (r == 0)
+                return 0;
+        if (r != SB_E_LIMIT)
+                return publish_failed(s, req, m, l.v, bad, r);
+        r = publish_over_quota(s, req, &payer, &l.v[bad]);
+        return l.n > 1 ? sb_fail_within(&req->why, r, "\"batches\" entry %zu", bad) : r;
 }
 
 /* The "seq" an acquire says it will publish: -1 when absent. Not with "max": a seq names

@@ -86,6 +86,7 @@ int pool_new(Pool **ret, const PoolSpec *spec, const PoolLayout *layout, SbReaso
 }
 
 static void member_free_held(Member *m);
+static void slot_drop_meta(Slot *s);
 
 /* End every wait in @queue with no_such_pool (the pool is going). */
 static void fail_waiters(SbList *queue) {
@@ -113,7 +114,7 @@ Pool *pool_free(Pool *p) {
         }
         if (p->slots)
                 for (uint32_t i = 0; i < p->spec.slots; i++)
-                        free(p->slots[i].meta);
+                        slot_drop_meta(&p->slots[i]);
         if (p->spec.ordered)
                 order_done(&p->order);
         segment_release(&p->seg);
@@ -139,7 +140,7 @@ static void slot_to_free(Pool *p, Slot *s) {
         if (s->holder)
                 s->holder->n_held--;
         s->holder = NULL;
-        s->meta_len = 0;
+        slot_drop_meta(s);
         slot_set_state(p, s, SLOT_FREE);
         /* Last freed, first reused: its pages are the likeliest to be warm. */
         sb_list_prepend(&p->free_slots, &s->link);
@@ -330,26 +331,37 @@ static Slot *member_slot(Member *m, uint32_t index) {
         return &p->slots[index];
 }
 
-/* The slot's copy of its meta text. The buffer stays with the slot for its next batch;
- * only a big one is given back, so that a few huge metas do not pin memory. */
-static int slot_set_meta(Slot *s, const char *meta, size_t len) {
-        if (!meta) {
-                s->meta_len = 0;
+/* The slot's copy of its meta, held for the producer's uid until the slot is freed. A
+ * free slot keeps no buffer: what the daemon keeps is what the uids are charged for. */
+static int slot_set_meta(Slot *s, const char *meta, size_t len, PoolMetaPayer *payer) {
+        int r;
+
+        if (!meta)
                 return 0;
-        }
         if (len > UINT32_MAX - 1)
                 return -ENOMEM;
-        if (len + 1 > s->meta_cap || (s->meta_cap > 4096 && len + 1 <= 4096)) {
-                char *t = realloc(s->meta, len + 1);
-                if (!t)
-                        return -ENOMEM;
-                s->meta = t;
-                s->meta_cap = (uint32_t)len + 1;
+        if (payer) {
+                r = quota_hold(payer->quota, &s->meta_hold, payer->payer, len, payer->max_per_uid, payer->max_total,
+                               &payer->over);
+                if (r != 0)
+                        return r;
+        }
+        s->meta = malloc(len + 1);
+        if (!s->meta) {
+                quota_unhold(&s->meta_hold);
+                return -ENOMEM;
         }
         memcpy(s->meta, meta, len);
         s->meta[len] = 0;
         s->meta_len = (uint32_t)len;
         return 0;
+}
+
+static void slot_drop_meta(Slot *s) {
+        free(s->meta);
+        s->meta = NULL;
+        s->meta_len = 0;
+        quota_unhold(&s->meta_hold);
 }
 
 static int cmp_u64(const void *a, const void *b) {
@@ -442,12 +454,14 @@ int pool_publish(Member *m, const PoolPublish *v, size_t n, size_t *bad) {
         }
         if (p->spec.ordered && (r = publish_check_seqs(v, n, bad)) != 0)
                 return r;
-        /* A slot being written keeps no meta yet: storing it now changes nothing visible
-         * if a later entry fails. */
+        /* A slot being written keeps no meta yet: storing it now changes nothing visible,
+         * and a later entry that fails takes back the metas stored before it. */
         for (size_t i = 0; i < n; i++) {
-                r = slot_set_meta(&p->slots[v[i].slot], v[i].meta, v[i].meta_len);
-                if (r < 0) {
+                r = slot_set_meta(&p->slots[v[i].slot], v[i].meta, v[i].meta_len, v[i].payer);
+                if (r != 0) {
                         *bad = i;
+                        while (i-- > 0)
+                                slot_drop_meta(&p->slots[v[i].slot]);
                         return r;
                 }
         }

@@ -158,7 +158,18 @@ uint64_t pool_lowest_unpublished(const Pool *p);
  */
 int pool_take(Member *m, PoolWaitKind kind, uint32_t max, int64_t seq, Slot **v, size_t *n);
 
-/* One slot to publish: @meta is JSON object text of @meta_len bytes, or NULL for {}. */
+/* Who pays for the meta of a publish: the producer's uid, through its own client charge
+ * (@payer), within the limits in force; a refusal says which limit in @over. */
+typedef struct PoolMetaPayer {
+        Quota *quota;
+        const QuotaCharge *payer;
+        uint64_t max_per_uid;
+        uint64_t max_total;
+        QuotaHoldLimit over;
+} PoolMetaPayer;
+
+/* One slot to publish: @meta is JSON object text of @meta_len bytes, or NULL for {},
+ * held for @payer (NULL: nobody pays) from now until the slot is freed. */
 typedef struct PoolPublish {
         uint32_t slot;
         bool has_seq;
@@ -166,12 +177,14 @@ typedef struct PoolPublish {
         uint64_t seq;
         const char *meta;
         size_t meta_len;
+        PoolMetaPayer *payer;
 } PoolPublish;
 
 /* Publish @n slots being written by @m, in order, all or none: 0; or the first entry
  * that cannot be published in *bad and SB_E_WRONG_ROLE, SB_E_NOT_HOLDER (also: a slot
  * listed twice), SB_E_BAD_REQUEST (nbytes over slot_size, no seq for an ordered pool, a
- * seq already published or listed twice) or -ENOMEM; nothing changed. */
+ * seq already published or listed twice), SB_E_LIMIT (its meta would pass a limit of its
+ * payer) or -ENOMEM; nothing changed. */
 int pool_publish(Member *m, const PoolPublish *v, size_t n, size_t *bad);
 
 /* Take the next ready slot for reading: 0 with *ret a slot, or NULL for end of stream;

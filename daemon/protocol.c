@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "arena.h"
+#include "locate.h"
 #include "protocol.h"
 #include "sb-error.h"
 #include "sb-json.h"
@@ -19,6 +20,8 @@ int request_parse(Request *req, const char *line, size_t len) {
          * the per-batch path, and an empty string is all it needs. */
         req->root = req->id = NULL;
         req->op = NULL;
+        req->text = line;
+        req->text_end = line + len;
         req->why.text[0] = 0;
         /* cJSON copies string bytes as they are: refuse what is not UTF-8 before it does,
          * so that nothing invalid is ever echoed back (in "id") or logged. */
@@ -33,6 +36,11 @@ int request_parse(Request *req, const char *line, size_t len) {
         if (!cJSON_IsObject(req->root))
                 return request_fail(req, SB_E_BAD_REQUEST, "the request must be a JSON object");
         req->id = cJSON_GetObjectItemCaseSensitive(req->root, "id");
+        /* Only a \u escape can make a NUL: most lines have no backslash at all, and
+         * need no scan (memchr() is the fastest look). */
+        if (memchr(line, '\\', len) && memmem(line, len, "\\u", 2) && json_has_nul(line, line + len, "meta"))
+                return request_fail(req, SB_E_BAD_REQUEST, "a string of the request holds NUL (\\u0000), which only "
+                                    "\"meta\" may");
         op = cJSON_GetObjectItemCaseSensitive(req->root, "op");
         if (!op)
                 return request_fail(req, SB_E_BAD_REQUEST, "the request has no \"op\"");
@@ -95,6 +103,31 @@ int request_string(Request *req, const char *key, bool required, const char **re
         if (!cJSON_IsString(v))
                 return request_fail(req, SB_E_BAD_REQUEST, "\"%s\" must be a string", key);
         *ret = v->valuestring;
+        return 0;
+}
+
+const char *request_value_text(Request *req, const cJSON *obj, const char *obj_text, const cJSON *item) {
+        size_t index = 0;
+
+        if (obj == req->root)
+                obj_text = json_start(req->text, (size_t)(req->text_end - req->text));
+        for (const cJSON *it = obj->child; it && it != item; it = it->next)
+                index++;
+        /* cJSON keeps the members in the order of the text, duplicates too: the item's
+         * place among them finds its text, however its key was written. */
+        return obj_text ? json_member_value(obj_text, req->text_end, index) : NULL;
+}
+
+int request_text(Request *req, const cJSON *obj, const char *obj_text, const cJSON *item, const char **ret,
+                 size_t *len) {
+        const char *v = request_value_text(req, obj, obj_text, item);
+        const char *e = v ? json_strict_end(v, req->text_end) : NULL;
+
+        if (!e)
+                return request_fail(req, SB_E_BAD_REQUEST, "\"%s\" must be strict JSON (RFC 8259): it is passed on as "
+                                    "it is written", item->string);
+        *ret = v;
+        *len = (size_t)(e - v);
         return 0;
 }
 

@@ -25,11 +25,17 @@ typedef struct Request {
         cJSON *root;
         cJSON *id;               /* borrowed from root, NULL if absent */
         const char *op;
+        const char *text;        /* the line, valid until the handler returns: the text of */
+        const char *text_end;    /* a value passed on as it came (request_text()) */
         SbReason why;            /* the message of a failed request */
 } Request;
 
-/* Parse one line (without its newline). Returns 0, or SB_E_BAD_REQUEST with req->error;
- * req->id is set whenever the line was a JSON object with an "id". */
+/*
+ * Parse one line (without its newline). Returns 0, or SB_E_BAD_REQUEST with req->error;
+ * req->id is set whenever the line was a JSON object with an "id". A string with a NUL
+ * in it (\u0000) is refused, except inside the values of "meta" members: cJSON's strings
+ * end at the first NUL, so a name would silently lose its tail.
+ */
 int request_parse(Request *req, const char *line, size_t len);
 void request_done(Request *req);
 
@@ -51,6 +57,18 @@ int request_bool(Request *req, const char *key, bool *ret);
 
 /* A string field; *ret NULL when absent and not @required. 0 or SB_E_BAD_REQUEST. */
 int request_string(Request *req, const char *key, bool required, const char **ret);
+
+/*
+ * The text of @item, a member of the object @obj (the request itself, or an object
+ * inside it whose text starts at @obj_text, found with locate.h), exactly as the line
+ * has it: where it starts. O(the text of @obj up to @item).
+ */
+const char *request_value_text(Request *req, const cJSON *obj, const char *obj_text, const cJSON *item);
+
+/* The same, whole: 0 with [*ret, *ret + *len); SB_E_BAD_REQUEST when it is not strict
+ * JSON (json_strict_end()), which a value passed on to others must be. */
+int request_text(Request *req, const cJSON *obj, const char *obj_text, const cJSON *item, const char **ret,
+                 size_t *len);
 
 /* "timeout_ms": *forever when absent, else *timeout_usec. 0 or SB_E_BAD_REQUEST. */
 int request_timeout(Request *req, uint64_t *timeout_usec, bool *forever);

@@ -11,8 +11,9 @@
 struct QuotaUser {
         SbList link;
         uid_t uid;
-        uint64_t n_charges;      /* the user goes with its last charge */
+        uint64_t n_charges;      /* the user goes with its last charge or hold */
         uint64_t used[_QUOTA_MAX];
+        uint64_t held;           /* its QuotaHolds' bytes */
 };
 
 static const char *const limit_names[_QUOTA_MAX] = {
@@ -86,6 +87,13 @@ int quota_charge(Quota *q, QuotaCharge *charge, uid_t uid, const uint64_t amount
         return 0;
 }
 
+static void user_put(QuotaUser *u) {
+        if (--u->n_charges == 0) {
+                sb_list_unlink(&u->link);
+                free(u);
+        }
+}
+
 void quota_uncharge(QuotaCharge *charge) {
         QuotaUser *u = charge->user;
 
@@ -93,11 +101,46 @@ void quota_uncharge(QuotaCharge *charge) {
                 return;
         for (int k = 0; k < _QUOTA_MAX; k++)
                 u->used[k] -= charge->amount[k];
-        if (--u->n_charges == 0) {
-                sb_list_unlink(&u->link);
-                free(u);
-        }
+        user_put(u);
         *charge = QUOTA_CHARGE_NULL;
+}
+
+int quota_hold(Quota *q, QuotaHold *h, const QuotaCharge *payer, uint64_t amount, uint64_t per_uid, uint64_t total,
+               QuotaHoldLimit *over) {
+        QuotaUser *u = payer->user;
+        uint64_t sum;
+
+        *h = QUOTA_HOLD_NULL;
+        if (u && (__builtin_add_overflow(u->held, amount, &sum) || sum > per_uid)) {
+                *over = QUOTA_HOLD_PER_UID;
+                return SB_E_LIMIT;
+        }
+        if (__builtin_add_overflow(q->held, amount, &sum) || sum > total) {
+                *over = QUOTA_HOLD_TOTAL;
+                return SB_E_LIMIT;
+        }
+        q->held += amount;
+        if (u) {
+                u->held += amount;
+                u->n_charges++;
+        }
+        *h = (QuotaHold){ .quota = q, .user = u, .amount = amount };
+        return 0;
+}
+
+void quota_unhold(QuotaHold *h) {
+        if (!h->quota)
+                return;
+        h->quota->held -= h->amount;
+        if (h->user) {
+                h->user->held -= h->amount;
+                user_put(h->user);
+        }
+        *h = QUOTA_HOLD_NULL;
+}
+
+uint64_t quota_held_by(const QuotaCharge *payer) {
+        return payer->user ? payer->user->held : 0;
 }
 
 void quota_charge_move(QuotaCharge *dst, QuotaCharge *src) {

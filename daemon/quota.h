@@ -29,6 +29,7 @@ typedef struct Quota {
         SbList users;            /* QuotaUser.link: the uids charged anything now */
         uid_t exempt[2];
         uint64_t limit[_QUOTA_MAX];
+        uint64_t held;           /* every QuotaHold's bytes, exempt uids' too */
 } Quota;
 
 typedef struct QuotaCharge {
@@ -55,6 +56,40 @@ void quota_uncharge(QuotaCharge *charge);
 
 /* Move what @src holds into @dst (which holds nothing); @src ends null. */
 void quota_charge_move(QuotaCharge *dst, QuotaCharge *src);
+
+/*
+ * A hold: bytes that the daemon keeps for a client for a while, in memory of its own (a
+ * ready or being-read batch's meta, from publish until its slot is freed). Held by the
+ * object that keeps the bytes, like a QuotaCharge; counted against the uid that @payer
+ * (the client's own QuotaCharge) is charged to, without looking it up, and against the
+ * daemon-wide Quota.held, in which every uid counts, exempt ones too: that total bounds
+ * the daemon's memory. The limits come with each hold, from the configuration in force.
+ */
+typedef struct QuotaHold {
+        Quota *quota;            /* NULL: nothing held */
+        QuotaUser *user;         /* NULL: an exempt uid, in the total only */
+        uint64_t amount;
+} QuotaHold;
+
+#define QUOTA_HOLD_NULL ((QuotaHold){ 0 })
+
+typedef enum QuotaHoldLimit {
+        QUOTA_HOLD_PER_UID,      /* the payer's uid would hold more than @per_uid */
+        QUOTA_HOLD_TOTAL,        /* everybody would hold more than @total */
+} QuotaHoldLimit;
+
+/*
+ * Hold @amount for the uid of @payer in @h (which must hold nothing): 0, or without
+ * holding anything SB_E_LIMIT with the limit that would be passed in *over.
+ */
+int quota_hold(Quota *q, QuotaHold *h, const QuotaCharge *payer, uint64_t amount, uint64_t per_uid, uint64_t total,
+               QuotaHoldLimit *over);
+
+/* Give back what @h holds (nothing for QUOTA_HOLD_NULL); leaves it null. */
+void quota_unhold(QuotaHold *h);
+
+/* What the uid of @payer holds now (0 for an exempt one). */
+uint64_t quota_held_by(const QuotaCharge *payer);
 
 /* What @uid holds of @kind now. */
 uint64_t quota_used(const Quota *q, uid_t uid, QuotaKind kind);

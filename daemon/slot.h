@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "quota.h"
 #include "sb-list.h"
 
 typedef struct Member Member;
@@ -30,9 +31,9 @@ struct Slot {
         uint64_t stream;
         uint32_t heap_pos;       /* ordered pools: place in the heap */
         int64_t declared;        /* ordered pools, while writing: the seq its acquire named, or -1 */
-        uint64_t mark;           /* Pool.mark_gen when a many-slot request last named it */
-        char *meta;              /* the producer's meta as JSON text (NULL: {}), while ready or reading */
         uint32_t meta_len;
-        uint32_t meta_cap;       /* kept across uses: no allocation per batch in steady state */
+        uint64_t mark;           /* Pool.mark_gen when a many-slot request last named it */
+        char *meta;              /* the producer's meta as it sent it (NULL: {}), while ready or reading */
+        QuotaHold meta_hold;     /* meta_len bytes, held for the producer's uid while meta is kept */
         uint64_t since_usec;     /* when it entered its state */
 };

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "broker.h"
@@ -35,7 +36,18 @@ static Broker *setup(void) {
         return b;
 }
 
+/* Whether @text is one JSON object and nothing else: what a kept meta must be. */
+static bool one_object(const char *text, size_t len) {
+        const char *end = NULL;
+        cJSON *v = cJSON_ParseWithLengthOpts(text, len, &end, false);
+        bool ok = cJSON_IsObject(v) && end == text + len && strlen(text) == len;
+
+        cJSON_Delete(v);
+        return ok;
+}
+
 static void check_accounting(Broker *b) {
+        uint64_t held = 0;
         SbList *it;
 
         sb_list_for_each(it, &b->pools) {
@@ -43,12 +55,21 @@ static void check_accounting(Broker *b) {
                 uint32_t sum = 0;
                 for (int s = 0; s < _SLOT_STATE_MAX; s++)
                         sum += p->count[s];
+                /* a meta is kept, and held, exactly while its batch is ready or being read */
+                for (uint32_t i = 0; i < p->spec.slots; i++) {
+                        const Slot *s = &p->slots[i];
+                        if (s->meta_hold.amount != s->meta_len || (!s->meta) != (s->meta_len == 0) ||
+                            (s->meta && s->state != SLOT_READY && s->state != SLOT_READING) ||
+                            (s->meta && !one_object(s->meta, s->meta_len)))
+                                abort();
+                        held += s->meta_hold.amount;
+                }
                 /* every slot in exactly one state; nobody left to hold or wait */
                 if (sum != p->spec.slots || p->count[SLOT_WRITING] || p->count[SLOT_READING] ||
                     p->n_waiters[0] || p->n_waiters[1] || !pool_is_unused(p) || !p->spec.persistent)
                         abort();
         }
-        if (b->n_sessions != 0)
+        if (b->n_sessions != 0 || held != b->quota.held)
                 abort();
 }
 

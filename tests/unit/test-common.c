@@ -30,6 +30,37 @@ START_TEST(pool_names_and_roles) {
 }
 END_TEST
 
+/* The rule for names a person reads, and the escaping of what it refuses. */
+START_TEST(name_text_and_its_escapes) {
+        char buf[64];
+
+        ck_assert(sb_name_text_valid("loader-0"));
+        ck_assert(sb_name_text_valid(""));
+        ck_assert(sb_name_text_valid("caf\xc3\xa9 \xe2\x98\x83 \xf0\x9f\x98\x80 \xc2\xa0"));  /* é ☃ 😀 NBSP */
+        ck_assert(!sb_name_text_valid(NULL));
+        ck_assert(!sb_name_text_valid("a\nb"));
+        ck_assert(!sb_name_text_valid("\x1b]0;x\x07"));
+        ck_assert(!sb_name_text_valid("tab\t"));
+        ck_assert(!sb_name_text_valid("del\x7f"));
+        ck_assert(!sb_name_text_valid("csi\xc2\x9b"));             /* U+009B */
+        ck_assert(!sb_name_text_valid("nel\xc2\x85"));             /* U+0085 */
+        ck_assert(!sb_name_text_valid("bad\xff"));
+        ck_assert(!sb_name_text_valid("overlong\xc0\xaf"));
+        ck_assert(!sb_name_text_valid("cut\xe2\x98"));
+        ck_assert(!sb_name_text_valid("surrogate\xed\xa0\x80"));
+        ck_assert_uint_eq(sb_name_char("\xe2\x98\x83", 3), 3);
+        ck_assert_uint_eq(sb_name_char("\xc2\x9f", 2), 0);
+        ck_assert_uint_eq(sb_name_char("\xc2\xa0", 2), 2);
+        ck_assert_str_eq(sb_name_escape("a\x1b[2J\nb\xc2\x85\xe2\x98\x83\xff", buf, sizeof(buf)),
+                         "a\\x1b[2J\\x0ab\\xc2\\x85\xe2\x98\x83\\xff");
+        /* cut short to fit, never inside an escape or a character */
+        ck_assert_str_eq(sb_name_escape("ab\x1b", buf, 6), "ab");
+        ck_assert_str_eq(sb_name_escape("ab\x1b", buf, 7), "ab\\x1b");
+        ck_assert_str_eq(sb_name_escape("a\xe2\x98\x83", buf, 4), "a");
+        ck_assert_str_eq(sb_name_escape("x", buf, 1), "");
+}
+END_TEST
+
 START_TEST(groups_by_name_or_number) {
         struct group *gr = getgrgid(0);
         gid_t gid = 4711;
@@ -70,6 +101,7 @@ Suite *suite_common(void) {
         TCase *t = tcase_create("shared facts");
 
         tcase_add_test(t, pool_names_and_roles);
+        tcase_add_test(t, name_text_and_its_escapes);
         tcase_add_test(t, groups_by_name_or_number);
         tcase_add_test(t, socket_addresses);
         suite_add_tcase(s, t);

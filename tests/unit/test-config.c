@@ -64,7 +64,28 @@ START_TEST(empty_file_is_defaults) {
         ck_assert_uint_eq(c->n_pools, 0);
         ck_assert_uint_eq(c->limits.max_line, 1048576);
         ck_assert_uint_eq(c->limits.max_bytes, UINT64_C(64) << 30);
+        ck_assert_uint_eq(c->limits.max_meta, 64 << 10);
+        ck_assert_uint_eq(c->limits.max_meta_bytes, 256 << 20);
+        ck_assert_uint_eq(c->limits.max_meta_bytes_per_uid, 64 << 20);
         config_free(c);
+        ck_assert_msg(parse("{\"limits\": {\"max_meta\": \"1KiB\", \"max_meta_bytes\": 5000, "
+                            "\"max_meta_bytes_per_uid\": \"2KiB\"}}", &c, err) == 0, "%s", err);
+        ck_assert_uint_eq(c->limits.max_meta, 1024);
+        ck_assert_uint_eq(c->limits.max_meta_bytes, 5000);
+        ck_assert_uint_eq(c->limits.max_meta_bytes_per_uid, 2048);
+        config_free(c);
+}
+END_TEST
+
+/* "The example configuration's limits are the defaults." */
+START_TEST(example_file_limits_are_the_defaults) {
+        Config *c = NULL, *d = config_new_default();
+        SbReason why;
+
+        ck_assert_msg(config_load("conf/shmbroker.conf", false, &c, &why) == 0, "%s", why.text);
+        ck_assert_int_eq(memcmp(&c->limits, &d->limits, sizeof(c->limits)), 0);
+        config_free(c);
+        config_free(d);
 }
 END_TEST
 
@@ -93,6 +114,7 @@ START_TEST(errors_name_line_and_reason) {
         assert_error("{\"socket\": \"relative\"}", "absolute path");
         assert_error("[]", "must be a JSON object");
         assert_error("{} {}", "text after");
+        assert_error("{\"limits\": {\"max_meta\": 0}}", "limit \"max_meta\" must be a positive number");
 }
 END_TEST
 
@@ -145,6 +167,7 @@ Suite *suite_config(void) {
         tcase_add_test(t, example_with_comments);
         tcase_add_test(t, comment_markers_inside_strings_are_text);
         tcase_add_test(t, empty_file_is_defaults);
+        tcase_add_test(t, example_file_limits_are_the_defaults);
         tcase_add_test(t, errors_name_line_and_reason);
         tcase_add_test(t, the_whole_is_checked);
         suite_add_tcase(s, t);

@@ -486,6 +486,55 @@ START_TEST(many_slots_all_or_none) {
 }
 END_TEST
 
+/* A meta is held for its producer's uid from publish until its slot is freed: by release,
+ * by a consumer's death, with its pool; a refused publish holds nothing. */
+START_TEST(meta_held_until_the_slot_is_freed) {
+        Pool *p = mkpool(4, false, POLICY_FREE);
+        Member *prod = join(p, ROLE_PRODUCER), *cons = join(p, ROLE_CONSUMER);
+        Slot *a = acquire(prod), *b = acquire(prod), *c = acquire(prod), *s;
+        QuotaCharge client;
+        QuotaKind kover;
+        Quota q;
+        PoolMetaPayer payer = { .quota = &q, .payer = &client, .max_per_uid = 100, .max_total = 1000 };
+        PoolPublish v[3] = { { .slot = a->index, .nbytes = 1, .meta = "{\"k\":1}", .meta_len = 7, .payer = &payer },
+                             { .slot = b->index, .nbytes = 1, .meta = "{\"k\":22}", .meta_len = 8, .payer = &payer },
+                             { .slot = c->index, .nbytes = 1, .meta = "{\"k\":333}", .meta_len = 90, .payer = &payer } };
+        size_t bad;
+
+        quota_init(&q, 0, 999);
+        ck_assert_int_eq(quota_charge(&q, &client, 1000, (const uint64_t[_QUOTA_MAX]){ [QUOTA_CLIENTS] = 1 }, &kover), 0);
+        ck_assert_int_eq(pool_publish(prod, v, 3, &bad), SB_E_LIMIT);
+        ck_assert_uint_eq(bad, 2);
+        ck_assert_int_eq(payer.over, QUOTA_HOLD_PER_UID);
+        ck_assert_uint_eq(q.held, 0);
+        ck_assert_ptr_null(a->meta);
+        ck_assert_uint_eq(p->count[SLOT_WRITING], 3);
+        v[2].meta_len = 9;
+        ck_assert_int_eq(pool_publish(prod, v, 3, &bad), 0);
+        ck_assert_uint_eq(q.held, 24);
+        ck_assert_uint_eq(quota_held_by(&client), 24);
+        ck_assert_str_eq(c->meta, "{\"k\":333}");
+        /* being read still holds; released, freed */
+        ck_assert_int_eq(pool_consume_ready(cons, &s), 0);
+        ck_assert_ptr_eq(s, a);
+        ck_assert_uint_eq(q.held, 24);
+        ck_assert_int_eq(release1(cons, a->index, false), 0);
+        ck_assert_uint_eq(q.held, 17);
+        ck_assert_ptr_null(a->meta);
+        /* a consumer that dies reading (policy free) */
+        ck_assert_int_eq(pool_consume_ready(cons, &s), 0);
+        member_leave(cons);
+        ck_assert_uint_eq(q.held, 9);
+        /* the producer goes: its ready batch keeps its hold, and the uid its entry */
+        quota_uncharge(&client);
+        member_leave(prod);
+        ck_assert_uint_eq(q.held, 9);
+        pool_free(p);
+        ck_assert_uint_eq(q.held, 0);
+        ck_assert(sb_list_is_empty(&q.users));
+}
+END_TEST
+
 START_TEST(layout_limits_overflow) {
         PoolSpec spec = { .slot_size = UINT64_MAX - 5, .slots = 2 };
         PoolLayout l;
@@ -541,6 +590,7 @@ Suite *suite_pool(void) {
         tcase_add_test(t, ordered_pool_keeps_a_slot_for_the_lowest_missing_seq);
         tcase_add_test(t, slot_kept_only_while_nobody_may_write_the_gap);
         tcase_add_test(t, many_slots_all_or_none);
+        tcase_add_test(t, meta_held_until_the_slot_is_freed);
         tcase_add_test(t, layout_limits_overflow);
         tcase_add_test(t, segment_goes_with_its_last_user);
         suite_add_tcase(s, t);

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "locate.h"
 #include "protocol.h"
 #include "sb-error.h"
 #include "unit.h"
@@ -119,6 +120,107 @@ START_TEST(reply_shapes) {
 }
 END_TEST
 
+/* cJSON's strings end at a NUL: every string that would hold one is refused, keys too,
+ * but not inside a "meta", which is passed on as text. */
+START_TEST(nul_in_a_string_is_refused_except_in_meta) {
+        static const char *const bad[] = {
+                "{\"op\":\"hello\",\"name\":\"nul\\u0000../x\"}",
+                "{\"op\":\"hello\",\"name\":\"x\\u00zz\"}",            /* cJSON reads a non-hex digit as 0 */
+                "{\"op\":\"hello\",\"name\":\"x\\u12G4\"}",
+                "{\"op\\u0000\":\"hello\"}",
+                "{\"op\":\"x\",\"id\":[\"\\u0000\"]}",
+                "{\"op\":\"x\",\"a\":{\"meta\":1},\"b\":\"\\u0000\"}",
+                "{\"op\":\"x\",\"meta\\u0000\":{}}",                 /* cJSON would read the key as "meta" */
+        };
+        static const char *const good[] = {
+                "{\"op\":\"hello\",\"name\":\"a\\\\u0000\"}",          /* an escaped backslash, then text */
+                "{\"op\":\"x\",\"meta\":{\"s\":\"\\u0000\",\"k\\u0000\":[\"\\u0000\"]}}",
+                "{\"op\":\"x\",\"batches\":[{\"meta\":{\"s\":\"a\\u0000\"}}]}",
+                "{\"op\":\"x\",\"s\":\"\\ud83d\\ude00\\u0001\"}",
+        };
+        Request req;
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                ck_assert_msg(parse(&req, bad[i]) == SB_E_BAD_REQUEST, "%s", bad[i]);
+                ck_assert_ptr_nonnull(strstr(req.why.text, "NUL"));
+                request_done(&req);
+        }
+        for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+                ck_assert_msg(parse(&req, good[i]) == 0, "%s: %s", good[i], req.why.text);
+                request_done(&req);
+        }
+}
+END_TEST
+
+/* The text of a member's value, found as cJSON found the member. */
+static const char *text_of(Request *req, const cJSON *obj, const char *obj_text, const char *key, size_t *len) {
+        const char *t = NULL;
+
+        *len = 0;
+        if (request_text(req, obj, obj_text, cJSON_GetObjectItemCaseSensitive(obj, key), &t, len) != 0)
+                return NULL;
+        return t;
+}
+
+START_TEST(member_text_is_the_lines_own) {
+        const char *line = "\xef\xbb\xbf \x0b{ \"op\":\"x\" ,\"m\\u0065ta\"\t:\x01{\"n\": 9007199254740993 ,\"s\":[1e400]} , "
+                           "\"meta\":{\"second\":1},\"batches\":[ {\"slot\":1} ,{\"z\":[\"]\",{}],\"meta\" : {\"e\":\"\\u00e9\"}}]}";
+        const cJSON *batches, *entry;
+        const char *t, *at;
+        Request req;
+        size_t len;
+
+        ck_assert_int_eq(request_parse(&req, line, strlen(line)), 0);
+        t = text_of(&req, req.root, NULL, "meta", &len);
+        ck_assert_ptr_nonnull(t);
+        ck_assert_int_eq((int)len, (int)strlen("{\"n\": 9007199254740993 ,\"s\":[1e400]}"));
+        ck_assert_int_eq(strncmp(t, "{\"n\": 9007199254740993 ,\"s\":[1e400]}", len), 0);
+        /* The entries of an array, one after the other. */
+        batches = cJSON_GetObjectItemCaseSensitive(req.root, "batches");
+        at = json_array_first(request_value_text(&req, req.root, NULL, batches), req.text_end);
+        ck_assert_ptr_nonnull(at);
+        ck_assert_int_eq(strncmp(at, "{\"slot\":1}", 10), 0);
+        at = json_array_next(at, req.text_end);
+        entry = cJSON_GetArrayItem(batches, 1);
+        t = text_of(&req, entry, at, "meta", &len);
+        ck_assert_ptr_nonnull(t);
+        ck_assert_int_eq(strncmp(t, "{\"e\":\"\\u00e9\"}", len), 0);
+        ck_assert_uint_eq(len, 14);
+        ck_assert_ptr_null(json_array_next(at, req.text_end));
+        request_done(&req);
+
+        /* Only strict JSON is passed on: cJSON reads 01, 1., raw control characters
+         * inside strings and blanks other than the four. */
+        ck_assert_int_eq(parse(&req, "{\"op\":\"x\",\"meta\":{\"a\":01}}"), 0);
+        ck_assert_ptr_null(text_of(&req, req.root, NULL, "meta", &len));
+        ck_assert_ptr_nonnull(strstr(req.why.text, "strict JSON"));
+        request_done(&req);
+}
+END_TEST
+
+START_TEST(strict_json) {
+        static const char *const good[] = {
+                "{}", "[]", "{\"a\":[1,-0,0.5,1e5,1E-5,-1.25e+10,true,false,null,\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\"]}",
+                " {\"a\" :\t1 }", "{\"\":{\"\":[]}}", "\"x\"", "12345678901234567890123",
+        };
+        static const char *const bad[] = {
+                "{\"a\":01}", "{\"a\":1.}", "{\"a\":.5}", "{\"a\":+1}", "{\"a\":1e}", "{\"a\":-}", "{\"a\":\"\x01\"}",
+                "{\"a\":\"\\x\"}", "{\"a\":\"\\u12\"}", "{\"a\":1,}", "{\"a\" 1}", "{\"a\":1\x0b}", "{a:1}", "[1,]",
+                "{\"a\":tru}", "{\"a\":nul}", "{\"a\":1", "\"open",
+        };
+
+        /* The whole text is one strict value, or it is not. */
+        for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+                const char *t = good[i], *end = t + strlen(t), *e = json_strict_end(json_skip_ws(t, end), end);
+                ck_assert_msg(e && json_skip_ws(e, end) == end, "%s", t);
+        }
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                const char *t = bad[i], *end = t + strlen(t), *e = json_strict_end(t, end);
+                ck_assert_msg(!e || json_skip_ws(e, end) != end, "%s", t);
+        }
+}
+END_TEST
+
 START_TEST(error_table_round_trips) {
         for (int e = 1; e < _SB_E_MAX; e++)
                 ck_assert_int_eq(sb_error_from_code(sb_error_code(e)), e);
@@ -137,6 +239,9 @@ Suite *suite_protocol(void) {
         tcase_add_test(t, field_errors_name_the_field);
         tcase_add_test(t, reply_shapes);
         tcase_add_test(t, error_table_round_trips);
+        tcase_add_test(t, nul_in_a_string_is_refused_except_in_meta);
+        tcase_add_test(t, member_text_is_the_lines_own);
+        tcase_add_test(t, strict_json);
         suite_add_tcase(s, t);
         return s;
 }

@@ -93,6 +93,47 @@ START_TEST(a_charge_moves_into_its_object) {
 }
 END_TEST
 
+/* Holds (a ready batch's meta): per uid through its client's charge, and in a total in
+ * which exempt uids count too; refused whole; the uid outlives its last client while a
+ * hold remains. */
+START_TEST(holds_count_per_uid_and_in_total) {
+        QuotaCharge client, root;
+        QuotaHold a, b, c, d;
+        QuotaHoldLimit over = QUOTA_HOLD_TOTAL;
+        QuotaKind kover;
+        Quota q;
+
+        quota_init(&q, 0, 999);
+        quota_set_limits(&q, 10, 10, 10);
+        ck_assert_int_eq(quota_charge(&q, &client, 1000, ONE_CLIENT, &kover), 0);
+        ck_assert_int_eq(quota_charge(&q, &root, 0, ONE_CLIENT, &kover), 0);
+        ck_assert_int_eq(quota_hold(&q, &a, &client, 60, 100, 150, &over), 0);
+        ck_assert_int_eq(quota_hold(&q, &b, &client, 41, 100, 150, &over), SB_E_LIMIT);
+        ck_assert_int_eq(over, QUOTA_HOLD_PER_UID);
+        ck_assert_ptr_null(b.quota);                   /* a refusal holds nothing */
+        ck_assert_int_eq(quota_hold(&q, &b, &root, 80, 100, 150, &over), 0);   /* exempt: no per-uid limit */
+        ck_assert_uint_eq(q.held, 140);
+        ck_assert_uint_eq(quota_held_by(&client), 60);
+        ck_assert_uint_eq(quota_held_by(&root), 0);
+        ck_assert_int_eq(quota_hold(&q, &c, &client, 11, 100, 150, &over), SB_E_LIMIT);
+        ck_assert_int_eq(over, QUOTA_HOLD_TOTAL);
+        ck_assert_int_eq(quota_hold(&q, &c, &client, 10, 100, 150, &over), 0);
+        ck_assert_int_eq(quota_hold(&q, &d, &client, UINT64_MAX, UINT64_MAX, UINT64_MAX, &over), SB_E_LIMIT);
+        /* The client goes; its uid's holds stay, and so does its entry. */
+        quota_uncharge(&client);
+        ck_assert_uint_eq(quota_used(&q, 1000, QUOTA_CLIENTS), 0);
+        ck_assert(!sb_list_is_empty(&q.users));
+        quota_unhold(&a);
+        quota_unhold(&a);                              /* twice: nothing more */
+        quota_unhold(&b);
+        ck_assert_uint_eq(q.held, 10);
+        quota_unhold(&c);
+        ck_assert_uint_eq(q.held, 0);
+        ck_assert(sb_list_is_empty(&q.users));
+        quota_uncharge(&root);
+}
+END_TEST
+
 Suite *suite_quota(void) {
         Suite *s = suite_create("quota");
         TCase *t = tcase_create("charges");
@@ -101,6 +142,7 @@ Suite *suite_quota(void) {
         tcase_add_test(t, exempt_uids_are_never_charged);
         tcase_add_test(t, overflow_and_lowered_limits);
         tcase_add_test(t, a_charge_moves_into_its_object);
+        tcase_add_test(t, holds_count_per_uid_and_in_total);
         suite_add_tcase(s, t);
         return s;
 }
