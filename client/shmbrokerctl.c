@@ -191,6 +191,7 @@ static void print_status(const cJSON *st, const cJSON *prev, double dt) {
                 const cJSON *h, *pn;
                 char pools_s[256] = "", held_s[512] = "";
                 size_t n = 0;
+                int listed;
 
                 cJSON_ArrayForEach(pn, cJSON_GetObjectItemCaseSensitive(c, "pools"))
                         if (cJSON_IsString(pn))
@@ -201,8 +202,13 @@ static void print_status(const cJSON *st, const cJSON *prev, double dt) {
                         n += (size_t)snprintf(held_s + n, n < sizeof(held_s) ? sizeof(held_s) - n : 0,
                                               "%s%s:%.0f %s %.1fs", n ? ", " : "", jshown(h, "pool", "?"),
                                               jnum(h, "slot"), jshown(h, "state", "?"), jnum(h, "age_ms") / 1000.0);
-                printf("%-8.0f %6.0f %-9s %-20s %-8s %-16s %s\n", jnum(c, "pid"), jnum(c, "uid"),
-                       jshown(c, "role", "?"), jshown(c, "name", "-"), jshown(c, "waiting", ""), pools_s, held_s);
+                /* The daemon lists a few held slots and counts them all. */
+                listed = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(c, "held"));
+                printf("%-8.0f %6.0f %-9s %-20s %-8s %-16s %s", jnum(c, "pid"), jnum(c, "uid"), jshown(c, "role", "?"),
+                       jshown(c, "name", "-"), jshown(c, "waiting", ""), pools_s, held_s);
+                if (jnum(c, "held_count") > listed)
+                        printf("%s(%.0f held in all)", listed ? " " : "", jnum(c, "held_count"));
+                printf("\n");
         }
 }
 

@@ -150,3 +150,12 @@ def test_status_shows_held_slots_and_waits(daemon):
     assert "h:0 writing" in holder and "acquire" not in holder.split()
     waiter = next(l for l in lines if "waiter" in l)
     assert "acquire" in waiter.split() and "writing" not in waiter
+
+
+def test_status_counts_what_it_does_not_list(daemon):
+    """A client holding more slots than the daemon lists shows the count of all of them."""
+    a = daemon.client(role="producer", name="hoarder")
+    a.ok("create", pool="many", slot_size=64, slots=100)
+    a.ok("acquire", pool="many", max=100)
+    hoarder = next(l for l in ctl(daemon, "status", check=0).stdout.splitlines() if "hoarder" in l)
+    assert "many:0 writing" in hoarder and hoarder.endswith("(100 held in all)")
