@@ -156,7 +156,8 @@ clean: ## remove build/
 
 # --- the client library ----------------------------------------------------------------
 
-LIB_SRC := client/connection.c client/pool.c client/wire.c common/error.c common/names.c common/unix.c common/bytes.c
+LIB_SRC := client/connection.c client/pool.c client/wire.c common/error.c common/names.c common/unix.c common/bytes.c \
+  common/json-text.c
 LIB_CFLAGS := -fPIC -fvisibility=hidden
 build/lib/obj/%.o: %.c
 	@mkdir -p $(@D)

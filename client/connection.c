@@ -145,6 +145,10 @@ static int read_replies(sb_client *c) {
                 }
                 if (!reply)
                         return -EPROTO;
+                if (sb_wire_keep_meta(reply, line, len) < 0) {
+                        cJSON_Delete(reply);
+                        return -ENOMEM;
+                }
                 complete(c, reply, 0);
                 handled++;
         }

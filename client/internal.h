@@ -78,6 +78,11 @@ typedef struct WireBatch {
 /* -EPROTO unless the slot is below @slots and nbytes fits @slot_size; -ENOMEM. */
 int sb_wire_batch(const cJSON *reply, uint32_t slots, uint64_t slot_size, WireBatch *ret);
 
+/* Keep, with each non-empty "meta" of @reply (a parsed reply line, @line of @len bytes),
+ * its text as the line carries it, for sb_wire_batch(): a batch's meta reaches the program
+ * byte for byte as its producer sent it. 0 or -ENOMEM. */
+int sb_wire_keep_meta(cJSON *reply, const char *line, size_t len);
+
 /* The array @key of a many-slot reply, of at most @max entries; NULL when it is not one. */
 const cJSON *sb_wire_list(const cJSON *reply, const char *key, size_t max);
 

@@ -9,8 +9,11 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
+#include "sb-json-text.h"
 #include "sb-error.h"
 #include "sb-macro.h"
 
@@ -80,21 +83,79 @@ static char *json_quote(const char *s) {
 }
 
 /* @meta as one line of JSON, to free(): NULL stays NULL (meaning {}, with nothing to
- * allocate), else it must be a JSON object. */
+ * allocate), else it must be a JSON object in strict JSON. Its text goes as it is, numbers
+ * and escapes included (a re-print through cJSON would round integers past 2^53); only
+ * line breaks, which in strict JSON can only be blanks between tokens, become spaces. */
 static int meta_line(const char *meta, char **ret) {
+        const char *end, *start, *stop;
         cJSON *m;
+        char *t;
 
         *ret = NULL;
         if (!meta)
                 return 0;
-        m = cJSON_Parse(meta);
+        end = meta + strlen(meta);
+        m = cJSON_ParseWithOpts(meta, NULL, true);
         if (!cJSON_IsObject(m)) {
                 cJSON_Delete(m);
                 return -EINVAL;
         }
-        *ret = cJSON_PrintUnformatted(m);
         cJSON_Delete(m);
-        return *ret ? 0 : -ENOMEM;
+        start = sb_json_start(meta, (size_t)(end - meta));
+        stop = sb_json_strict_end(start, end);
+        if (!stop || sb_json_skip_ws(stop, end) != end)
+                return -EINVAL;
+        t = strndup(start, (size_t)(stop - start));
+        if (!t)
+                return -ENOMEM;
+        for (char *q = t; *q; q++)
+                if (*q == '\n' || *q == '\r')
+                        *q = ' ';
+        *ret = t;
+        return 0;
+}
+
+/* Give the "meta" member of @obj (text at @p) its own text as the line carries it, in
+ * valuestring, where sb_wire_batch() finds it. Only a non-empty meta: {} needs no text. */
+static int keep_meta_text(cJSON *obj, const char *p, const char *end) {
+        cJSON *it;
+        size_t index = 0;
+
+        for (it = obj ? obj->child : NULL; it; it = it->next, index++) {
+                const char *v, *e;
+
+                if (!it->string || strcmp(it->string, "meta") != 0)
+                        continue;
+                if (!cJSON_IsObject(it) || !it->child)
+                        return 0;
+                v = sb_json_member_value(p, end, index);
+                e = v ? sb_json_strict_end(v, end) : NULL;
+                if (!e)
+                        return 0;       /* not as the daemon writes it: the parsed value will do */
+                it->valuestring = strndup(v, (size_t)(e - v));
+                return it->valuestring ? 0 : -ENOMEM;
+        }
+        return 0;
+}
+
+int sb_wire_keep_meta(cJSON *reply, const char *line, size_t len) {
+        const char *end = line + len, *p = sb_json_start(line, len), *e;
+        cJSON *it, *batch;
+        size_t index = 0;
+        int r;
+
+        if (!cJSON_IsObject(reply))
+                return 0;
+        r = keep_meta_text(reply, p, end);
+        for (it = reply->child; r == 0 && it; it = it->next, index++) {
+                if (!it->string || strcmp(it->string, "batches") != 0 || !cJSON_IsArray(it))
+                        continue;
+                e = sb_json_array_first(sb_json_member_value(p, end, index), end);
+                for (batch = it->child; r == 0 && batch && e; batch = batch->next, e = sb_json_array_next(e, end))
+                        r = keep_meta_text(batch, e, end);
+                break;
+        }
+        return r;
 }
 
 int sb_wire_hello(SbBytes *out, sb_role role, const char *name) {
@@ -268,8 +329,10 @@ int sb_wire_batch(const cJSON *reply, uint32_t slots, uint64_t slot_size, WireBa
         ret->seq = sb_wire_u64(reply, "seq");
         ret->stream = sb_wire_u64(reply, "stream");
         meta = cJSON_GetObjectItemCaseSensitive(reply, "meta");
-        /* An empty meta (the common case for raw bytes) needs no copy of its own. */
-        if (meta && meta->child && !(ret->meta = cJSON_PrintUnformatted(meta)))
+        /* An empty meta (the common case for raw bytes) needs no copy of its own. The text
+         * the line carried (sb_wire_keep_meta()) is the producer's, byte for byte. */
+        if (meta && meta->child &&
+            !(ret->meta = meta->valuestring ? strdup(meta->valuestring) : cJSON_PrintUnformatted(meta)))
                 return -ENOMEM;
         return 0;
 }

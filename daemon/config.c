@@ -4,7 +4,7 @@
  * cJSON has no comments and keeps no positions, and cJSON_Minify() strips comments but
  * shifts every offset. So comments are blanked out in place (newlines kept), cJSON
  * parses the result, and an error found later in a value is traced back to its line by
- * json_locate() (locate.c), a small scanner over the same blanked text. The Config keeps
+ * sb_json_locate() (locate.c), a small scanner over the same blanked text. The Config keeps
  * that text, so that the checks of the whole (config_check(), and the broker's) name lines
  * too.
  */
@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "config.h"
-#include "locate.h"
+#include "sb-json-text.h"
 #include "sb-json.h"
 #include "sb-size.h"
 #include "sb-unix.h"
@@ -101,7 +101,7 @@ int config_fail(const Config *c, SbReason *why, const char *key, long index, con
         vsnprintf(why->text, sizeof(why->text), fmt, ap);
         va_end(ap);
         if (c->text)
-                sb_reason_prefix(why, "line %u", json_locate(c->text, c->text_len, key, index, sub));
+                sb_reason_prefix(why, "line %u", sb_json_locate(c->text, c->text_len, key, index, sub));
         if (c->path)
                 sb_reason_prefix(why, "%s", c->path);
         return -EINVAL;
@@ -211,11 +211,11 @@ int config_parse(const char *text, size_t len, Config **ret, SbReason *why) {
         }
         bad = blank_comments(buf, len);
         if (bad >= 0) {
-                sb_reason_set(why, "line %u: unterminated /* comment", json_line_of(buf, (size_t)bad));
+                sb_reason_set(why, "line %u: unterminated /* comment", sb_json_line_of(buf, (size_t)bad));
                 return -EINVAL;
         }
         /* A file of nothing but comments configures nothing. */
-        if (json_skip_ws(buf, buf + len) == buf + len) {
+        if (sb_json_skip_ws(buf, buf + len) == buf + len) {
                 *ret = steal_ptr(c);
                 return 0;
         }
@@ -223,12 +223,12 @@ int config_parse(const char *text, size_t len, Config **ret, SbReason *why) {
         if (!root) {
                 const char *at = cJSON_GetErrorPtr();
                 size_t off = (at >= buf && at <= buf + len) ? (size_t)(at - buf) : len;
-                sb_reason_set(why, "line %u: not valid JSON", json_line_of(buf, off));
+                sb_reason_set(why, "line %u: not valid JSON", sb_json_line_of(buf, off));
                 return -EINVAL;
         }
-        if (json_skip_ws(end, buf + len) != buf + len) {
+        if (sb_json_skip_ws(end, buf + len) != buf + len) {
                 sb_reason_set(why, "line %u: text after the end of the JSON object",
-                         json_line_of(buf, (size_t)(end - buf)));
+                         sb_json_line_of(buf, (size_t)(end - buf)));
                 return -EINVAL;
         }
         if (!cJSON_IsObject(root)) {

@@ -14,7 +14,7 @@
 
 #include "arena.h"
 #include "broker.h"
-#include "locate.h"
+#include "sb-json-text.h"
 #include "log.h"
 #include "ops.h"
 #include "protocol.h"
@@ -291,11 +291,11 @@ static int publish_list_parse(Request *req, const Pool *p, uint64_t max_meta, Pu
                         /* The entries' texts are walked once, forward, and only as far as
                          * an entry with a meta: batches without one cost no walk at all. */
                         if (!walking) {
-                                at = json_array_first(request_value_text(req, req->root, NULL, batches), req->text_end);
+                                at = sb_json_array_first(request_value_text(req, req->root, NULL, batches), req->text_end);
                                 walking = true;
                         }
                         for (; at && at_index < l->n; at_index++)
-                                at = json_array_next(at, req->text_end);
+                                at = sb_json_array_next(at, req->text_end);
                         r = publish_meta(req, it, at, meta, max_meta, &l->v[l->n]);
                 }
                 if (r != 0)

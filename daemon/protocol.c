@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "arena.h"
-#include "locate.h"
+#include "sb-json-text.h"
 #include "protocol.h"
 #include "sb-error.h"
 #include "sb-json.h"
@@ -38,7 +38,7 @@ int request_parse(Request *req, const char *line, size_t len) {
         req->id = cJSON_GetObjectItemCaseSensitive(req->root, "id");
         /* Only a \u escape can make a NUL: most lines have no backslash at all, and
          * need no scan (memchr() is the fastest look). */
-        if (memchr(line, '\\', len) && memmem(line, len, "\\u", 2) && json_has_nul(line, line + len, "meta"))
+        if (memchr(line, '\\', len) && memmem(line, len, "\\u", 2) && sb_json_has_nul(line, line + len, "meta"))
                 return request_fail(req, SB_E_BAD_REQUEST, "a string of the request holds NUL (\\u0000), which only "
                                     "\"meta\" may");
         op = cJSON_GetObjectItemCaseSensitive(req->root, "op");
@@ -110,18 +110,18 @@ const char *request_value_text(Request *req, const cJSON *obj, const char *obj_t
         size_t index = 0;
 
         if (obj == req->root)
-                obj_text = json_start(req->text, (size_t)(req->text_end - req->text));
+                obj_text = sb_json_start(req->text, (size_t)(req->text_end - req->text));
         for (const cJSON *it = obj->child; it && it != item; it = it->next)
                 index++;
         /* cJSON keeps the members in the order of the text, duplicates too: the item's
          * place among them finds its text, however its key was written. */
-        return obj_text ? json_member_value(obj_text, req->text_end, index) : NULL;
+        return obj_text ? sb_json_member_value(obj_text, req->text_end, index) : NULL;
 }
 
 int request_text(Request *req, const cJSON *obj, const char *obj_text, const cJSON *item, const char **ret,
                  size_t *len) {
         const char *v = request_value_text(req, obj, obj_text, item);
-        const char *e = v ? json_strict_end(v, req->text_end) : NULL;
+        const char *e = v ? sb_json_strict_end(v, req->text_end) : NULL;
 
         if (!e)
                 return request_fail(req, SB_E_BAD_REQUEST, "\"%s\" must be strict JSON (RFC 8259): it is passed on as "

@@ -66,7 +66,7 @@ int request_string(Request *req, const char *key, bool required, const char **re
 const char *request_value_text(Request *req, const cJSON *obj, const char *obj_text, const cJSON *item);
 
 /* The same, whole: 0 with [*ret, *ret + *len); SB_E_BAD_REQUEST when it is not strict
- * JSON (json_strict_end()), which a value passed on to others must be. */
+ * JSON (sb_json_strict_end()), which a value passed on to others must be. */
 int request_text(Request *req, const cJSON *obj, const char *obj_text, const cJSON *item, const char **ret,
                  size_t *len);
 

@@ -52,6 +52,16 @@ def test_round_trip_of_dtypes_and_shapes(pair, array):
         assert not got.flags.writeable
 
 
+def test_meta_reaches_the_consumer_exactly(pair):
+    """Integers past 2^53 (sample ids, hashes) arrive exact through the library on both
+    sides: nothing on the way stores them as doubles."""
+    out, inp = pair
+    meta = {"id": 2**53 + 1, "hash": 2**64 - 1, "nested": {"big": [-(2**63), 12345678901234567890]}}
+    out.put(np.zeros(1, np.uint8), meta=meta)
+    with inp.get(timeout=5) as b:
+        assert b.meta == meta
+
+
 def test_several_arrays_in_one_slot(pair):
     out, inp = pair
     images = np.random.default_rng(2).integers(0, 255, (8, 3, 32, 32), dtype=np.uint8)

@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "locate.h"
+#include "sb-json-text.h"
 #include "protocol.h"
 #include "sb-error.h"
 #include "unit.h"
@@ -177,16 +177,16 @@ START_TEST(member_text_is_the_lines_own) {
         ck_assert_int_eq(strncmp(t, "{\"n\": 9007199254740993 ,\"s\":[1e400]}", len), 0);
         /* The entries of an array, one after the other. */
         batches = cJSON_GetObjectItemCaseSensitive(req.root, "batches");
-        at = json_array_first(request_value_text(&req, req.root, NULL, batches), req.text_end);
+        at = sb_json_array_first(request_value_text(&req, req.root, NULL, batches), req.text_end);
         ck_assert_ptr_nonnull(at);
         ck_assert_int_eq(strncmp(at, "{\"slot\":1}", 10), 0);
-        at = json_array_next(at, req.text_end);
+        at = sb_json_array_next(at, req.text_end);
         entry = cJSON_GetArrayItem(batches, 1);
         t = text_of(&req, entry, at, "meta", &len);
         ck_assert_ptr_nonnull(t);
         ck_assert_int_eq(strncmp(t, "{\"e\":\"\\u00e9\"}", len), 0);
         ck_assert_uint_eq(len, 14);
-        ck_assert_ptr_null(json_array_next(at, req.text_end));
+        ck_assert_ptr_null(sb_json_array_next(at, req.text_end));
         request_done(&req);
 
         /* Only strict JSON is passed on: cJSON reads 01, 1., raw control characters
@@ -211,12 +211,12 @@ START_TEST(strict_json) {
 
         /* The whole text is one strict value, or it is not. */
         for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
-                const char *t = good[i], *end = t + strlen(t), *e = json_strict_end(json_skip_ws(t, end), end);
-                ck_assert_msg(e && json_skip_ws(e, end) == end, "%s", t);
+                const char *t = good[i], *end = t + strlen(t), *e = sb_json_strict_end(sb_json_skip_ws(t, end), end);
+                ck_assert_msg(e && sb_json_skip_ws(e, end) == end, "%s", t);
         }
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-                const char *t = bad[i], *end = t + strlen(t), *e = json_strict_end(t, end);
-                ck_assert_msg(!e || json_skip_ws(e, end) != end, "%s", t);
+                const char *t = bad[i], *end = t + strlen(t), *e = sb_json_strict_end(t, end);
+                ck_assert_msg(!e || sb_json_skip_ws(e, end) != end, "%s", t);
         }
 }
 END_TEST

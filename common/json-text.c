@@ -1,5 +1,5 @@
 /*
- * locate.c: where a value is in JSON text.
+ * json-text.c: where a value is in JSON text.
  *
  * cJSON keeps no positions. These functions scan the same text that cJSON parsed,
  * skipping values by their shape without building anything: to find the line of a key,
@@ -15,9 +15,9 @@
 
 #include <cjson/cJSON.h>
 
-#include "locate.h"
+#include "sb-json-text.h"
 
-unsigned json_line_of(const char *text, size_t off) {
+unsigned sb_json_line_of(const char *text, size_t off) {
         unsigned line = 1;
 
         for (size_t i = 0; i < off; i++)
@@ -25,7 +25,7 @@ unsigned json_line_of(const char *text, size_t off) {
         return line;
 }
 
-const char *json_skip_ws(const char *p, const char *end) {
+const char *sb_json_skip_ws(const char *p, const char *end) {
         while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
                 p++;
         return p;
@@ -74,7 +74,7 @@ static const char *skip_value(const char *p, const char *end) {
         return end;
 }
 
-const char *json_start(const char *text, size_t len) {
+const char *sb_json_start(const char *text, size_t len) {
         /* cJSON skips a byte order mark only when the text has at least five bytes. */
         if (len >= 5 && memcmp(text, "\xef\xbb\xbf", 3) == 0)
                 return skip_blank(text + 3, text + len);
@@ -131,49 +131,49 @@ static const char *find_member(const char *p, const char *end, const char *key) 
         return NULL;
 }
 
-const char *json_member_value(const char *p, const char *end, size_t index) {
+const char *sb_json_member_value(const char *p, const char *end, size_t index) {
         for (p = first_member(p, end); p; p = next_member(p, end))
                 if (index-- == 0)
                         return member_value(p, end);
         return NULL;
 }
 
-const char *json_array_first(const char *p, const char *end) {
+const char *sb_json_array_first(const char *p, const char *end) {
         p = enter(p, end, '[');
         return p && p < end && *p != ']' ? p : NULL;
 }
 
-const char *json_array_next(const char *p, const char *end) {
+const char *sb_json_array_next(const char *p, const char *end) {
         return after_value(p, end);
 }
 
 static const char *find_element(const char *p, const char *end, size_t index) {
-        for (p = json_array_first(p, end); p && index > 0; index--)
-                p = json_array_next(p, end);
+        for (p = sb_json_array_first(p, end); p && index > 0; index--)
+                p = sb_json_array_next(p, end);
         return p;
 }
 
 /* The line of top-level key @key, of element @index of it (if >= 0), and of that
  * element's member @sub (if set): the most precise place found. */
-unsigned json_locate(const char *text, size_t len, const char *key, long index, const char *sub) {
+unsigned sb_json_locate(const char *text, size_t len, const char *key, long index, const char *sub) {
         const char *end = text + len, *k, *e, *s;
 
         k = find_member(text, end, key);
         if (!k)
-                return json_line_of(text, len);
+                return sb_json_line_of(text, len);
         if (index < 0)
-                return json_line_of(text, (size_t)(k - text));
+                return sb_json_line_of(text, (size_t)(k - text));
         e = find_element(member_value(k, end), end, (size_t)index);
         if (!e)
-                return json_line_of(text, (size_t)(k - text));
+                return sb_json_line_of(text, (size_t)(k - text));
         s = sub ? find_member(e, end, sub) : NULL;
-        return json_line_of(text, (size_t)((s ? s : e) - text));
+        return sb_json_line_of(text, (size_t)((s ? s : e) - text));
 }
 
 /* --- strict JSON ------------------------------------------------------------------- */
 
 static const char *strict_ws(const char *p, const char *end) {
-        return json_skip_ws(p, end);
+        return sb_json_skip_ws(p, end);
 }
 
 static int hex_digit(char c) {
@@ -294,7 +294,7 @@ static const char *strict_value(const char *p, const char *end, unsigned depth) 
         }
 }
 
-const char *json_strict_end(const char *p, const char *end) {
+const char *sb_json_strict_end(const char *p, const char *end) {
         return strict_value(p, end, 0);
 }
 
@@ -327,7 +327,7 @@ static bool string_has_nul(const char *s, const char *e) {
         return false;
 }
 
-bool json_has_nul(const char *p, const char *end, const char *skip) {
+bool sb_json_has_nul(const char *p, const char *end, const char *skip) {
         size_t skip_len = strlen(skip);
 
         while ((p = memchr(p, '"', (size_t)(end - p)))) {
