@@ -47,8 +47,10 @@ static bool accept_error_is_exhaustion(int error) {
         return error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM;
 }
 
+static int listener_on_post(sd_event_source *s, void *userdata);
+
 /* Stop watching the socket until a client leaves or RETRY_USEC has passed. Nothing here
- * may need a descriptor: the sources exist from the start. */
+ * may need a descriptor: the timer exists from the start, and a post source needs none. */
 static void listener_pause(Listener *l, int error) {
         struct rlimit rl = { 0 };
 
@@ -61,7 +63,10 @@ static void listener_pause(Listener *l, int error) {
         }
         l->paused_clients = l->broker->n_sessions;
         (void)sd_event_source_set_enabled(l->source, SD_EVENT_OFF);
-        (void)sd_event_source_set_enabled(l->resume, SD_EVENT_ON);
+        /* Made here, not at start: sd-event looks at every post source after each event it
+         * dispatches, even a disabled one, and that would cost every batch something. */
+        if (!l->resume && sd_event_add_post(l->broker->event, &l->resume, listener_on_post, l) < 0)
+                l->resume = NULL;       /* then the retry timer alone resumes */
         (void)sd_event_source_set_time_relative(l->retry, RETRY_USEC);
         (void)sd_event_source_set_enabled(l->retry, SD_EVENT_ONESHOT);
 }
@@ -70,7 +75,7 @@ static void listener_accept(Listener *l);
 
 /* Accept what waits in the backlog now. */
 static void listener_resume(Listener *l) {
-        (void)sd_event_source_set_enabled(l->resume, SD_EVENT_OFF);
+        l->resume = sd_event_source_disable_unref(l->resume);
         (void)sd_event_source_set_enabled(l->retry, SD_EVENT_OFF);
         (void)sd_event_source_set_enabled(l->source, SD_EVENT_ON);
         listener_accept(l);
@@ -140,10 +145,6 @@ int listener_new(Listener **ret, Broker *b, int fd) {
                 return -ENOMEM;
         l->broker = b;
         r = sd_event_add_io(b->event, &l->source, fd, EPOLLIN, listener_on_accept, l);
-        if (r >= 0)
-                r = sd_event_add_post(b->event, &l->resume, listener_on_post, l);
-        if (r >= 0)
-                r = sd_event_source_set_enabled(l->resume, SD_EVENT_OFF);
         /* Made now, while descriptors are at hand, and with it the clock's timer descriptor.
          * A clock of its own: the waits' CLOCK_MONOTONIC keeps making its descriptor on first
          * use, the failure that the tests of internal errors provoke with a full table. */

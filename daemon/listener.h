@@ -16,7 +16,8 @@ typedef struct Listener {
         Broker *broker;
         sd_event_source *source;
         /* Out of descriptors (or kernel memory) for the next client: accepting pauses until
-         * a client leaves (watched after every loop iteration by @resume) or @retry fires. */
+         * a client leaves (watched after every loop iteration by @resume, made only then) or
+         * @retry fires. */
         sd_event_source *resume;
         sd_event_source *retry;
         bool exhausted;          /* since the accept() that failed, until one succeeds */
