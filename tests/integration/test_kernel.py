@@ -310,7 +310,7 @@ def create_drop_flood(path: str, tag: str, stop_flag: threading.Event) -> None:
 def test_daemon_killed_during_create_and_drop_leaves_no_segment(daemon_factory):
     """SIGKILL of the daemon, again and again, while clients create and drop pools as fast
     as they can: whatever a killed daemon orphaned is gone once the next one listens.
-    SHMBROKER_KILL_SECONDS sets how long (`make kill9` runs it longer)."""
+    SHMBROKER_KILL_SECONDS sets how long (`make sigkill` runs it longer)."""
     seconds = float(os.environ.get("SHMBROKER_KILL_SECONDS", "3"))
     rng = random.Random(12)
     before = segments()
