@@ -50,7 +50,7 @@ static const char *group_name(gid_t gid, char *buf, size_t size) {
         if (getgrgid_r(gid, &gr, tmp, sizeof(tmp), &res) == 0 && res)
                 snprintf(buf, size, "\"%s\" (gid %u)", res->gr_name, (unsigned)gid);
         else
-                snprintf(buf, size, "gid %u", (unsigned)gid);
+                snprintf(buf, size, "(gid %u)", (unsigned)gid);
         return buf;
 }
 
@@ -73,12 +73,12 @@ static int check_group(Broker *b, SbReason *why) {
         if (gid != b->gid)
                 return 0;
         group_name(gid, name, sizeof(name));
+        /* SbReason holds 384 bytes: short enough for two group names. */
         return sb_fail(why, -EPERM,
-                       "the socket's group %s is the daemon's own group %s: every client could shmat() every pool "
-                       "that gives its group access, bypassing the daemon (the kernel grants a segment's group bits "
-                       "to its creator's group too). Run the daemon under a group of its own that no client is in "
-                       "(the shipped units: Group=shmbrokerd) and give the socket the clients' group (socket_group, "
-                       "or SocketGroup= in shmbrokerd.socket)", name, name);
+                       "the socket's group %s is the daemon's own group: the kernel grants a segment's group bits "
+                       "to its creator's group too, so every client could attach every pool with group access. Run "
+                       "the daemon under a group no client is in (Group=shmbrokerd) and give the socket the "
+                       "clients' group (socket_group, SocketGroup=)", name);
 }
 
 int creator_prepare(Broker *b, SbReason *why) {

@@ -29,7 +29,7 @@ from sbtest import (DAEMON, OTHER_UID, UNDER_VALGRIND, Attachment, Client, liste
 # 22-30, the creating daemon's pid in bits 0-21. The key goes (IPC_PRIVATE) at IPC_RMID.
 KEY_PREFIX, KEY_PREFIX_MASK, KEY_PID_MASK = 0x6CC00000, 0x7FC00000, 0x003FFFFF
 
-IPC_CREAT, IPC_EXCL, IPC_RMID = 0o1000, 0o2000, 0
+IPC_RMID = 0
 _libc = ctypes.CDLL(None, use_errno=True)
 
 # Uids and gids that no account has: the daemon, and clients, run as these.
@@ -68,6 +68,18 @@ def start_as(open_dir: Path, name: str, config: dict, uid: int, gid: int, groups
     return proc, sock, log
 
 
+def refused_start(proc: subprocess.Popen, log: Path) -> str:
+    """Wait for a daemon that must refuse to start: its log, once it exited with status 1.
+    One that keeps running is stopped, and fails the test."""
+    try:
+        rc = proc.wait(timeout=120 if UNDER_VALGRIND else 20)
+    except subprocess.TimeoutExpired:
+        stop(proc)
+        raise AssertionError(f"the daemon started:\n{log.read_text()}") from None
+    assert rc == 1, log.read_text()
+    return log.read_text()
+
+
 def stop(proc: subprocess.Popen) -> int:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -90,13 +102,7 @@ def test_a_daemon_refuses_a_socket_group_that_is_its_own(open_dir):
     before = segments()
     proc, sock, log = start_as(open_dir, "own", {"socket_mode": "0660", "socket_group": g.gr_name},
                                DAEMON_UID, g.gr_gid)
-    try:
-        rc = proc.wait(timeout=20 if not UNDER_VALGRIND else 120)
-    except subprocess.TimeoutExpired:
-        stop(proc)
-        raise AssertionError(f"the daemon started with its own group as the socket's:\n{log.read_text()}")
-    text = log.read_text()
-    assert rc == 1, text
+    text = refused_start(proc, log)
     assert f'"{g.gr_name}"' in text and f"gid {g.gr_gid}" in text and "daemon's own group" in text, text
     assert not listening(sock)
     assert segments() == before
@@ -115,13 +121,11 @@ def test_a_socket_activated_daemon_refuses_a_socket_of_its_own_group(open_dir):
         os.chmod(sock, 0o660)
         c = socket.socket(socket.AF_UNIX)
         c.connect(sock)             # starts the daemon
-        rc = proc.wait(timeout=20 if not UNDER_VALGRIND else 120)
+        text = refused_start(proc, log)
         c.close()
     finally:
         if proc.poll() is None:
             stop(proc)
-    text = log.read_text()
-    assert rc == 1, text
     assert f'"{g.gr_name}"' in text and "daemon's own group" in text, text
 
 
@@ -201,8 +205,8 @@ def test_a_daemon_whose_socket_keeps_its_group_refuses_group_access(open_dir):
     proc, sock, log = start_as(open_dir, "personal-cfg", {"socket_mode": "0666", "pools": [
         {"name": "cfg", "slot_size": 4096, "slots": 1, "mode": "0640", "group": socket_group().gr_name}]},
         DAEMON_UID, DAEMON_GID)
-    assert proc.wait(timeout=20 if not UNDER_VALGRIND else 120) == 1, log.read_text()
-    assert 'pool "cfg"' in log.read_text() and "group access" in log.read_text(), log.read_text()
+    text = refused_start(proc, log)
+    assert 'pool "cfg"' in text and "group access is refused" in text, text
     assert segments() == before
 
 
