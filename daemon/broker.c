@@ -67,34 +67,49 @@ Pool *broker_find_pool(Broker *b, const char *name) {
         return NULL;
 }
 
+/* " (with 2 dropped pools still attached: 32 KiB)", or "" for none. */
+static const char *dropped_note(char *buf, size_t size, uint64_t pools, uint64_t bytes) {
+        char b[32];
+
+        if (pools == 0)
+                return "";
+        snprintf(buf, size, " (with %llu dropped pool%s still attached: %s)", (unsigned long long)pools,
+                 pools == 1 ? "" : "s", sb_format_size(bytes, b, sizeof(b)));
+        return buf;
+}
+
 /* Charge a pool of @size bytes to @uid into @charge, within max_bytes too: 0, SB_E_LIMIT or
  * -ENOMEM, with nothing charged on failure. Dropped pools whose segments are still
- * attached count in both (reaper.h). */
+ * attached count in both (reaper.h), and a refusal says how much of it they are. */
 static int broker_admit(Broker *b, uid_t uid, uint64_t size, QuotaCharge *charge, SbReason *why) {
         const ConfigLimits *lim = &b->config->limits;
-        const char *dropped = b->reaper.n ? ", counting dropped pools still attached" : "";
-        uint64_t used = b->pool_bytes + b->reaper.bytes, total;
-        char x[32], y[32], z[32];
+        uint64_t used = b->pool_bytes + b->reaper.bytes, total, dropped, dropped_bytes;
+        char x[32], y[32], z[32], note[96];
         QuotaKind over;
         int r;
 
         r = quota_charge(&b->quota, charge, uid,
                          (const uint64_t[_QUOTA_MAX]){ [QUOTA_POOLS] = 1, [QUOTA_BYTES] = size }, &over);
+        if (r == SB_E_LIMIT) {
+                reaper_count(&b->reaper, uid, &dropped, &dropped_bytes);
+                dropped_note(note, sizeof(note), dropped, dropped_bytes);
+        }
         if (r == SB_E_LIMIT && over == QUOTA_POOLS)
                 return sb_fail(why, r, "uid %u has %llu pools%s: the quota %s (%llu) is reached", (unsigned)uid,
-                               (unsigned long long)quota_used(&b->quota, uid, over), dropped, quota_limit_name(over),
+                               (unsigned long long)quota_used(&b->quota, uid, over), note, quota_limit_name(over),
                                (unsigned long long)b->quota.limit[over]);
         if (r == SB_E_LIMIT)
                 return sb_fail(why, r, "a pool of %s would exceed the quota %s (%s) of uid %u%s",
                                sb_format_size(size, x, sizeof(x)), quota_limit_name(over),
-                               sb_format_size(b->quota.limit[over], y, sizeof(y)), (unsigned)uid, dropped);
+                               sb_format_size(b->quota.limit[over], y, sizeof(y)), (unsigned)uid, note);
         if (r < 0)
                 return sb_fail(why, r, "out of memory for the quota of uid %u", (unsigned)uid);
         if (__builtin_add_overflow(used, size, &total) || total > lim->max_bytes) {
                 quota_uncharge(charge);
                 return sb_fail(why, SB_E_LIMIT, "a pool of %s would exceed the limit max_bytes (%s, %s in use%s)",
                                sb_format_size(size, x, sizeof(x)), sb_format_size(lim->max_bytes, y, sizeof(y)),
-                               sb_format_size(used, z, sizeof(z)), dropped);
+                               sb_format_size(used, z, sizeof(z)),
+                               dropped_note(note, sizeof(note), b->reaper.n, b->reaper.bytes));
         }
         return 0;
 }
@@ -142,7 +157,7 @@ int broker_create_pool(Broker *b, const PoolSpec *spec, Pool **ret, SbReason *wh
 void broker_drop_pool(Broker *b, Pool *p) {
         b->n_pools--;
         b->pool_bytes -= p->seg.size;
-        reaper_drop_segment(&b->reaper, &p->seg, &p->charge, &p->leftover);
+        reaper_drop_segment(&b->reaper, &p->seg, p->spec.uid, &p->charge, &p->leftover);
         pool_free(p);
 }
 

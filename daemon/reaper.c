@@ -67,7 +67,7 @@ Leftover *leftover_new(void) {
         return lo;
 }
 
-void reaper_drop_segment(Reaper *r, Segment *seg, QuotaCharge *charge, Leftover **lo) {
+void reaper_drop_segment(Reaper *r, Segment *seg, uid_t uid, QuotaCharge *charge, Leftover **lo) {
         int shmid = seg->shmid;
         uint64_t size = seg->size;
         Leftover *kept = *lo;
@@ -81,6 +81,7 @@ void reaper_drop_segment(Reaper *r, Segment *seg, QuotaCharge *charge, Leftover 
         *lo = NULL;
         kept->shmid = shmid;
         kept->size = size;
+        kept->uid = uid;
         quota_charge_move(&kept->charge, charge);
         sb_list_append(&r->leftovers, &kept->link);
         r->bytes += size;
@@ -104,6 +105,20 @@ uint32_t reaper_reap(Reaper *r) {
                 gone++;
         }
         return gone;
+}
+
+void reaper_count(const Reaper *r, uid_t uid, uint64_t *pools, uint64_t *bytes) {
+        SbList *it;
+
+        *pools = *bytes = 0;
+        sb_list_for_each(it, &r->leftovers) {
+                const Leftover *lo = sb_list_entry(it, Leftover, link);
+
+                if (lo->uid == uid) {
+                        (*pools)++;
+                        *bytes += lo->size;
+                }
+        }
 }
 
 void reaper_forget(Reaper *r, int shmid) {

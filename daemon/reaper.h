@@ -13,6 +13,7 @@
 #pragma once
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <systemd/sd-event.h>
 
@@ -24,6 +25,7 @@ typedef struct Leftover {
         SbList link;             /* in Reaper.leftovers */
         int shmid;
         uint64_t size;
+        uid_t uid;               /* the pool's owner, for messages */
         QuotaCharge charge;
 } Leftover;
 
@@ -45,10 +47,13 @@ void reaper_clear(Reaper *r);
 Leftover *leftover_new(void);
 
 /*
- * At the drop of a pool: detach the daemon from @seg; if the segment still exists, *@lo
- * (taken) keeps it with @charge (moved) until it is gone. Never allocates.
+ * At the drop of a pool of @uid: detach the daemon from @seg; if the segment still exists,
+ * *@lo (taken) keeps it with @charge (moved) until it is gone. Never allocates.
  */
-void reaper_drop_segment(Reaper *r, Segment *seg, QuotaCharge *charge, Leftover **lo);
+void reaper_drop_segment(Reaper *r, Segment *seg, uid_t uid, QuotaCharge *charge, Leftover **lo);
+
+/* How many leftovers of @uid's pools there are, and their bytes. */
+void reaper_count(const Reaper *r, uid_t uid, uint64_t *pools, uint64_t *bytes);
 
 /* Look at every leftover now; free those whose segment is gone. Returns how many went. */
 uint32_t reaper_reap(Reaper *r);

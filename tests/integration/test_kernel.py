@@ -399,6 +399,7 @@ def test_a_dropped_pool_counts_against_its_owner_until_detached(open_daemon_fact
     assert all(r["ok"] for r in drops), drops
     assert refused["ok"] is False and refused["error"] == "limit", refused
     assert ("max_bytes_per_uid" if kind == "bytes" else "max_pools_per_uid") in refused["message"], refused
+    assert f"with {len(drops)} dropped pool" in refused["message"], refused
     assert again["ok"], again
 
 
