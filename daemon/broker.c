@@ -84,7 +84,8 @@ static const char *dropped_note(char *buf, size_t size, uint64_t pools, uint64_t
 static int broker_admit(Broker *b, uid_t uid, uint64_t size, QuotaCharge *charge, SbReason *why) {
         const ConfigLimits *lim = &b->config->limits;
         uint64_t used = b->pool_bytes + b->reaper.bytes, total, dropped, dropped_bytes;
-        char x[32], y[32], z[32], note[96];
+        char x[32], y[32], z[32], buf[96];
+        const char *note = "";
         QuotaKind over;
         int r;
 
@@ -92,7 +93,7 @@ static int broker_admit(Broker *b, uid_t uid, uint64_t size, QuotaCharge *charge
                          (const uint64_t[_QUOTA_MAX]){ [QUOTA_POOLS] = 1, [QUOTA_BYTES] = size }, &over);
         if (r == SB_E_LIMIT) {
                 reaper_count(&b->reaper, uid, &dropped, &dropped_bytes);
-                dropped_note(note, sizeof(note), dropped, dropped_bytes);
+                note = dropped_note(buf, sizeof(buf), dropped, dropped_bytes);
         }
         if (r == SB_E_LIMIT && over == QUOTA_POOLS)
                 return sb_fail(why, r, "uid %u has %llu pools%s: the quota %s (%llu) is reached", (unsigned)uid,
@@ -109,7 +110,7 @@ static int broker_admit(Broker *b, uid_t uid, uint64_t size, QuotaCharge *charge
                 return sb_fail(why, SB_E_LIMIT, "a pool of %s would exceed the limit max_bytes (%s, %s in use%s)",
                                sb_format_size(size, x, sizeof(x)), sb_format_size(lim->max_bytes, y, sizeof(y)),
                                sb_format_size(used, z, sizeof(z)),
-                               dropped_note(note, sizeof(note), b->reaper.n, b->reaper.bytes));
+                               dropped_note(buf, sizeof(buf), b->reaper.n, b->reaper.bytes));
         }
         return 0;
 }
