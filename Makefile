@@ -249,11 +249,21 @@ load: deps all ## 1,000 clients and misbehaving ones for LOAD_SECONDS (20)
 
 # The daemon under valgrind's memcheck through the integration tests of the daemon itself:
 # any memory error or definite leak fails the run (tests/valgrind-shmbrokerd).
-VALGRIND_TESTS := test_protocol.py test_streams.py test_reclaim.py test_limits.py test_daemon.py test_security.py
+VALGRIND_TESTS := test_protocol.py test_streams.py test_reclaim.py test_limits.py test_daemon.py test_security.py \
+  test_kernel.py
 valgrind: deps all ## the daemon's integration tests with the daemon under valgrind memcheck
 	@command -v valgrind >/dev/null || apt-get install -y -q valgrind >/dev/null
 	SHMBROKERD=tests/valgrind-shmbrokerd $(PYTHON) -m pytest -q -p no:cacheprovider $(addprefix tests/integration/,$(VALGRIND_TESTS))
 .PHONY: valgrind
+
+# The daemon killed with SIGKILL again and again while clients create and drop pools as
+# fast as they can (3 s of it in make check): each next daemon removes what the killed one
+# orphaned between shmget() and IPC_RMID, and no segment is left.
+KILL_SECONDS ?= 60
+sigkill: deps all ## SIGKILL the daemon under create/drop for KILL_SECONDS (60): nothing orphaned survives a restart
+	SHMBROKER_KILL_SECONDS=$(KILL_SECONDS) $(PYTHON) -m pytest -q -s -p no:cacheprovider \
+	  tests/integration/test_kernel.py -k test_daemon_killed_during_create_and_drop
+.PHONY: sigkill
 
 build/move: $(call obj,build,bench/move.c) build/libshmbroker.a
 	$(CC) $(CFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson)

@@ -34,6 +34,7 @@ int broker_new(Broker **ret, sd_event *event, Config *config) {
                 return -ENOMEM;
         }
         b->event = sd_event_ref(event);
+        reaper_init(&b->reaper, event);
         b->config = config;
         b->uid = geteuid();
         b->gid = getegid();
@@ -56,6 +57,7 @@ Broker *broker_free(Broker *b) {
 
         while ((p = sb_list_first_entry(&b->pools, Pool, owner_link)))
                 broker_drop_pool(b, p);
+        reaper_clear(&b->reaper);
         sd_event_unref(b->event);
         config_free(b->config);
         free(b);
@@ -73,13 +75,58 @@ Pool *broker_find_pool(Broker *b, const char *name) {
         return NULL;
 }
 
+/* " (with 2 dropped pools still attached: 32 KiB)", or "" for none. */
+static const char *dropped_note(char *buf, size_t size, uint64_t pools, uint64_t bytes) {
+        char b[32];
+
+        if (pools == 0)
+                return "";
+        snprintf(buf, size, " (with %llu dropped pool%s still attached: %s)", (unsigned long long)pools,
+                 pools == 1 ? "" : "s", sb_format_size(bytes, b, sizeof(b)));
+        return buf;
+}
+
+/* Charge a pool of @size bytes to @uid into @charge, within max_bytes too: 0, SB_E_LIMIT or
+ * -ENOMEM, with nothing charged on failure. Dropped pools whose segments are still
+ * attached count in both (reaper.h), and a refusal says how much of it they are. */
+static int broker_admit(Broker *b, uid_t uid, uint64_t size, QuotaCharge *charge, SbReason *why) {
+        const ConfigLimits *lim = &b->config->limits;
+        uint64_t used = b->pool_bytes + b->reaper.bytes, total, dropped, dropped_bytes;
+        char x[32], y[32], z[32], buf[96];
+        const char *note = "";
+        QuotaKind over;
+        int r;
+
+        r = quota_charge(&b->quota, charge, uid,
+                         (const uint64_t[_QUOTA_MAX]){ [QUOTA_POOLS] = 1, [QUOTA_BYTES] = size }, &over);
+        if (r == SB_E_LIMIT) {
+                reaper_count(&b->reaper, uid, &dropped, &dropped_bytes);
+                note = dropped_note(buf, sizeof(buf), dropped, dropped_bytes);
+        }
+        if (r == SB_E_LIMIT && over == QUOTA_POOLS)
+                return sb_fail(why, r, "uid %u has %llu pools%s: the quota %s (%llu) is reached", (unsigned)uid,
+                               (unsigned long long)quota_used(&b->quota, uid, over), note, quota_limit_name(over),
+                               (unsigned long long)b->quota.limit[over]);
+        if (r == SB_E_LIMIT)
+                return sb_fail(why, r, "a pool of %s would exceed the quota %s (%s) of uid %u%s",
+                               sb_format_size(size, x, sizeof(x)), quota_limit_name(over),
+                               sb_format_size(b->quota.limit[over], y, sizeof(y)), (unsigned)uid, note);
+        if (r < 0)
+                return sb_fail(why, r, "out of memory for the quota of uid %u", (unsigned)uid);
+        if (__builtin_add_overflow(used, size, &total) || total > lim->max_bytes) {
+                quota_uncharge(charge);
+                return sb_fail(why, SB_E_LIMIT, "a pool of %s would exceed the limit max_bytes (%s, %s in use%s)",
+                               sb_format_size(size, x, sizeof(x)), sb_format_size(lim->max_bytes, y, sizeof(y)),
+                               sb_format_size(used, z, sizeof(z)),
+                               dropped_note(buf, sizeof(buf), b->reaper.n, b->reaper.bytes));
+        }
+        return 0;
+}
+
 int broker_create_pool(Broker *b, const PoolSpec *spec, Pool **ret, SbReason *why) {
         const ConfigLimits *lim = &b->config->limits;
         _cleanup_(quota_uncharge) QuotaCharge charge = QUOTA_CHARGE_NULL;
-        char x[32], y[32], z[32];
         PoolLayout layout;
-        QuotaKind over;
-        uint64_t total;
         Pool *p;
         int r;
 
@@ -91,28 +138,26 @@ int broker_create_pool(Broker *b, const PoolSpec *spec, Pool **ret, SbReason *wh
         if (b->n_pools >= lim->max_pools)
                 return sb_fail(why, SB_E_LIMIT, "the limit max_pools (%llu) is reached",
                                (unsigned long long)lim->max_pools);
+        if (b->group_access_refused && (spec->mode & 070))
+                return sb_fail(why, SB_E_PERMISSION_DENIED,
+                               "group access is refused: the daemon's own group (gid %u) is also its socket's group, "
+                               "and the kernel grants a segment's group bits to its creator's group: every client "
+                               "could attach the pool (give the daemon a group of its own and the socket the "
+                               "clients' group, socket_group)", (unsigned)b->gid);
         r = pool_spec_layout(spec, &layout, why);
         if (r != 0)
                 return r;
-        r = quota_charge(&b->quota, &charge, spec->uid,
-                         (const uint64_t[_QUOTA_MAX]){ [QUOTA_POOLS] = 1, [QUOTA_BYTES] = layout.size }, &over);
-        if (r == SB_E_LIMIT && over == QUOTA_POOLS)
-                return sb_fail(why, r, "uid %u has %llu pools: the quota %s (%llu) is reached", (unsigned)spec->uid,
-                               (unsigned long long)quota_used(&b->quota, spec->uid, over), quota_limit_name(over),
-                               (unsigned long long)b->quota.limit[over]);
-        if (r == SB_E_LIMIT)
-                return sb_fail(why, r, "a pool of %s would exceed the quota %s (%s) of uid %u",
-                               sb_format_size(layout.size, x, sizeof(x)), quota_limit_name(over),
-                               sb_format_size(b->quota.limit[over], y, sizeof(y)), (unsigned)spec->uid);
-        if (r < 0)
-                return sb_fail(why, r, "out of memory for the quota of uid %u", (unsigned)spec->uid);
-        if (__builtin_add_overflow(b->pool_bytes, layout.size, &total) || total > lim->max_bytes)
-                return sb_fail(why, SB_E_LIMIT, "a pool of %s would exceed the limit max_bytes (%s, %s in use)",
-                               sb_format_size(layout.size, x, sizeof(x)), sb_format_size(lim->max_bytes, y, sizeof(y)),
-                               sb_format_size(b->pool_bytes, z, sizeof(z)));
+        r = broker_admit(b, spec->uid, layout.size, &charge, why);
+        /* What stands in the way may be dropped pools whose last user has just detached:
+         * look now rather than at the reaper's next round. */
+        if (r == SB_E_LIMIT && reaper_reap(&b->reaper) > 0)
+                r = broker_admit(b, spec->uid, layout.size, &charge, why);
+        if (r != 0)
+                return r;
         r = pool_new(&p, spec, &layout, why);
         if (r != 0)
                 return r;
+        reaper_forget(&b->reaper, p->seg.shmid);
         quota_charge_move(&p->charge, &charge);
         sb_list_append(&b->pools, &p->owner_link);
         b->n_pools++;
@@ -124,6 +169,7 @@ int broker_create_pool(Broker *b, const PoolSpec *spec, Pool **ret, SbReason *wh
 void broker_drop_pool(Broker *b, Pool *p) {
         b->n_pools--;
         b->pool_bytes -= p->seg.size;
+        reaper_drop_segment(&b->reaper, &p->seg, p->spec.uid, &p->charge, &p->leftover);
         pool_free(p);
 }
 

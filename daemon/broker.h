@@ -14,6 +14,7 @@
 #include "config.h"
 #include "pool.h"
 #include "quota.h"
+#include "reaper.h"
 #include "sb-error.h"
 #include "sb-list.h"
 
@@ -24,6 +25,8 @@ typedef struct Broker {
         SbList pools;            /* Pool.owner_link */
         uint32_t n_pools;
         uint64_t pool_bytes;     /* the size of every pool's segment, added up */
+        Reaper reaper;           /* the segments of dropped pools that clients still attach */
+        bool group_access_refused;   /* our group is our socket's: no pool may give its group access (creator.c) */
         SbList sessions;         /* Session.link, in connection order */
         uint32_t n_sessions;
         uint64_t buffered;       /* the clients' connection buffers, added up (max_buffered) */
@@ -54,15 +57,16 @@ int broker_check_config(Broker *b, const Config *c, SbReason *why);
 int broker_create_configured_pools(Broker *b, SbReason *why);
 
 /* Create a pool after checking the name (taken, or reserved by the configuration for
- * any other pool than the configured one), every limit and its owner's quota. Returns 0,
- * SB_E_POOL_EXISTS, SB_E_PERMISSION_DENIED, SB_E_LIMIT, SB_E_BAD_REQUEST or -errno; the
- * reason in @why. */
+ * any other pool than the configured one), every limit and its owner's quota (in which
+ * dropped pools count until their segments are gone). Returns 0, SB_E_POOL_EXISTS,
+ * SB_E_PERMISSION_DENIED (a reserved name; group access, when the daemon cannot give it
+ * safely), SB_E_LIMIT, SB_E_BAD_REQUEST or -errno; the reason in @why. */
 int broker_create_pool(Broker *b, const PoolSpec *spec, Pool **ret, SbReason *why);
 
 Pool *broker_find_pool(Broker *b, const char *name);
 
 /* Remove a pool now: its waiters fail, its members are closed, its segment goes once
- * the last client detaches. */
+ * the last client detaches, and its charge stays with its owner until then. */
 void broker_drop_pool(Broker *b, Pool *p);
 
 /* Remove @p if it is ephemeral and nobody has it open any more. */

@@ -19,6 +19,7 @@
 
 #include "broker.h"
 #include "config.h"
+#include "creator.h"
 #include "listener.h"
 #include "log.h"
 #include "sb-group.h"
@@ -329,6 +330,11 @@ static int run(const Options *o) {
         /* With WATCHDOG_USEC set, sd-event sends WATCHDOG=1 pings on its own. */
         (void)sd_event_set_watchdog(b->event, true);
 
+        r = creator_prepare(b, &why);
+        if (r < 0) {
+                log_error("%s", why.text);
+                return r;
+        }
         r = broker_create_configured_pools(b, &why);
         if (r < 0) {
                 log_error("cannot create the configured pools: %s", why.text);

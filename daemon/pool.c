@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "pool.h"
+#include "reaper.h"
 #include "sb-error.h"
 #include "sb-size.h"
 #include "sb-time.h"
@@ -61,7 +62,8 @@ int pool_new(Pool **ret, const PoolSpec *spec, const PoolLayout *layout, SbReaso
         sb_list_init(&p->owner_link);
 
         p->slots = calloc(spec->slots, sizeof(*p->slots));
-        if (!p->slots || (spec->ordered && order_init(&p->order, p->slots, spec->slots) < 0)) {
+        p->leftover = leftover_new();
+        if (!p->slots || !p->leftover || (spec->ordered && order_init(&p->order, p->slots, spec->slots) < 0)) {
                 pool_free(p);
                 return sb_fail(why, -ENOMEM, "out of memory for the %u slots of pool \"%s\"", spec->slots, spec->name);
         }
@@ -120,6 +122,7 @@ Pool *pool_free(Pool *p) {
         segment_release(&p->seg);
         quota_uncharge(&p->charge);
         sb_list_unlink(&p->owner_link);
+        free(p->leftover);
         free(p->slots);
         free(p);
         return NULL;

@@ -88,6 +88,7 @@ struct Pool {
         uint64_t stride;
         Segment seg;
         QuotaCharge charge;      /* to its owner: one pool, the segment's bytes */
+        struct Leftover *leftover;   /* made with the pool: keeps the charge if the segment outlives it (reaper.h) */
         Slot *slots;
         SbList free_slots;
         SbList ready;            /* unordered: publish order; both: requeued at the front */

@@ -24,8 +24,12 @@ def test_installed_units_verify(tmp_path):
     r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(units / "shmbrokerd.service"),
                         str(units / "shmbrokerd.socket")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert (prefix / "lib" / "sysusers.d" / "shmbroker.conf").read_text().strip().splitlines()[-1].startswith(
-        "u shmbroker")
+    # the daemon in a group of its own, its clients in the socket's group (test_kernel.py)
+    sysusers = [line.split()[:2] for line in (prefix / "lib" / "sysusers.d" / "shmbroker.conf").read_text().splitlines()
+                if line and not line.startswith("#")]
+    assert sysusers == [["g", "shmbroker"], ["u", "shmbrokerd"]], sysusers
+    assert "User=shmbrokerd\nGroup=shmbrokerd\n" in service
+    assert "SocketGroup=shmbroker\n" in (units / "shmbrokerd.socket").read_text()
 
 
 def test_socket_activation(tmp_path):
