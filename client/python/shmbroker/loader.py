@@ -48,7 +48,7 @@ def _batch_into_slot(pool: Pool, template: tuple, n: int, fill: Callable, seq: i
     """A batch of @n samples shaped by @template, built straight in a slot: fill(j, rows)
     writes sample j into ``rows``, its row of each array (views of shared memory)."""
     kind, keys, shapes = template
-    with pool.acquire() as slot:
+    with pool.acquire(seq=seq) as slot:
         views = {k: slot.ndarray((n,) + shape, dtype) for k, (shape, dtype) in zip(keys, shapes)}
         for j in range(n):
             # [j, ...] keeps even a 0-d sample a writable view
@@ -130,7 +130,7 @@ def _worker(w: int, cfg: dict, dataset: Any, collate: Callable | None, ready: An
                 except BaseException:
                     # In order, in place of the batch: the trainer raises it when it gets there.
                     tb = f"worker {w}, batch {b} of epoch {epoch}:\n{traceback.format_exc()}"
-                    with pool.acquire() as slot:
+                    with pool.acquire(seq=b) as slot:
                         slot.publish(nbytes=0, meta={ERROR_KEY: tb}, seq=b)
                     status = 1
                     return
