@@ -23,6 +23,7 @@ step "unit tests (ASan+UBSan)" build/asan/test-unit
 step "library tests" build/test-lib
 step "library tests (ASan+UBSan)" env SHMBROKERD=build/asan/shmbrokerd build/asan/test-lib
 step "library exports match client/libshmbroker.sym" tests/check-exports.sh
+step "daemon/ includes in one direction" tests/check-layers.sh
 for t in request config; do
         step "fuzz corpus $t (ASan+UBSan)" sh -c "build/asan/fuzz-$t tests/fuzz/corpus/$t/*"
 done
