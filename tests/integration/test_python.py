@@ -1,6 +1,7 @@
 """The Python binding against a real daemon: dtypes, shapes, zero copy, errors, streams."""
 from __future__ import annotations
 
+import errno
 import gc
 import json
 import os
@@ -335,3 +336,17 @@ def test_permission_denied_to_another_user(open_daemon):
     assert python_as_user(AS_ANOTHER_USER, open_daemon.path) == [denied, denied, denied, "ok"]
     assert sorted(p["pool"] for p in owner.status()["pools"]) == ["private", "shared"]
     owner.close()
+
+
+def test_no_daemon_says_where_it_looked_and_what_to_do(tmp_path, monkeypatch):
+    """Without a daemon, connect names the socket it tried, where that came from, and how to
+    get one listening: not a bare ENOENT."""
+    monkeypatch.delenv("SHMBROKER_SOCKET", raising=False)
+    missing = str(tmp_path / "none.sock")
+    with pytest.raises(shmbroker.ConnectionLost) as e:
+        shmbroker.connect("consumer", missing)
+    assert missing in str(e.value) and "no shmbrokerd listens there" in str(e.value)
+    monkeypatch.setenv("SHMBROKER_SOCKET", missing)
+    with pytest.raises(shmbroker.ConnectionLost) as e:
+        shmbroker.connect("consumer")
+    assert f"{missing} (from $SHMBROKER_SOCKET)" in str(e.value) and e.value.errno == errno.ENOENT

@@ -10,6 +10,7 @@ from pathlib import Path
 
 # enum sb_role, by the names the protocol gives the roles.
 ROLES = {"producer": 0, "consumer": 1, "admin": 2}
+DEFAULT_SOCKET = "/run/shmbroker/shmbroker.sock"     # SHMBROKER_DEFAULT_SOCKET
 
 
 class sb_pool_options(ctypes.Structure):

@@ -27,11 +27,28 @@ from typing import Iterator, Mapping, Union
 import numpy as np
 
 from . import errors, layout
-from ._lib import REPLY_FN, ROLES, lib, libc, sb_batch, sb_pool_options
+from ._lib import DEFAULT_SOCKET, REPLY_FN, ROLES, lib, libc, sb_batch, sb_pool_options
 
 NO_SLOT = 0xFFFFFFFF       # what an out-parameter slot keeps when no slot was taken
 
 Arrays = Union[np.ndarray, Mapping[str, np.ndarray]]
+
+
+def _connect_error(socket: str | None, rc: int) -> errors.BrokerError:
+    """The exception of a failed connect: the socket it tried and where that came from, and
+    for a socket nobody listens on or this user may not use, what to do about it."""
+    env = os.environ.get("SHMBROKER_SOCKET")
+    path, where = ((socket, "") if socket else (env, " (from $SHMBROKER_SOCKET)") if env
+                   else (DEFAULT_SOCKET, " (the default socket)"))
+    exc = errors.from_call(lib, None, rc, f"connect to {path}{where}")
+    if -rc in (errno.ENOENT, errno.ECONNREFUSED):
+        hint = ("no shmbrokerd listens there: start one (`shmbrokerd --socket PATH`, or `systemctl start "
+                "shmbrokerd.socket`), or name its socket (socket=... or $SHMBROKER_SOCKET)")
+    elif -rc == errno.EACCES:
+        hint = "this user may not use that socket: its group must include you (docs/operations.md, Groups)"
+    else:
+        return exc
+    return type(exc)(f"{exc}; {hint}", exc.code, getattr(exc, "errno", None))
 
 
 def _timeout_ms(timeout: float | None) -> int:
@@ -208,7 +225,7 @@ class Client(Closing):
         rc = lib.sb_connect(ctypes.byref(handle), socket.encode() if socket else None, ROLES[role],
                             name.encode() if name else None)
         if rc < 0:
-            raise errors.from_call(lib, None, rc, f"connect to {socket or os.environ.get('SHMBROKER_SOCKET') or 'the default socket'}")
+            raise _connect_error(socket, rc)
         self._conn: _Connection | None = _Connection(handle.value)
         self.role = role
         self._pools: list[Pool] = []
