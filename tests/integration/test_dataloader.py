@@ -58,7 +58,7 @@ def test_write_sample_fills_batches_in_place(daemon):
             got = labels(dl)
             assert sorted(sum(got, [])) == list(range(23))
     with shmbroker.DataLoader(InPlace(12, fail_at=9), batch_size=4, socket=daemon.path) as dl:
-        with pytest.raises(shmbroker.WorkerError, match="sample 9 is cursed"):
+        with pytest.raises(ZeroDivisionError, match="sample 9 is cursed"):
             labels(dl)
 
 
@@ -99,10 +99,11 @@ def test_breaking_out_of_an_epoch_restarts_the_next_at_its_first_batch(daemon):
 def test_worker_error_is_raised_in_the_trainer_with_its_traceback(daemon):
     with shmbroker.DataLoader(Squares(50, fail_at=13), batch_size=4, num_workers=2, socket=daemon.path) as dl:
         seen = []
-        with pytest.raises(shmbroker.WorkerError) as e:
+        with pytest.raises(ZeroDivisionError) as e:            # its own type, as torch's loader
             for x, y in dl:
                 seen.append(y.tolist())
     msg = str(e.value)
+    assert msg.startswith("Caught ZeroDivisionError in worker")
     assert "ZeroDivisionError: sample 13 is cursed" in msg and "Traceback" in msg and "__getitem__" in msg
     assert seen == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]   # every batch before it, in order
 
@@ -156,3 +157,48 @@ def test_killed_trainer_takes_its_workers_and_segment_with_it(daemon):
     wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in pids), what="the workers to die")
     wait_for(lambda: segments() == before, what="the segment to go")
     assert shmbroker.connect("admin", daemon.path).status()["pools"] == []
+
+
+class Raising(Squares):
+    """Raises @exc for sample 5."""
+
+    def __init__(self, n, exc):
+        super().__init__(n)
+        self.exc = exc
+
+    def __getitem__(self, i):
+        if i == 5:
+            raise self.exc
+        return super().__getitem__(i)
+
+
+class NeedsTwo(Exception):
+    def __init__(self, a, b):
+        super().__init__(a, b)
+
+
+def test_worker_exceptions_keep_their_type(daemon):
+    """KeyError keeps its type (and a readable message); a type that cannot be made from one
+    message comes as WorkerError, with the traceback all the same."""
+    with shmbroker.DataLoader(Raising(8, KeyError("no such key")), batch_size=4, num_workers=1,
+                              socket=daemon.path) as dl:
+        with pytest.raises(KeyError) as e:
+            labels(dl)
+        text = str(e.value)                                # KeyError shows repr(): here the text itself
+        assert text.startswith("Caught KeyError in worker 0") and "\nTraceback" in text and "\\n" not in text
+    with shmbroker.DataLoader(Raising(8, NeedsTwo(1, 2)), batch_size=4, num_workers=1, socket=daemon.path) as dl:
+        with pytest.raises(shmbroker.WorkerError, match="NeedsTwo"):
+            labels(dl)
+
+
+def test_worker_exception_type_is_torchs(daemon):
+    """torch's own DataLoader is the oracle: the same dataset raises the same type in both."""
+    torch_data = pytest.importorskip("torch.utils.data")
+    with pytest.raises(Exception) as theirs:
+        list(torch_data.DataLoader(Squares(12, fail_at=9), batch_size=4, num_workers=1))
+    with shmbroker.DataLoader(Squares(12, fail_at=9), batch_size=4, num_workers=1, socket=daemon.path) as dl:
+        with pytest.raises(Exception) as ours:
+            labels(dl)
+    assert type(ours.value) is type(theirs.value) is ZeroDivisionError
+    for e in (ours.value, theirs.value):
+        assert str(e).startswith("Caught ZeroDivisionError in ") and "sample 9 is cursed" in str(e)

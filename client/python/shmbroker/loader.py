@@ -7,6 +7,7 @@ import math
 import multiprocessing as mp
 import os
 import signal
+import sys
 import traceback
 from typing import Any, Callable, Iterator, Sequence
 
@@ -17,6 +18,7 @@ from ._lib import libc
 from .client import Batch, Client, Closing, Pool, connect
 
 ERROR_KEY = "__worker_error__"
+ERROR_TYPE_KEY = "__worker_error_type__"    # "module:qualname" of the worker's exception
 STRUCT_KEY = "__structure__"
 
 
@@ -93,6 +95,33 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+class _KeyErrorMessage(str):
+    """A KeyError shows repr() of its argument; this message shows itself (as torch's)."""
+
+    def __repr__(self):
+        return str(self)
+
+
+def _worker_exception(meta: dict) -> BaseException:
+    """The exception a worker raised, as torch's DataLoader re-raises it: of the worker's
+    exception type, with the worker's traceback in its message. A type this process does
+    not know (its module not imported here) or cannot make from one message is raised as
+    WorkerError. Types are only looked up among the modules already imported: the meta
+    names them, and nothing is imported on its say."""
+    msg, kind = meta[ERROR_KEY], meta.get(ERROR_TYPE_KEY, "")
+    module, _, qualname = kind.partition(":")
+    exc_type: Any = sys.modules.get(module)
+    for part in qualname.split(".") if qualname else ():
+        exc_type = getattr(exc_type, part, None)
+    if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
+        return errors.WorkerError(msg)
+    text = f"Caught {exc_type.__name__} in {msg}"
+    try:
+        return exc_type(_KeyErrorMessage(text) if exc_type is KeyError else text)
+    except Exception:
+        return errors.WorkerError(text)
+
+
 def _worker(w: int, cfg: dict, dataset: Any, collate: Callable | None, ready: Any, start: Any,
             credits: Any) -> None:
     _die_with_parent(cfg["parent"])
@@ -127,11 +156,12 @@ def _worker(w: int, cfg: dict, dataset: Any, collate: Callable | None, ready: An
                                  meta={"epoch": epoch, STRUCT_KEY: [kind, keys]}, seq=b)
                 except errors.BrokerError:
                     raise
-                except BaseException:
+                except BaseException as exc:
                     # In order, in place of the batch: the trainer raises it when it gets there.
                     tb = f"worker {w}, batch {b} of epoch {epoch}:\n{traceback.format_exc()}"
+                    kind = f"{type(exc).__module__}:{type(exc).__qualname__}"
                     with pool.acquire(seq=b) as slot:
-                        slot.publish(nbytes=0, meta={ERROR_KEY: tb}, seq=b)
+                        slot.publish(nbytes=0, meta={ERROR_KEY: tb, ERROR_TYPE_KEY: kind}, seq=b)
                     status = 1
                     return
             pool.end()
@@ -151,8 +181,9 @@ class DataLoader(Closing):
     order every epoch from ``seed``): each is what ``collate`` returns (by default the
     samples stacked: an array, or a tuple or dict of arrays), as read-only arrays that are
     views of shared memory. A batch stays valid until the next one is asked for (copy
-    what you keep longer). A worker's exception is raised in the trainer, with its
-    traceback, as WorkerError. close() (or leaving a ``with`` block) stops the workers;
+    what you keep longer). A worker's exception is raised in the trainer with its own type
+    and the worker's traceback in its message, as torch's loader does (WorkerError when its
+    type cannot be made again here). close() (or leaving a ``with`` block) stops the workers;
     if the trainer dies, they die with it and the pool's segment goes with them.
 
     A dataset that also has ``write_sample(i, out)`` (and no custom ``collate``) has each
@@ -255,7 +286,7 @@ class DataLoader(Closing):
                 if batch is None:
                     break
                 if ERROR_KEY in batch.meta:
-                    raise errors.WorkerError(batch.meta[ERROR_KEY])
+                    raise _worker_exception(batch.meta)
                 kind, keys = batch.meta.get(STRUCT_KEY, ["array", ["0"]])
                 arrays = batch.arrays
                 count += 1
