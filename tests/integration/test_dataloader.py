@@ -202,3 +202,42 @@ def test_worker_exception_type_is_torchs(daemon):
     assert type(ours.value) is type(theirs.value) is ZeroDivisionError
     for e in (ours.value, theirs.value):
         assert str(e).startswith("Caught ZeroDivisionError in ") and "sample 9 is cursed" in str(e)
+
+
+class Noisy:
+    """Each sample draws from python's, numpy's and (when imported) torch's generators, as
+    random crops and flips do."""
+
+    def __len__(self):
+        return 24
+
+    def __getitem__(self, i):
+        import random
+        import sys
+        torch = sys.modules.get("torch")
+        t = float(torch.rand(()).item()) if torch is not None else 0.0
+        return np.array([random.random(), np.random.random(), t]), i
+
+
+def test_workers_draw_different_random_numbers(daemon):
+    with shmbroker.DataLoader(Noisy(), batch_size=4, num_workers=2, socket=daemon.path) as dl:
+        first, second = [np.concatenate([np.array(x) for x, _ in dl]) for _ in range(2)]   # copied out
+    for col in range(2):                       # python's and numpy's: every sample its own draw
+        assert len(set(first[:, col])) == 24
+    assert not np.array_equal(first, second)   # and a new epoch, new numbers
+
+
+def test_workers_draw_what_torchs_workers_draw(daemon):
+    """torch's own DataLoader is the oracle: with the same global seed, every sample's draws
+    from python, numpy and torch are the ones torch's workers make."""
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader as TorchLoader
+
+    torch.manual_seed(7)
+    theirs = [np.asarray(x) for x, _ in TorchLoader(Noisy(), batch_size=4, num_workers=2)]
+    torch.manual_seed(7)
+    with shmbroker.DataLoader(Noisy(), batch_size=4, num_workers=2, socket=daemon.path) as dl:
+        ours = [np.array(x) for x, _ in dl]
+    assert len(ours) == len(theirs) == 6
+    for a, b in zip(ours, theirs):
+        np.testing.assert_array_equal(a, b)

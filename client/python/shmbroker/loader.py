@@ -6,6 +6,7 @@ import itertools
 import math
 import multiprocessing as mp
 import os
+import random
 import signal
 import sys
 import traceback
@@ -122,8 +123,33 @@ def _worker_exception(meta: dict) -> BaseException:
         return errors.WorkerError(text)
 
 
+def _seed_worker(base_seed: int, w: int) -> None:
+    """Seed worker @w's random generators for an epoch as torch's DataLoader seeds its workers
+    (torch/utils/data/_utils/worker.py): python's and torch's with base_seed + w, numpy's
+    with a state derived from both; so that the workers draw different numbers, and the
+    same ones torch's workers would."""
+    seed = base_seed + w
+    random.seed(seed)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(seed)
+        from torch.utils.data._utils.worker import _generate_state
+        np.random.seed(_generate_state(base_seed, w))
+    else:
+        np.random.seed(np.random.SeedSequence([w, base_seed]).generate_state(4))
+
+
+def _draw_base_seed() -> int:
+    """The epoch's base seed, drawn as torch's loader draws it (from torch's generator, so
+    that the draw advances it the same way) when torch is in use, else from python's."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return int(torch.empty((), dtype=torch.int64).random_().item())
+    return random.getrandbits(63)
+
+
 def _worker(w: int, cfg: dict, dataset: Any, collate: Callable | None, ready: Any, start: Any,
-            credits: Any) -> None:
+            credits: Any, base_seed: Any) -> None:
     _die_with_parent(cfg["parent"])
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the trainer's to handle
     status = 0
@@ -136,6 +162,7 @@ def _worker(w: int, cfg: dict, dataset: Any, collate: Callable | None, ready: An
         ready.release()
         for epoch in itertools.count():
             start.acquire()                     # the trainer began this epoch
+            _seed_worker(base_seed.value, w)
             batches = _epoch_batches(len(dataset), cfg["batch_size"], cfg["shuffle"], cfg["seed"], epoch,
                                      cfg["drop_last"])
             for b in range(w, len(batches), cfg["num_workers"]):
@@ -238,9 +265,11 @@ class DataLoader(Closing):
         cfg = dict(parent=os.getpid(), socket=self.socket, pool=name, batch_size=self.batch_size, template=template,
                    shuffle=self.shuffle, seed=self.seed, drop_last=self.drop_last, num_workers=self.num_workers)
         ready = ctx.Semaphore(0)
+        self._base_seed = ctx.RawValue("q", 0)     # written before each epoch's start
         for w in range(self.num_workers):
             start, credits = ctx.Semaphore(0), ctx.Semaphore(self.prefetch)
-            p = ctx.Process(target=_worker, args=(w, cfg, self.dataset, self.collate, ready, start, credits),
+            p = ctx.Process(target=_worker, args=(w, cfg, self.dataset, self.collate, ready, start, credits,
+                                                  self._base_seed),
                             daemon=True, name=f"shmbroker-loader-{w}")
             p.start()
             self._workers.append(p)
@@ -272,10 +301,13 @@ class DataLoader(Closing):
             return batch
 
     def __iter__(self) -> Iterator[Any]:
+        # Drawn first, as torch's loader draws it when an iterator is made.
+        base_seed = _draw_base_seed()
         if self._pool is None:
             self._start()
         elif self._unfinished:
             self._drain()
+        self._base_seed.value = base_seed
         for s in self._starts:
             s.release()
         self._unfinished = True
