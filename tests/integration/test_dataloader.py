@@ -241,3 +241,42 @@ def test_workers_draw_what_torchs_workers_draw(daemon):
     assert len(ours) == len(theirs) == 6
     for a, b in zip(ours, theirs):
         np.testing.assert_array_equal(a, b)
+
+
+class WhoAmI:
+    """Each sample says which worker made it, asking as torch code asks."""
+
+    def __len__(self):
+        return 16
+
+    def __getitem__(self, i):
+        import sys
+        torch = sys.modules.get("torch")
+        info = torch.utils.data.get_worker_info() if torch is not None else shmbroker.get_worker_info()
+        if info is None:                      # the main process, as torch's loader documents
+            return np.array([-1, 0, 0]), i
+        return np.array([info.id, info.num_workers, info.seed]), i
+
+
+def test_get_worker_info_answers_in_workers_only(daemon):
+    assert shmbroker.get_worker_info() is None
+    with shmbroker.DataLoader(WhoAmI(), batch_size=2, num_workers=3, socket=daemon.path) as dl:
+        got = [np.array(x) for x, _ in dl]
+    assert [int(b[0, 0]) for b in got] == [b % 3 for b in range(8)]     # batch b made by worker b % 3
+    assert all(int(b[0, 1]) == 3 for b in got)
+    seeds = {int(b[0, 0]): int(b[0, 2]) for b in got}
+    assert seeds[1] == seeds[0] + 1 and seeds[2] == seeds[0] + 2         # base seed + worker id
+
+
+def test_get_worker_info_is_torchs(daemon):
+    """torch's loader as the oracle: the same worker ids and seeds for the same global seed."""
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader as TorchLoader
+
+    torch.manual_seed(3)
+    theirs = [np.asarray(x) for x, _ in TorchLoader(WhoAmI(), batch_size=2, num_workers=3)]
+    torch.manual_seed(3)
+    with shmbroker.DataLoader(WhoAmI(), batch_size=2, num_workers=3, socket=daemon.path) as dl:
+        ours = [np.array(x) for x, _ in dl]
+    for a, b in zip(ours, theirs):
+        np.testing.assert_array_equal(a, b)

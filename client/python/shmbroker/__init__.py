@@ -15,10 +15,10 @@ from . import _version
 from .client import Batch, Client, Pool, Slot, connect
 from .errors import (BadRequest, BrokerError, ConnectionLost, EndOfStream, LimitExceeded, NoSuchPool,
                      NotHolder, PermissionDenied, PoolExists, Timeout, WorkerError, WrongRole)
-from .loader import DataLoader, default_collate
+from .loader import DataLoader, WorkerInfo, default_collate, get_worker_info
 
 __all__ = [
-    "connect", "Client", "Pool", "Slot", "Batch", "DataLoader", "default_collate",
+    "connect", "Client", "Pool", "Slot", "Batch", "DataLoader", "default_collate", "get_worker_info", "WorkerInfo",
     "BrokerError", "Timeout", "NoSuchPool", "PoolExists", "NotHolder", "PermissionDenied", "LimitExceeded",
     "BadRequest", "WrongRole", "ConnectionLost", "EndOfStream", "WorkerError",
 ]

@@ -123,6 +123,38 @@ def _worker_exception(meta: dict) -> BaseException:
         return errors.WorkerError(text)
 
 
+class WorkerInfo:
+    """What get_worker_info() tells a worker: ``id``, ``num_workers``, ``seed`` (this
+    epoch's) and ``dataset`` (the worker's copy), as torch's WorkerInfo."""
+
+    def __init__(self, **kwargs):
+        self.__dict__.update(kwargs)
+
+    def __repr__(self):
+        return f"WorkerInfo(id={self.id}, num_workers={self.num_workers}, seed={self.seed})"
+
+
+_worker_info: WorkerInfo | None = None
+
+
+def get_worker_info() -> WorkerInfo | None:
+    """In a DataLoader worker, what it is (WorkerInfo); in the trainer, None. Inside workers
+    torch.utils.data.get_worker_info() answers the same, so sharding code written for torch
+    works unchanged."""
+    return _worker_info
+
+
+def _set_worker_info(w: int, num_workers: int, seed: int, dataset: Any) -> None:
+    global _worker_info
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        from torch.utils.data._utils import worker as torch_worker
+        _worker_info = torch_worker.WorkerInfo(id=w, num_workers=num_workers, seed=seed, dataset=dataset)
+        torch_worker._worker_info = _worker_info
+    else:
+        _worker_info = WorkerInfo(id=w, num_workers=num_workers, seed=seed, dataset=dataset)
+
+
 def _seed_worker(base_seed: int, w: int) -> None:
     """Seed worker @w's random generators for an epoch as torch's DataLoader seeds its workers
     (torch/utils/data/_utils/worker.py): python's and torch's with base_seed + w, numpy's
@@ -163,6 +195,7 @@ def _worker(w: int, cfg: dict, dataset: Any, collate: Callable | None, ready: An
         for epoch in itertools.count():
             start.acquire()                     # the trainer began this epoch
             _seed_worker(base_seed.value, w)
+            _set_worker_info(w, cfg["num_workers"], base_seed.value + w, dataset)
             batches = _epoch_batches(len(dataset), cfg["batch_size"], cfg["shuffle"], cfg["seed"], epoch,
                                      cfg["drop_last"])
             for b in range(w, len(batches), cfg["num_workers"]):
