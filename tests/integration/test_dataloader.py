@@ -227,18 +227,26 @@ def test_workers_draw_different_random_numbers(daemon):
     assert not np.array_equal(first, second)   # and a new epoch, new numbers
 
 
-def test_workers_draw_what_torchs_workers_draw(daemon):
-    """torch's own DataLoader is the oracle: with the same global seed, every sample's draws
-    from python, numpy and torch are the ones torch's workers make."""
+def torch_and_ours(daemon, dataset, seed: int, **kw) -> tuple[list, list]:
+    """The batches (first arrays, copied) of torch's own DataLoader and of ours, each run
+    after torch.manual_seed(@seed): the oracle and what is checked against it."""
     torch = pytest.importorskip("torch")
     from torch.utils.data import DataLoader as TorchLoader
 
-    torch.manual_seed(7)
-    theirs = [np.asarray(x) for x, _ in TorchLoader(Noisy(), batch_size=4, num_workers=2)]
-    torch.manual_seed(7)
-    with shmbroker.DataLoader(Noisy(), batch_size=4, num_workers=2, socket=daemon.path) as dl:
+    torch.manual_seed(seed)
+    theirs = [np.asarray(x) for x, _ in TorchLoader(dataset, **kw)]
+    torch.manual_seed(seed)
+    with shmbroker.DataLoader(dataset, socket=daemon.path, **kw) as dl:
         ours = [np.array(x) for x, _ in dl]
-    assert len(ours) == len(theirs) == 6
+    assert len(ours) == len(theirs)
+    return theirs, ours
+
+
+def test_workers_draw_what_torchs_workers_draw(daemon):
+    """torch's own DataLoader is the oracle: with the same global seed, every sample's draws
+    from python, numpy and torch are the ones torch's workers make."""
+    theirs, ours = torch_and_ours(daemon, Noisy(), 7, batch_size=4, num_workers=2)
+    assert len(ours) == 6
     for a, b in zip(ours, theirs):
         np.testing.assert_array_equal(a, b)
 
@@ -270,13 +278,6 @@ def test_get_worker_info_answers_in_workers_only(daemon):
 
 def test_get_worker_info_is_torchs(daemon):
     """torch's loader as the oracle: the same worker ids and seeds for the same global seed."""
-    torch = pytest.importorskip("torch")
-    from torch.utils.data import DataLoader as TorchLoader
-
-    torch.manual_seed(3)
-    theirs = [np.asarray(x) for x, _ in TorchLoader(WhoAmI(), batch_size=2, num_workers=3)]
-    torch.manual_seed(3)
-    with shmbroker.DataLoader(WhoAmI(), batch_size=2, num_workers=3, socket=daemon.path) as dl:
-        ours = [np.array(x) for x, _ in dl]
+    theirs, ours = torch_and_ours(daemon, WhoAmI(), 3, batch_size=2, num_workers=3)
     for a, b in zip(ours, theirs):
         np.testing.assert_array_equal(a, b)
