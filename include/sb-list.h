@@ -49,10 +49,6 @@ static inline void sb_list_unlink(SbList *n) {
         sb_list_init(n);
 }
 
-static inline SbList *sb_list_first(const SbList *l) {
-        return sb_list_is_empty(l) ? NULL : l->next;
-}
-
 /* Move every node of @src to the tail of @dst; @src ends empty. */
 static inline void sb_list_splice_tail(SbList *dst, SbList *src) {
         if (sb_list_is_empty(src))

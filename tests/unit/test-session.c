@@ -65,6 +65,12 @@ static void mksession(Session *s, Broker *b, uid_t uid, Role role, const char *n
 }
 
 /* The status reply as a client reads it: printed, then parsed. */
+/* Start a wait of @s on pool "train", with no reply seen yet. */
+static void begin_wait(Session *s, PoolWaitKind kind, const cJSON *id, uint64_t timeout_usec, uint32_t max) {
+        n_replies = 0;
+        ck_assert_int_eq(wait_begin(&s->wait, session_find_member(s, "train"), kind, id, timeout_usec, max, -1), 0);
+}
+
 static cJSON *status_of(const Session *asker, const char *pool, int *r) {
         cJSON *reply = reply_new(NULL), *parsed;
         SbReason why;
@@ -149,9 +155,7 @@ START_TEST(wait_answered_by_another_session) {
 
         mksession(&prod, b, getuid(), ROLE_PRODUCER, NULL, p);
         mksession(&cons, b, getuid(), ROLE_CONSUMER, NULL, p);
-        n_replies = 0;
-        ck_assert_int_eq(wait_begin(&cons.wait, session_find_member(&cons, "train"), WAIT_CONSUME, id, UINT64_MAX, 2, -1),
-                         0);
+        begin_wait(&cons, WAIT_CONSUME, id, UINT64_MAX, 2);
         ck_assert(session_is_waiting(&cons));
         ck_assert_uint_eq(p->n_waiters[WAIT_CONSUME], 1);
         for (int i = 0; i < 2; i++) {
@@ -181,9 +185,7 @@ START_TEST(wait_times_out_on_the_event_loop) {
         mksession(&prod, b, getuid(), ROLE_PRODUCER, NULL, p);
         mksession(&other, b, getuid(), ROLE_PRODUCER, NULL, p);
         ck_assert_int_eq(pool_acquire(session_find_member(&prod, "train"), &s), 0);
-        n_replies = 0;
-        ck_assert_int_eq(wait_begin(&other.wait, session_find_member(&other, "train"), WAIT_ACQUIRE, NULL, 20000, 0, -1),
-                         0);
+        begin_wait(&other, WAIT_ACQUIRE, NULL, 20000, 0);
         for (int i = 0; i < 100 && n_replies == 0; i++)
                 ck_assert_int_ge(sd_event_run(b->event, 100000), 0);
         ck_assert_int_eq(n_replies, 1);
@@ -203,17 +205,14 @@ START_TEST(wait_cancelled_or_failed_by_a_drop) {
         Session cons;
 
         mksession(&cons, b, getuid(), ROLE_CONSUMER, NULL, p);
-        n_replies = 0;
-        ck_assert_int_eq(wait_begin(&cons.wait, session_find_member(&cons, "train"), WAIT_CONSUME, NULL, 1000000, 0, -1),
-                         0);
+        begin_wait(&cons, WAIT_CONSUME, NULL, 1000000, 0);
         wait_cancel(&cons.wait);                       /* its client went away: no reply */
         ck_assert(!session_is_waiting(&cons));
         ck_assert_uint_eq(p->n_waiters[WAIT_CONSUME], 0);
         ck_assert_int_eq(sd_event_run(b->event, 0), 0);  /* and no timer left armed */
         ck_assert_int_eq(n_replies, 0);
 
-        ck_assert_int_eq(wait_begin(&cons.wait, session_find_member(&cons, "train"), WAIT_CONSUME, NULL, UINT64_MAX, 0, -1),
-                         0);
+        begin_wait(&cons, WAIT_CONSUME, NULL, UINT64_MAX, 0);
         broker_drop_pool(b, p);
         ck_assert_int_eq(n_replies, 1);
         ck_assert_ptr_nonnull(strstr(last_reply, "\"error\":\"no_such_pool\""));
