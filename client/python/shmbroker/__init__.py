@@ -9,7 +9,7 @@
 
     with shmbroker.connect(role="consumer") as c:
         for batch in c.open("train"):
-            x = batch.array          # read-only view of the shared memory, no copy
+            x = batch.array          # a view of the shared memory, no copy; writable while held
 """
 from . import _version
 from .client import Batch, Client, Pool, Slot, connect
