@@ -21,7 +21,7 @@ import pytest
 
 import shmbroker
 from shmbroker import _private, errors
-from sbtest import ROOT, segments, wait_for
+from sbtest import ROOT, needs_root, python_as_user, segments, wait_for
 
 
 def alive(pid: int) -> bool:
@@ -107,6 +107,27 @@ def test_a_reachable_default_is_used(private, daemon):
     assert _private.loader_socket(None, default=daemon.path) is None
     assert _private.private_daemon_pid() is None
     assert not daemons_in(private.base)
+
+
+AS_USER = r"""
+import json, os, sys
+import shmbroker
+from shmbroker import _private
+path = _private.loader_socket(default=sys.argv[1])
+with shmbroker.connect("producer", path) as c:
+    c.create("p", 4096, 1)
+print(json.dumps({"socket": path, "uid": os.getuid()}))
+"""
+
+
+@needs_root
+def test_a_default_this_user_may_not_use_is_passed_over(daemon, tmp_path, monkeypatch):
+    # The daemon listens in pytest's tmp_path, which only root may enter: EACCES for another user.
+    monkeypatch.delenv("SHMBROKER_SOCKET", raising=False)
+    assert os.stat(tmp_path).st_mode & 0o077 == 0
+    (got,) = python_as_user(AS_USER, daemon.path)
+    assert got["uid"] != 0 and got["socket"] and not got["socket"].startswith(str(tmp_path))
+    assert not Path(got["socket"]).parent.exists()      # removed when that process exited
 
 
 @pytest.mark.parametrize("default", ["absent", "stale"])
