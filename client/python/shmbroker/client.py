@@ -148,12 +148,21 @@ class _Attachment:
         self.connection, self.ptr = connection, ptr
         # What the library may call for this pool as long as the handle is open.
         self.callbacks: list = []
+        # Called when the last view goes, before the handle is closed (see _Segment.on_detach).
+        self.before_detach: list = []
 
     def __del__(self):
         try:
-            self.connection.forget(self.ptr)
-        except Exception:
-            pass
+            for fn in self.before_detach:
+                try:
+                    fn()
+                except Exception:
+                    pass
+        finally:
+            try:
+                self.connection.forget(self.ptr)
+            except Exception:
+                pass
 
 
 class _Segment:
@@ -176,6 +185,13 @@ class _Segment:
         #: The library's pool handle, and its client: open as long as this object lives (it
         #: holds the view, which holds the attachment).
         self.pool, self.connection = attachment.ptr, attachment.connection
+        self._attachment = attachment
+
+    def on_detach(self, fn) -> None:
+        """Call ``fn()`` when the last view of the segment goes, before the segment is
+        detached (for memory registered elsewhere, such as with CUDA by shmbroker._pin,
+        which must be unregistered first). It may run in any thread, and must not raise."""
+        self._attachment.before_detach.append(fn)
 
     def array(self, offset: int, shape, dtype) -> np.ndarray:
         dtype = np.dtype(dtype)
