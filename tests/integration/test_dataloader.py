@@ -269,7 +269,7 @@ def test_memory_is_bounded_while_the_trainer_holds_everything(daemon):
         it = iter(dl)
         held = [next(it) for _ in range(150)]
         pools = observer.status()["pools"]
-        assert len(pools) == 1 and pools[0]["slots"] == 2 * (2 + 1) + 3 + 1
+        assert len(pools) == 1 and pools[0]["slots"] == 2 * (2 + 1) + 3 + 2
         held += list(it)
     assert [int(b[1][0]) for b in held] == list(range(0, 400, 2))
     assert all((b[0][:, 0, 0] == b[1]).all() for b in held)

@@ -192,12 +192,16 @@ def unpack(buf: Any, off: int, length: int, copy: bool = False) -> Any:
     return _Unpacker(io.BytesIO(view[off:off + length]), buf, copy).load()
 
 
+_slot_types: dict = {}
+
+
 def lease_buffer(addr: int, size: int, owner: Any, writable: bool) -> Any:
     """A buffer over [addr, addr + size) that holds ``owner`` (what keeps the memory mapped
     and, when it goes, gives the slot back) as long as any view made from it lives."""
-    class _Slot(ctypes.c_ubyte * size):
-        pass
-    buf = _Slot.from_address(addr)
+    cls = _slot_types.get(size)
+    if cls is None:         # a class per size (a pool's slot size): made once, not per batch
+        cls = _slot_types[size] = type("_Slot", (ctypes.c_ubyte * size,), {})
+    buf = cls.from_address(addr)
     buf.owner = owner
     # A read-only mapping (the kernel's choice) gives read-only numpy views; torch has no
     # read-only tensors and warns when it is handed one.

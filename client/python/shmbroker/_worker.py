@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import os
+import pickle
 import random
 import signal
 import sys
@@ -62,6 +63,9 @@ class _Done(Exception):
     """The loader shut down while this worker waited."""
 
 
+_itemsize: dict = {}        # torch dtype -> bytes
+
+
 class _Out:
     """The worker's side of the loader's pools: the slot the current task is built in."""
 
@@ -101,7 +105,9 @@ class _Out:
         """A storage of ``size`` elements in the current slot (where default_collate stacks
         a batch inside a worker), or None when it does not fit."""
         torch = sys.modules["torch"]
-        itemsize = torch.empty((), dtype=dtype).element_size()
+        itemsize = _itemsize.get(dtype)
+        if itemsize is None:
+            itemsize = _itemsize[dtype] = torch.empty((), dtype=dtype).element_size()
         if self.arena is None or size == 0:
             return None
         off = self.arena.alloc(size * itemsize)
@@ -257,7 +263,7 @@ def _collate_in_slot(out: _Out) -> None:
     torch.storage.TypedStorage._new_shared = new_shared
 
 
-def main(cfg: dict, dataset: Any, index_queue: Any, done: Any, answers: Any, collate_fn: Any,
+def main(cfg: dict, dataset: Any, tasks: Any, done: Any, answers: Any, collate_fn: Any,
          base_seed: int, init_fn: Any, worker_id: int) -> None:
     _die_with_parent(cfg["parent"])
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the trainer's to handle
@@ -295,7 +301,7 @@ def main(cfg: dict, dataset: Any, index_queue: Any, done: Any, answers: Any, col
             init_exception = wrapper(where=where)
         iteration_end = False
         while True:
-            r = index_queue.get()
+            r = pickle.loads(tasks.recv_bytes())
             if isinstance(r, ResumeIteration):
                 out.begin(r.gen)
                 out.put("r", None)

@@ -624,12 +624,12 @@ class Batch:
         return next(iter(arrays.values()))
 
     def keep(self, owner: object) -> object:
-        """A buffer over this batch's bytes that keeps the segment mapped, and ``owner``
+        """A buffer over this batch's slot that keeps the segment mapped, and ``owner``
         alive, as long as anything made from it (a numpy array, a tensor, a view of either)
         lives: a DataLoader gives the slot back when ``owner`` goes. Writable when the
         mapping is."""
         segment = self.pool._memory()
-        return _slotpack.lease_buffer(segment.addr + self.slot * self.pool.stride, self.nbytes,
+        return _slotpack.lease_buffer(segment.addr + self.slot * self.pool.stride, self.pool.slot_size,
                                       (owner, segment), not segment.view.readonly)
 
     def release(self, requeue: bool = False) -> None:

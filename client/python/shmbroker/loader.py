@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
+import pickle
 import random
 import signal
 import time
@@ -76,6 +77,19 @@ class _Raise:
 
     def __init__(self, wrapper):
         self.wrapper = wrapper
+
+
+class _TaskPipe:
+    """The trainer's end of a worker's task pipe, with the put() of torch's index queues."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def put(self, task: Any) -> None:
+        self.conn.send_bytes(pickle.dumps(task, pickle.HIGHEST_PROTOCOL))
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 class _Lease:
@@ -160,8 +174,10 @@ class _ShmIter(_BaseIter):
         self._name = f"loader-{os.getpid()}-{next(_serial)}"
         self._held_max = loader.batches_held
         # Every task in flight, every batch the trainer may hold and one being handed out,
-        # and the slot each worker may take ahead (a pipelined publish's).
-        self._slots = self._num_workers * (self._prefetch_factor + 1) + self._held_max + 1
+        # the one returned batch that may wait for the next consume (_give_back), and the
+        # slot each worker may take ahead (a pipelined publish's).
+        self._ahead = self._prefetch_factor
+        self._slots = self._num_workers * (self._ahead + 1) + self._held_max + 2
         self._newest = -1
         self._task_gen: dict = {}
         self._returns: list = []            # (generation, batch) whose last view went
@@ -175,12 +191,14 @@ class _ShmIter(_BaseIter):
                    write_sample=loader._write_sample)
         self._shutdown = False
         for w in range(self._num_workers):
-            q = ctx.SimpleQueue()
+            # A task is a few numbers: a pipe of pickles, written whole (no feeder thread).
+            theirs, ours = ctx.Pipe(duplex=False)
             p = ctx.Process(target=_worker.main, name=f"shmbroker-loader-{w}", daemon=True,
-                            args=(cfg, self._dataset, q, self._done, self._answers, self._collate_fn,
+                            args=(cfg, self._dataset, theirs, self._done, self._answers, self._collate_fn,
                                   self._base_seed, loader.worker_init_fn, w))
             p.start()
-            self._index_queues.append(q)
+            theirs.close()
+            self._index_queues.append(_TaskPipe(ours))
             self._workers.append(p)
         self._reset(loader, first_iter=True)
 
@@ -208,18 +226,25 @@ class _ShmIter(_BaseIter):
             self._gens.pop(gen).close()
 
     def _give_back(self, gen: int) -> Any:
-        """Give back every batch whose last view went, but one of ``gen``, returned: the next
-        consume of ``gen`` releases it in its own round trip."""
-        keep = None
+        """Give back the batches whose last view went: one of ``gen`` is returned, for the
+        next consume of ``gen`` to release in the same round trip; one more of ``gen`` may
+        wait for the consume after (a batch dropped while the next is asked for arrives just
+        after it); the others go now."""
+        pending = []
+        while self._returns:            # finalizers append, in any thread: only pop here
+            pending.append(self._returns.pop(0))
         # With its slots registered with CUDA, a batch goes back only once the copies
         # queued from it are done (_pin.ReleaseFence).
         fenced = self._pinner is not None and self._pinner.plan.register
         if fenced:
             self._pinner.poll()
-        while self._returns:
-            g, batch = self._returns.pop()
-            self._returned += 1
+        keep = later = None
+        for g, batch in pending:
             x = self._gens.get(g)
+            if x is not None and not fenced and g == gen and later is None and keep is not None:
+                later = (g, batch)
+                continue
+            self._returned += 1
             if x is None:
                 continue
             x.kept -= 1
@@ -229,6 +254,8 @@ class _ShmIter(_BaseIter):
                 keep = batch
             elif not x.pool.closed:
                 batch.release()
+        if later is not None:
+            self._returns.insert(0, later)
         self._retire()
         return keep
 
@@ -324,11 +351,11 @@ class _ShmIter(_BaseIter):
             for w in range(self._num_workers):
                 self._answers[w] = -1
             self._retire()
-        for _ in range(self._prefetch_factor * self._num_workers):
+        for _ in range(self._ahead * self._num_workers):
             self._try_put_index()
 
     def _try_put_index(self):
-        assert self._tasks_outstanding < self._prefetch_factor * self._num_workers
+        assert self._tasks_outstanding < self._ahead * self._num_workers
         try:
             index = self._next_index()
         except StopIteration:
@@ -423,7 +450,12 @@ class _ShmIter(_BaseIter):
 
     def __next__(self):
         try:
-            data = super().__next__()
+            # torch's __next__ marks each batch for its profiler, at a cost: only when it runs.
+            if torch is not None and not torch.autograd._profiler_enabled() and self._dataset_kind == MAP:
+                data = self._next_data()
+                self._num_yielded += 1
+            else:
+                data = super().__next__()
         except StopIteration:
             raise
         except BaseException:
