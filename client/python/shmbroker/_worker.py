@@ -165,8 +165,12 @@ class _WriteFetcher:
         self.dataset, self.out, self.template = dataset, out, None
 
     def fetch(self, index) -> Any:
+        first = None
         if self.template is None:
-            self.template = _template(self.dataset[index[0]])
+            # The shapes come from one sample, made by __getitem__: that sample is the batch's
+            # first, so each sample is still made once (and random draws stay in step).
+            first = self.dataset[index[0]]
+            self.template = _template(first)
         kind, keys, shapes = self.template
         n = len(index)
         arrays = []
@@ -179,6 +183,10 @@ class _WriteFetcher:
                           np.frombuffer(self.out.arena.view, dtype, count, off).reshape(shape))
         for j, i in enumerate(index):
             rows = [a[j, ...] for a in arrays]      # [j, ...]: even a 0-d row is a writable view
+            if j == 0 and first is not None:
+                for row, leaf in zip(rows, _leaves(first)):
+                    row[...] = leaf
+                continue
             self.dataset.write_sample(int(i), rows[0] if kind == "array" else
                                       dict(zip(keys, rows)) if kind == "dict" else type_of(kind)(rows))
         torch = sys.modules.get("torch")
@@ -194,15 +202,21 @@ def type_of(kind: str):
     return tuple if kind == "tuple" else list
 
 
+def _leaves(sample: Any) -> list:
+    if isinstance(sample, dict):
+        return list(sample.values())
+    if isinstance(sample, (tuple, list)):
+        return list(sample)
+    return [sample]
+
+
 def _template(sample: Any) -> tuple:
     """The structure of a sample for write_sample: ("array"|"tuple"|"list"|"dict", keys,
     [(shape, dtype)]) of numbers and numpy arrays, one level deep."""
-    if isinstance(sample, dict):
-        kind, keys, leaves = "dict", list(sample.keys()), list(sample.values())
-    elif isinstance(sample, (tuple, list)):
-        kind, keys, leaves = ("tuple" if isinstance(sample, tuple) else "list"), None, list(sample)
-    else:
-        kind, keys, leaves = "array", None, [sample]
+    leaves = _leaves(sample)
+    kind = "dict" if isinstance(sample, dict) else "tuple" if isinstance(sample, tuple) else \
+        "list" if isinstance(sample, list) else "array"
+    keys = list(sample.keys()) if kind == "dict" else None
     shapes = []
     for leaf in leaves:
         if not isinstance(leaf, (np.ndarray, np.generic, bool, int, float)):
