@@ -48,9 +48,21 @@ static int pool_from_reply(sb_client *c, const cJSON *reply, sb_pool **ret) {
         /* p is freed by its _cleanup_ on every return below but the last. */
         if (!p->meta)
                 return -ENOMEM;  // cppcheck-suppress memleak
-        /* Attach once: producers read-write, others read-only. The segment is already
-         * marked for removal by the daemon; Linux still lets us attach it by shmid. */
-        base = shmat(p->shmid, NULL, c->role == SB_ROLE_PRODUCER ? 0 : SHM_RDONLY);
+        /* Attach once. Every role asks for read-write first, so that a consumer may modify
+         * its batch in place (trainers normalise batches in place): a consumed slot is the
+         * consumer's alone, the daemon hands it to nobody else until it is released (and one
+         * released with requeue goes on to the next consumer as modified). Whether a client
+         * may write stays the kernel's call, on the owner, group and mode the daemon gave the
+         * segment from the pool's: shmat() without SHM_RDONLY needs read and write permission
+         * and fails with EACCES when the segment grants this user read alone; a consumer or
+         * an admin then attaches read-only. A producer does not fall back: the daemon opened
+         * the pool for it because it may write, so a refusal means that the segment's mode
+         * was changed behind the daemon's back (by its owner, with shmctl(IPC_SET)), and
+         * failing here beats a SIGSEGV at its first write. The segment is already marked for
+         * removal by the daemon; Linux still lets us attach it by shmid. */
+        base = shmat(p->shmid, NULL, 0);
+        if (base == (void *)-1 && errno == EACCES && c->role != SB_ROLE_PRODUCER)  // NOLINT(performance-no-int-to-ptr)
+                base = shmat(p->shmid, NULL, SHM_RDONLY);
         if (base == (void *)-1) {  /* NOLINT(performance-no-int-to-ptr): shmat()'s error value */
                 r = -errno;
                 free(p->meta);

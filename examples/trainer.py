@@ -30,7 +30,7 @@ def main() -> None:
         n = nbytes = 0
         t0 = last = time.monotonic()
         for batch in pool:                          # until every worker has ended
-            images = batch.array                    # read-only, zero-copy
+            images = batch.array                    # zero-copy, writable until released
             checksum = int(images.view(np.uint64).sum(dtype=np.uint64)) if images.nbytes % 8 == 0 else 0
             assert checksum >= 0
             n += 1

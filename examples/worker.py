@@ -4,7 +4,7 @@
     python3 examples/worker.py --socket build/shmbroker.sock --pool demo --seconds 10
 
 Each batch is written in place (no copy through a pipe or pickle) and published with its
-shape and dtype; the trainer (examples/trainer.py) gets a read-only view of the same memory.
+shape and dtype; the trainer (examples/trainer.py) gets a view of the same memory.
 """
 from __future__ import annotations
 

@@ -78,7 +78,8 @@ typedef struct sb_pool_options {
 } sb_pool_options;
 
 /* A consumed batch. data, meta and slot stay valid until the batch is released; meta
- * is the producer's JSON object as text. */
+ * is the producer's JSON object as text. data is const, but a consumer whose pool is
+ * attached read-write may modify the batch in place until it releases it (sb_pool_open()). */
 typedef struct sb_batch {
         bool eof;                /* end of stream: no batch, nothing to release */
         uint32_t slot;
@@ -134,11 +135,16 @@ int sb_client_peer(const sb_client *c, int64_t *pid, int64_t *uid);
 /* --- pools ---------------------------------------------------------------------------- */
 
 /* Create pool @name of @slots slots of @slot_size bytes (@opts may be NULL), open it and
- * attach its segment. *ret belongs to @c. */
+ * attach its segment, as sb_pool_open() does. *ret belongs to @c. */
 int sb_pool_create(sb_client *c, sb_pool **ret, const char *name, uint64_t slot_size, uint32_t slots,
                    const sb_pool_options *opts);
 
-/* Open existing pool @name and attach its segment (read-only for a consumer). */
+/* Open existing pool @name and attach its segment: read-write when the kernel allows it
+ * (the pool's mode and group give this user write permission), else read-only. A producer
+ * needs it read-write (-EACCES otherwise). A consumer attached read-write may modify a
+ * batch in place while it holds it (cast away the const of sb_batch.data): nobody else is
+ * given the slot until it is released, and a release with requeue passes the modified batch
+ * on. Writing through a read-only attachment kills the process with SIGSEGV. */
 int sb_pool_open(sb_client *c, sb_pool **ret, const char *name);
 
 /* Detach the pool here and free the handle; the daemon keeps it open for the connection

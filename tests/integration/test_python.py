@@ -1,6 +1,7 @@
 """The Python binding against a real daemon: dtypes, shapes, zero copy, errors, streams."""
 from __future__ import annotations
 
+import ctypes
 import errno
 import gc
 import json
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 import shmbroker
-from sbtest import ROOT, needs_root, python_as_user, segment_info, segments, wait_for, wait_waiting
+from sbtest import ROOT, Attachment, needs_root, python_as_user, segment_info, segments, wait_for, wait_waiting
 
 STRUCT = np.dtype([("id", "<i4"), ("pos", "<f8", (3,)), ("tag", "S4"), ("inner", [("a", "u1"), ("b", "<i2")])])
 
@@ -50,7 +51,7 @@ def test_round_trip_of_dtypes_and_shapes(pair, array):
         assert got.dtype == array.dtype and got.shape == array.shape
         np.testing.assert_array_equal(got, array)
         assert b.meta == {"k": [1, 2]} and b.seq == 5
-        assert not got.flags.writeable
+        assert got.flags.writeable                # the kernel lets this consumer write (root)
 
 
 def test_meta_reaches_the_consumer_exactly(pair):
@@ -88,11 +89,138 @@ def test_zero_copy_a_write_through_one_view_is_seen_by_the_other(pair):
     assert seen[0, 0] == 1.0
     view[0, 0] = 42.0             # the producer's write shows in the consumer's array
     assert seen[0, 0] == 42.0
-    with pytest.raises(ValueError):
-        seen[0, 0] = 1.0          # read-only for the consumer
-    with pytest.raises(ValueError):
-        seen.flags.writeable = True
+    seen[0, 1] = 7.0              # and the consumer's, in the batch it holds, in the producer's
+    assert view[0, 1] == 7.0
+    b.data[:4] = np.float32(3.0).tobytes()
+    assert view[0, 0] == 3.0
     b.release()
+
+
+# A consumer that takes a batch, writes into it (one element, then an in-place numpy
+# operation on the whole array) and releases it with requeue; it prints what it saw: the
+# permissions of its mapping (the kernel's /proc/self/maps), numpy's flag, and the outcome.
+CONSUME_AND_MODIFY = r"""
+import json, sys, numpy as np, shmbroker
+
+def mapping_perms(addr):
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            span, perms = line.split()[:2]
+            start, end = (int(v, 16) for v in span.split("-"))
+            if start <= addr < end:
+                return perms
+
+with shmbroker.connect("consumer", sys.argv[1]) as c:
+    b = c.open(sys.argv[2]).get(timeout=5)
+    x = b.array
+    try:
+        x[0] = -1
+        x *= 2
+        wrote = "ok"
+    except ValueError as e:
+        wrote = f"ValueError: {e}"
+    print(json.dumps({"slot": b.slot, "perms": mapping_perms(x.__array_interface__["data"][0]),
+                      "writeable": bool(x.flags.writeable), "data_readonly": b.data.readonly, "wrote": wrote}))
+    b.release(requeue=True)
+"""
+
+
+def test_a_consumer_modifies_its_batch_in_place(daemon):
+    """A trainer normalises its batch in place: the consumer's arrays are writable, the write
+    lands in the shared memory (read back through an attachment of its own, and by the next
+    consumer of the requeued batch), and the process survives it (run apart, so that a
+    SIGSEGV fails the test instead of killing pytest)."""
+    with shmbroker.connect("producer", daemon.path) as p, shmbroker.connect("consumer", daemon.path) as c:
+        pool = p.create("inplace", slot_size=4096, slots=2)
+        cpool = c.open("inplace")
+        pool.put(np.arange(16, dtype=np.int32))
+        env = dict(os.environ, PYTHONPATH=str(ROOT / "client" / "python"))
+        r = subprocess.run([sys.executable, "-c", CONSUME_AND_MODIFY, daemon.path, "inplace"], capture_output=True,
+                           text=True, timeout=60, env=env)
+        assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)      # -11: SIGSEGV
+        seen = json.loads(r.stdout)
+        assert seen["wrote"] == "ok" and seen["writeable"] and not seen["data_readonly"], seen
+        assert seen["perms"].startswith("rw"), seen
+        want = np.arange(16, dtype=np.int32) * 2
+        want[0] = -2
+        seg = Attachment(pool.shmid, pool.stride * 2, readonly=True)
+        try:
+            assert seg.read(seen["slot"] * pool.stride, want.nbytes) == want.tobytes()
+        finally:
+            seg.detach()
+        b = cpool.get(timeout=5)                     # requeued: the modified batch is passed on
+        assert b.slot == seen["slot"] and b.array.tolist() == want.tolist()
+        b.release()
+
+
+@needs_root
+@pytest.mark.parametrize("mode, writable", [(0o640, False), (0o660, True)], ids=["0640", "0660"])
+def test_a_consumer_maps_the_pool_read_write_only_with_write_permission(open_daemon, mode, writable):
+    """As another uid, in the pool's group: with group read permission alone (0640) the
+    kernel refuses a read-write attachment, the library attaches read-only, and numpy says
+    so (a write raises ValueError, not SIGSEGV); with read and write (0660) the batch is the
+    consumer's to modify, and it goes on modified when requeued."""
+    with shmbroker.connect("producer", open_daemon.path) as p, \
+            shmbroker.connect("consumer", open_daemon.path) as c:
+        pool = p.create("grp", slot_size=4096, slots=1, mode=mode, group="4242")
+        assert int(segment_info(pool.shmid)["perms"], 8) & 0o777 == mode
+        cpool = c.open("grp")
+        pool.put(np.arange(16, dtype=np.int32))
+        [seen] = python_as_user(CONSUME_AND_MODIFY, open_daemon.path, "grp", groups="4242")
+        assert seen["perms"].startswith("rw" if writable else "r-"), seen
+        assert seen["writeable"] is writable and seen["data_readonly"] is not writable, seen
+        if writable:
+            assert seen["wrote"] == "ok", seen
+            want = np.arange(16, dtype=np.int32) * 2
+            want[0] = -2
+        else:
+            assert seen["wrote"].startswith("ValueError: assignment destination is read-only"), seen
+            want = np.arange(16, dtype=np.int32)
+        b = cpool.get(timeout=5)
+        assert b.array.tolist() == want.tolist()
+        b.release()
+
+
+IPC_SET, IPC_STAT = 1, 2
+
+
+def chmod_segment(shmid: int, mode: int) -> None:
+    """Set the permission bits of a segment with shmctl(IPC_SET), as a pool's owner may do
+    behind the daemon's back. The struct shmid_ds is read with IPC_STAT and written back
+    with only its mode changed: shm_perm.mode is at byte 20 (after key, uid, gid, cuid and
+    cgid, 4 bytes each), and its low 16 bits come first on a little-endian machine."""
+    assert sys.byteorder == "little"
+    libc = ctypes.CDLL(None, use_errno=True)
+    ds = ctypes.create_string_buffer(512)
+    assert libc.shmctl(shmid, IPC_STAT, ds) == 0, os.strerror(ctypes.get_errno())
+    perm_mode = ctypes.c_uint16.from_buffer(ds, 20)
+    perm_mode.value = (perm_mode.value & ~0o777) | mode
+    assert libc.shmctl(shmid, IPC_SET, ds) == 0, os.strerror(ctypes.get_errno())
+
+
+OPEN_AS_PRODUCER = r"""
+import json, sys, shmbroker
+with shmbroker.connect("producer", sys.argv[1]) as c:
+    try:
+        c.open(sys.argv[2])
+        print(json.dumps("ok"))
+    except shmbroker.BrokerError as e:
+        print(json.dumps([type(e).__name__, e.errno]))
+"""
+
+
+@needs_root
+def test_a_producer_the_kernel_refuses_write_access_fails_to_open(open_daemon):
+    """Only consumers and admins fall back to a read-only attachment: a producer could only
+    crash on its first write. The daemon lets a member of the group open a 0660 pool as a
+    producer, but the owner has made the segment 0640 behind its back: the kernel refuses
+    the producer a read-write attachment, and the open fails with EACCES."""
+    with shmbroker.connect("producer", open_daemon.path) as p:
+        pool = p.create("behind", slot_size=4096, slots=1, mode=0o660, group="4242")
+        chmod_segment(pool.shmid, 0o640)
+        assert int(segment_info(pool.shmid)["perms"], 8) & 0o777 == 0o640
+        assert python_as_user(OPEN_AS_PRODUCER, open_daemon.path, "behind", groups="4242") == \
+            [["BrokerError", errno.EACCES]]
 
 
 def test_views_outlive_release_and_close(daemon):

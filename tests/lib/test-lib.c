@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,6 +115,71 @@ START_TEST(round_trip_through_pointers) {
         for (size_t i = 0; i < 10000; i++)
                 ck_assert_uint_eq(((const unsigned char *)b.data)[i], 0xab);
         ck_assert_int_eq(sb_release(cp, b.slot, false), 0);
+        sb_client_free(c);
+        sb_client_free(p);
+}
+END_TEST
+
+/* The permissions of the mapping of this process that contains @addr ("rw-s"), from the
+ * kernel's own account of it; "" if none does. */
+static const char *mapping_perms(const void *addr) {
+        static char perms[5];
+        unsigned long start, end;
+        char *line = NULL;
+        size_t n = 0;
+        bool found = false;
+        FILE *f = fopen("/proc/self/maps", "re");
+
+        ck_assert_ptr_nonnull(f);
+        while (!found && getline(&line, &n, f) > 0)
+                found = sscanf(line, "%lx-%lx %4s", &start, &end, perms) == 3 && (uintptr_t)addr >= start &&
+                        (uintptr_t)addr < end;
+        free(line);
+        fclose(f);
+        if (!found)
+                perms[0] = '\0';
+        return perms;
+}
+
+/* A consumer attaches the pool read-write when the kernel lets it (here: root) and may
+ * modify its batch in place: the producer's attachment sees the write (the same memory),
+ * and a release with requeue passes the modified batch on. An admin attaches it read-write
+ * too. Over a read-only attachment the consumer's write would be a SIGSEGV. */
+START_TEST(a_consumer_modifies_its_batch_in_place) {
+        sb_client *p = connect_as(SB_ROLE_PRODUCER, NULL), *c = connect_as(SB_ROLE_CONSUMER, NULL),
+                  *a = connect_as(SB_ROLE_ADMIN, NULL);
+        sb_pool *pp, *cp, *ap;
+        sb_batch b;
+        uint32_t slot;
+        size_t cap;
+        void *ptr;
+        char *mine;
+
+        ck_assert_int_eq(sb_pool_create(p, &pp, "inplace", 64, 1, NULL), 0);
+        ck_assert_int_eq(sb_pool_open(c, &cp, "inplace"), 0);
+        ck_assert_int_eq(sb_pool_open(a, &ap, "inplace"), 0);
+        ck_assert_ptr_ne(sb_pool_base(cp), sb_pool_base(pp));   /* each client its own attachment */
+        ck_assert_str_eq(mapping_perms(sb_pool_base(pp)), "rw-s");
+        ck_assert_str_eq(mapping_perms(sb_pool_base(cp)), "rw-s");
+        ck_assert_str_eq(mapping_perms(sb_pool_base(ap)), "rw-s");
+
+        ck_assert_int_eq(sb_acquire(pp, 0, &ptr, &slot, &cap), 0);
+        strcpy(ptr, "batch");
+        ck_assert_int_eq(sb_publish(pp, slot, 6, 0, NULL), 0);
+        ck_assert_int_eq(sb_consume(cp, 1000, &b), 0);
+        mine = (char *)(uintptr_t)b.data;          /* the batch is this consumer's until released */
+        mine[0] = 'B';
+        ck_assert_str_eq((const char *)sb_pool_base(pp) + b.slot * sb_pool_stride(pp), "Batch");
+        ck_assert_int_eq(sb_release(cp, b.slot, true), 0);
+        ck_assert_int_eq(sb_consume(cp, 1000, &b), 0);
+        ck_assert_str_eq((const char *)b.data, "Batch");   /* requeued as modified */
+        ck_assert_int_eq(sb_release(cp, b.slot, false), 0);
+
+        /* freed: the producer's again, and the admin's attachment writes the same memory */
+        ck_assert_int_eq(sb_acquire(pp, 0, &ptr, &slot, &cap), 0);
+        ((char *)sb_pool_base(ap) + slot * sb_pool_stride(ap))[1] = 'A';
+        ck_assert_str_eq(ptr, "BAtch");
+        sb_client_free(a);
         sb_client_free(c);
         sb_client_free(p);
 }
@@ -489,6 +555,7 @@ static Suite *lib_suite(void) {
         tcase_add_checked_fixture(t, daemon_start, daemon_stop);
         tcase_set_timeout(t, 20);
         tcase_add_test(t, round_trip_through_pointers);
+        tcase_add_test(t, a_consumer_modifies_its_batch_in_place);
         tcase_add_test(t, pipelined_steady_state_and_eof);
         tcase_add_test(t, many_batches_per_round_trip);
         tcase_add_test(t, errors_carry_code_and_message);

@@ -9,17 +9,17 @@
 
     with shmbroker.connect(role="consumer") as c:
         for batch in c.open("train"):
-            x = batch.array          # read-only view of the shared memory, no copy
+            x = batch.array          # a view of the shared memory, no copy; writable while held
 """
 from . import _version
 from .client import Batch, Client, Pool, Slot, connect
-from .errors import (BadRequest, BrokerError, ConnectionLost, EndOfStream, LimitExceeded, NoSuchPool,
+from .errors import (BadRequest, BrokerError, ConnectionLost, EndOfStream, LimitExceeded, NoDaemon, NoSuchPool,
                      NotHolder, PermissionDenied, PoolExists, Timeout, WorkerError, WrongRole)
 from .loader import DataLoader, WorkerInfo, default_collate, get_worker_info
 
 __all__ = [
     "connect", "Client", "Pool", "Slot", "Batch", "DataLoader", "default_collate", "get_worker_info", "WorkerInfo",
     "BrokerError", "Timeout", "NoSuchPool", "PoolExists", "NotHolder", "PermissionDenied", "LimitExceeded",
-    "BadRequest", "WrongRole", "ConnectionLost", "EndOfStream", "WorkerError",
+    "BadRequest", "WrongRole", "ConnectionLost", "NoDaemon", "EndOfStream", "WorkerError",
 ]
 __version__ = _version.version()

@@ -61,9 +61,10 @@ def _timeout_ms(timeout: float | None) -> int:
 
 def _attached_writable(addr: int) -> bool:
     """Whether this process may write the segment attached at ``addr``. The library decides
-    how it attaches (shmbroker.h: read-only for a consumer); the kernel's map of this process
-    says what it decided, so the rule stays written in the library alone. A view of a
-    read-only attachment must be read-only in numpy too: a write would kill the process."""
+    how it attaches (shmbroker.h: read-write when the kernel grants this user write
+    permission, else read-only); the kernel's map of this process says what it decided, so
+    the rule stays written in the library alone. A view of a read-only attachment must be
+    read-only in numpy too: a write would kill the process."""
     with open("/proc/self/maps") as maps:
         for line in maps:
             if int(line[:line.index("-")], 16) == addr:
@@ -147,12 +148,21 @@ class _Attachment:
         self.connection, self.ptr = connection, ptr
         # What the library may call for this pool as long as the handle is open.
         self.callbacks: list = []
+        # Called when the last view goes, before the handle is closed (see _Segment.on_detach).
+        self.before_detach: list = []
 
     def __del__(self):
         try:
-            self.connection.forget(self.ptr)
-        except Exception:
-            pass
+            for fn in self.before_detach:
+                try:
+                    fn()
+                except Exception:
+                    pass
+        finally:
+            try:
+                self.connection.forget(self.ptr)
+            except Exception:
+                pass
 
 
 class _Segment:
@@ -175,6 +185,13 @@ class _Segment:
         #: The library's pool handle, and its client: open as long as this object lives (it
         #: holds the view, which holds the attachment).
         self.pool, self.connection = attachment.ptr, attachment.connection
+        self._attachment = attachment
+
+    def on_detach(self, fn) -> None:
+        """Call ``fn()`` when the last view of the segment goes, before the segment is
+        detached (for memory registered elsewhere, such as with CUDA by shmbroker._pin,
+        which must be unregistered first). It may run in any thread, and must not raise."""
+        self._attachment.before_detach.append(fn)
 
     def array(self, offset: int, shape, dtype) -> np.ndarray:
         dtype = np.dtype(dtype)
@@ -561,7 +578,14 @@ class Slot:
 
 
 class Batch:
-    """A consumed batch: read-only zero-copy arrays, the producer's meta, and release()."""
+    """A consumed batch: zero-copy arrays, the producer's meta, and release().
+
+    The arrays and ``data`` are writable when the pool's segment is attached read-write,
+    that is when the pool's mode gives this user write permission (read-only otherwise, and
+    a write raises ValueError). The batch is this consumer's alone until it is released:
+    nobody else is given its slot, so it may be modified in place (a trainer normalising
+    it); released with ``requeue``, it goes to the next consumer as modified. Write nothing
+    after the release: the slot is then someone else's."""
 
     def __init__(self, pool: Pool, slot: int, nbytes: int, seq: int, stream: int, meta: dict):
         self.pool, self.slot, self.nbytes, self.seq, self.stream = pool, slot, nbytes, seq, stream
@@ -571,15 +595,13 @@ class Batch:
 
     @property
     def data(self) -> memoryview:
-        """The batch's bytes, read-only."""
+        """The batch's bytes: writable if the segment is attached read-write."""
         off = self.slot * self.pool.stride
-        return self.pool._memory().view[off:off + self.nbytes].toreadonly()
+        return self.pool._memory().view[off:off + self.nbytes]
 
     def _array_at(self, offset: int, shape, dtype: np.dtype) -> np.ndarray:
-        a = self.pool._memory().array(self.slot * self.pool.stride + offset, shape, dtype)
-        if a.flags.writeable:
-            a.flags.writeable = False
-        return a
+        # Writable exactly when the attachment is: the segment's view says which.
+        return self.pool._memory().array(self.slot * self.pool.stride + offset, shape, dtype)
 
     @property
     def arrays(self) -> dict:

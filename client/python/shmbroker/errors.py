@@ -58,6 +58,11 @@ class ConnectionLost(BrokerError, ConnectionError):
     code = "connection"
 
 
+class NoDaemon(ConnectionLost):
+    """No daemon is reachable and no private one could be started (shmbroker._private): no
+    shmbrokerd binary was found, or it failed to start. The message says what was tried."""
+
+
 class EndOfStream(Exception):
     """get() at the end of a stream: every batch of the epoch has been handed out."""
 

@@ -239,12 +239,14 @@ class DataLoader(Closing):
 
     Iterating the loader gives one epoch of batches, in order (``shuffle`` draws a new
     order every epoch from ``seed``): each is what ``collate`` returns (by default the
-    samples stacked: an array, or a tuple or dict of arrays), as read-only arrays that are
-    views of shared memory. A batch stays valid until the next one is asked for (copy
-    what you keep longer). A worker's exception is raised in the trainer with its own type
-    and the worker's traceback in its message, as torch's loader does (WorkerError when its
-    type cannot be made again here). close() (or leaving a ``with`` block) stops the workers;
-    if the trainer dies, they die with it and the pool's segment goes with them.
+    samples stacked: an array, or a tuple or dict of arrays), as writable arrays that are
+    views of shared memory (the pool is the trainer's own). A batch stays valid until the
+    next one is asked for (copy what you keep longer), and is the trainer's alone until
+    then: it may be modified in place, as torch's batches may. A worker's exception is
+    raised in the trainer with its own type and the worker's traceback in its message, as
+    torch's loader does (WorkerError when its type cannot be made again here). close() (or
+    leaving a ``with`` block) stops the workers; if the trainer dies, they die with it and
+    the pool's segment goes with them.
 
     A dataset that also has ``write_sample(i, out)`` (and no custom ``collate``) has each
     sample written in place: ``out`` is shaped like ``dataset[0]`` (an array, or a tuple or
