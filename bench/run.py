@@ -414,7 +414,7 @@ def training_section(tr: dict, trials: int) -> list:
         "the example's small CNN on it. samples/s counts the steps after the warm-up; CPU is the",
         "user + system time over those same steps of every process of the pipeline (the trainer,",
         "its loader workers, and for shmbroker the daemon), from /proc; peak RSS is the trainer's",
-        f"(ru_maxrss). Each run is a process of its own; median (min-max) of {trials} round(s), the",
+        f"(VmHWM). Each run is a process of its own; median (min-max) of {trials} round(s), the",
         "configurations taking turns. Ratios are to torch's faster sharing strategy in the data-bound runs",
         f"of this run: **{ref}**.",
         "",

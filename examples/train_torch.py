@@ -29,7 +29,6 @@ import hashlib
 import json
 import math
 import os
-import resource
 import socket as socketlib
 import struct
 import sys
@@ -197,7 +196,10 @@ def cpu_seconds(extra_pids=()) -> float:
 
 
 def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak RSS: VmHWM, which starts afresh at exec (ru_maxrss does not: it
+    keeps the peak of the process that forked this one, before its exec)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
 
 
 def batch_sha256(batch) -> str:
