@@ -450,8 +450,9 @@ def test_a_disabled_fence_releases_at_once():
 
 # -- the hook, with a real pool ---------------------------------------------------------------
 def test_the_segment_is_unregistered_before_it_is_detached(daemon):
-    """The consumer's attachment (read-only) is registered once; when its last view goes,
-    the hook unregisters it while it is still mapped; the detach comes after."""
+    """The consumer's attachment (read-write: the kernel lets the owner write) is registered
+    once, without the read-only flag; when its last view goes, the hook unregisters it while
+    it is still mapped; the detach comes after."""
     fake = FakeCudart()
     still_mapped = []
     fake.on_unregister = lambda addr: still_mapped.append(mapped(addr))
@@ -464,7 +465,8 @@ def test_the_segment_is_unregistered_before_it_is_detached(daemon):
         addr, size = segment.addr, segment.size
         pinner.segment(segment)
         pinner.segment(segment)                            # once is enough, twice is harmless
-        assert fake.calls == [("register", addr, size, RO)] and mapped(addr)
+        assert not segment.view.readonly
+        assert fake.calls == [("register", addr, size, RW)] and mapped(addr)
         batch = pool.get()
         a = batch.array
         assert r.covers(a.ctypes.data, a.nbytes)

@@ -15,7 +15,18 @@ from . import _version
 from .client import Batch, Client, Pool, Slot, connect
 from .errors import (BadRequest, BrokerError, ConnectionLost, EndOfStream, LimitExceeded, NoDaemon, NoSuchPool,
                      NotHolder, PermissionDenied, PoolExists, Timeout, WorkerError, WrongRole)
-from .loader import DataLoader, WorkerInfo, default_collate, get_worker_info
+
+# The DataLoader imports torch when it is installed (it is torch's DataLoader then): only a
+# program that asks for it pays for that import.
+_LOADER = ("DataLoader", "WorkerInfo", "default_collate", "get_worker_info")
+
+
+def __getattr__(name: str):
+    if name in _LOADER:
+        from . import loader
+        return getattr(loader, name)
+    raise AttributeError(f"module 'shmbroker' has no attribute {name!r}")
+
 
 __all__ = [
     "connect", "Client", "Pool", "Slot", "Batch", "DataLoader", "default_collate", "get_worker_info", "WorkerInfo",

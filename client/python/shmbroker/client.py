@@ -26,7 +26,7 @@ from typing import Iterator, Mapping, Union
 
 import numpy as np
 
-from . import errors, layout
+from . import _slotpack, errors, layout
 from ._lib import DEFAULT_SOCKET, REPLY_FN, ROLES, lib, libc, sb_batch, sb_pool_options
 
 NO_SLOT = 0xFFFFFFFF       # what an out-parameter slot keeps when no slot was taken
@@ -454,6 +454,11 @@ class Pool:
             index, self._reserve = self._reserve, None
             self._call(lib.sb_release, index, False, what="release")
 
+    def settle(self) -> None:
+        """Collect the answers of a pipelined publish (raising its refusal) and give back the
+        slot taken ahead: what a producer does before it closes its client."""
+        self._drop_reserve()
+
     def end(self) -> None:
         """End the current stream (epoch) for this producer."""
         self._drop_reserve()
@@ -617,6 +622,15 @@ class Batch:
         if len(arrays) != 1:
             raise ValueError(f"the batch holds {len(arrays)} arrays: use .arrays")
         return next(iter(arrays.values()))
+
+    def keep(self, owner: object) -> object:
+        """A buffer over this batch's slot that keeps the segment mapped, and ``owner``
+        alive, as long as anything made from it (a numpy array, a tensor, a view of either)
+        lives: a DataLoader gives the slot back when ``owner`` goes. Writable when the
+        mapping is."""
+        segment = self.pool._memory()
+        return _slotpack.lease_buffer(segment.addr + self.slot * self.pool.stride, self.pool.slot_size,
+                                      (owner, segment), not segment.view.readonly)
 
     def release(self, requeue: bool = False) -> None:
         """Give the slot back (``requeue``: to the front of the queue, for another consumer)."""

@@ -1,0 +1,208 @@
+"""A DataLoader batch in a slot: any Python structure, its arrays and tensors in place.
+
+A worker packs what its collate function returned (tensors, numpy arrays, lists of str,
+nested dicts and tuples, custom classes) into the slot it acquired: every CPU tensor and
+numeric numpy array is laid out in the slot (where it already lies, as default_collate's
+output does in a worker, it is not copied at all), and the rest is pickled, with each array
+replaced by a reference to its place, after them. The trainer unpickles that structure with
+each reference made a view of the slot again: the same types, dtypes, shapes and values,
+with no copy. Only the worker's own trainer reads the pickle (the pool is its alone, 0600).
+"""
+from __future__ import annotations
+
+import ctypes
+import io
+import pickle
+import sys
+from typing import Any
+
+import numpy as np
+
+ALIGN = 64          # every array starts on a cache line
+
+
+def _torch():
+    return sys.modules.get("torch")
+
+
+class Overflow(Exception):
+    """The batch does not fit in the slot: ``needed`` bytes would."""
+
+    def __init__(self, needed: int):
+        super().__init__(f"{needed} bytes needed")
+        self.needed = needed
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def address_of(view: memoryview) -> int:
+    """Where a writable memoryview's memory starts."""
+    return ctypes.addressof(ctypes.c_char.from_buffer(view))
+
+
+class SlotArena:
+    """A slot's bytes as a bump allocator: what a worker lays out in it, in order."""
+
+    def __init__(self, view: memoryview):
+        self.view = view
+        self.addr = address_of(view)
+        self.size = len(view)
+        self.used = 0
+
+    def alloc(self, nbytes: int) -> int | None:
+        """The offset of ``nbytes`` new bytes, or None when they do not fit."""
+        start = _align(self.used)
+        if start + nbytes > self.size:
+            return None
+        self.used = start + nbytes
+        return start
+
+    def offset_of(self, addr: int, nbytes: int) -> int | None:
+        """The offset of [addr, addr + nbytes) when it lies in the slot."""
+        if self.addr <= addr and addr + nbytes <= self.addr + self.size:
+            return addr - self.addr
+        return None
+
+
+def _numpy_ok(a: Any) -> bool:
+    return type(a) is np.ndarray and not a.dtype.hasobject and a.dtype.fields is None
+
+
+def _tensor_ok(t: Any) -> bool:
+    torch = _torch()
+    return (torch is not None and type(t) is torch.Tensor and t.layout == torch.strided
+            and t.device.type == "cpu" and not t.requires_grad and not t.is_quantized)
+
+
+def _torch_dtype_name(dtype) -> str:
+    return str(dtype).rpartition(".")[2]
+
+
+class _Packer(pickle.Pickler):
+    def __init__(self, file, arena: SlotArena | None):
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.arena = arena
+        self.needed = 0         # bytes of every array, when measuring (no arena)
+
+    def _place(self, nbytes: int) -> int:
+        if self.arena is None:
+            self.needed = _align(self.needed) + nbytes
+            return 0
+        off = self.arena.alloc(nbytes)
+        if off is None:
+            raise Overflow(0)
+        return off
+
+    def persistent_id(self, obj: Any):
+        if _numpy_ok(obj):
+            a = obj
+            if a.size == 0:
+                return ("n0", a.dtype.str, a.shape)
+            if self.arena is not None and a.flags.c_contiguous:
+                off = self.arena.offset_of(a.__array_interface__["data"][0], a.nbytes)
+                if off is not None:
+                    return ("n", a.dtype.str, off, a.shape)
+            off = self._place(a.nbytes)
+            if self.arena is not None:
+                dst = np.frombuffer(self.arena.view, a.dtype, a.size, off).reshape(a.shape)
+                np.copyto(dst, a, casting="no")
+            return ("n", a.dtype.str, off, a.shape)
+        if _tensor_ok(obj):
+            t = obj
+            dtype = _torch_dtype_name(t.dtype)
+            if t.numel() == 0:
+                return ("t0", dtype, tuple(t.shape))
+            storage = t.storage()
+            if self.arena is not None:
+                size = storage.size() * t.element_size()
+                off = self.arena.offset_of(storage.data_ptr(), size)
+                if off is not None:
+                    return ("t", dtype, off, storage.size(), t.storage_offset(), tuple(t.shape), t.stride())
+            c = t.contiguous()
+            off = self._place(c.numel() * c.element_size())
+            if self.arena is not None:
+                torch = _torch()
+                dst = torch.frombuffer(self.arena.view, dtype=c.dtype, count=c.numel(), offset=off)
+                dst.copy_(c.reshape(-1))
+            return ("t", dtype, off, c.numel(), 0, tuple(c.shape), c.stride())
+        return None
+
+
+def pack(obj: Any, arena: SlotArena) -> tuple[int, int]:
+    """Lay ``obj`` out in the slot: (offset, length) of its pickle. Raises Overflow with the
+    bytes it needs when it does not fit."""
+    used = arena.used
+    buf = io.BytesIO()
+    try:
+        _Packer(buf, arena).dump(obj)
+        blob = buf.getbuffer()
+        off = arena.alloc(len(blob))
+        if off is None:
+            raise Overflow(0)
+    except Overflow:
+        arena.used = used
+        raise Overflow(measure(obj)) from None
+    arena.view[off:off + len(blob)] = blob
+    return off, len(blob)
+
+
+def measure(obj: Any) -> int:
+    """The bytes a slot needs for ``obj``: every array laid out anew, and the pickle."""
+    buf = io.BytesIO()
+    p = _Packer(buf, None)
+    p.dump(obj)
+    return _align(p.needed) + ALIGN + len(buf.getbuffer())
+
+
+class _Unpacker(pickle.Unpickler):
+    def __init__(self, file, buf: Any, copy: bool):
+        super().__init__(file)
+        self.buf, self.copy = buf, copy
+
+    def persistent_load(self, pid):
+        kind = pid[0]
+        if kind == "n0":
+            return np.empty(pid[2], np.dtype(pid[1]))
+        if kind == "n":
+            _, dtype, off, shape = pid
+            dtype = np.dtype(dtype)
+            count = 1
+            for s in shape:
+                count *= s
+            a = np.frombuffer(self.buf, dtype, count, off).reshape(shape)
+            return a.copy() if self.copy else a
+        torch = _torch()
+        if torch is None:
+            import torch        # a tensor was sent: the worker had torch, so this process does too
+        dtype = getattr(torch, pid[1])
+        if kind == "t0":
+            return torch.empty(pid[2], dtype=dtype)
+        _, _, off, count, storage_offset, shape, stride = pid
+        t = torch.frombuffer(self.buf, dtype=dtype, count=count, offset=off)
+        t = t.as_strided(shape, stride, storage_offset)
+        return t.clone() if self.copy else t
+
+
+def unpack(buf: Any, off: int, length: int, copy: bool = False) -> Any:
+    """The structure packed at ``off`` of ``buf`` (a buffer over the slot): its arrays and
+    tensors views of ``buf`` (each keeps it alive), or with ``copy`` copies of them."""
+    view = memoryview(buf).cast("B")
+    return _Unpacker(io.BytesIO(view[off:off + length]), buf, copy).load()
+
+
+_slot_types: dict = {}
+
+
+def lease_buffer(addr: int, size: int, owner: Any, writable: bool) -> Any:
+    """A buffer over [addr, addr + size) that holds ``owner`` (what keeps the memory mapped
+    and, when it goes, gives the slot back) as long as any view made from it lives."""
+    cls = _slot_types.get(size)
+    if cls is None:         # a class per size (a pool's slot size): made once, not per batch
+        cls = _slot_types[size] = type("_Slot", (ctypes.c_ubyte * size,), {})
+    buf = cls.from_address(addr)
+    buf.owner = owner
+    # A read-only mapping (the kernel's choice) gives read-only numpy views; torch has no
+    # read-only tensors and warns when it is handed one.
+    return buf if writable else memoryview(buf).cast("B").toreadonly()

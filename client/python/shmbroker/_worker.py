@@ -1,0 +1,349 @@
+"""A DataLoader worker: takes tasks (a batch's indices) from its queue, builds each batch
+straight into a slot of the loader's pool and publishes it, as torch's worker loop does
+(torch/utils/data/_utils/worker.py): seeded the same way, get_worker_info() answering, the
+same fetchers and collation, exceptions sent in place of the batch.
+
+What a worker publishes, each in one slot, its meta saying which ("k"):
+  "d"  the batch of task "i", packed (_slotpack: its pickle at "p", "n" bytes long)
+  "e"  the exception task "i" raised, packed (an ExceptionWrapper)
+  "s"  task "i" found the worker's iterable dataset exhausted
+  "r"  the worker is ready for a new epoch (persistent workers)
+  "g"  task "i" needs slots of "need" bytes: the trainer makes a pool with slots that big
+       (the loader's next generation) and names it in ``answers[worker]``
+"""
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import random
+import signal
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from . import _notorch, _slotpack, errors
+from ._lib import libc
+from .client import connect
+
+POLL = 0.05     # how often a worker waiting for a slot looks whether the loader is done
+
+
+class ResumeIteration:
+    """Sent to persistent workers at a new epoch: acknowledge in pool generation ``gen``."""
+
+    def __init__(self, gen: int):
+        self.gen = gen
+
+
+class WorkerInfo:
+    """What get_worker_info() tells a worker: ``id``, ``num_workers``, ``seed`` and
+    ``dataset`` (the worker's copy), as torch's WorkerInfo."""
+
+    def __init__(self, **kwargs):
+        self.__dict__.update(kwargs)
+
+    def __repr__(self):
+        return f"WorkerInfo(id={self.id}, num_workers={self.num_workers}, seed={self.seed})"
+
+
+_worker_info: Any = None
+
+
+def get_worker_info() -> Any:
+    """In a DataLoader worker, what it is (WorkerInfo); in the trainer, None. Inside workers
+    torch.utils.data.get_worker_info() answers the same, so sharding code written for torch
+    works unchanged."""
+    return _worker_info
+
+
+class _Done(Exception):
+    """The loader shut down while this worker waited."""
+
+
+_itemsize: dict = {}        # torch dtype -> bytes
+
+
+class _Out:
+    """The worker's side of the loader's pools: the slot the current task is built in."""
+
+    def __init__(self, cfg: dict, worker_id: int, answers: Any, done: Any):
+        self.cfg, self.worker_id, self.answers, self.done = cfg, worker_id, answers, done
+        self.pools: dict = {}           # generation -> (client, pool)
+        self.slot = self.arena = None
+
+    def _pool(self, gen: int):
+        if gen not in self.pools:
+            client = connect("producer", self.cfg["socket"], name=f"loader-worker-{self.worker_id}")
+            pool = client.open(f"{self.cfg['pool']}-g{gen}")
+            # Build the next batch while the daemon answers this publish.
+            pool.pipelined = True
+            self.pools[gen] = (client, pool)
+        return self.pools[gen][1]
+
+    def begin(self, gen: int) -> None:
+        """Take a slot of generation ``gen`` for the next message; older generations are
+        done with (tasks come in the order they were sent, their generations never fall)."""
+        for old in [g for g in self.pools if g < gen]:
+            client, pool = self.pools.pop(old)
+            pool.settle()
+            client.close()
+        pool = self._pool(gen)
+        while True:
+            try:
+                self.slot = pool.acquire(timeout=POLL)
+                break
+            except errors.Timeout:
+                if self.done.is_set():
+                    raise _Done from None
+        self.gen = gen
+        self.arena = _slotpack.SlotArena(self.slot.buffer)
+
+    def new_shared(self, size: int, dtype) -> Any:
+        """A storage of ``size`` elements in the current slot (where default_collate stacks
+        a batch inside a worker), or None when it does not fit."""
+        torch = sys.modules["torch"]
+        itemsize = _itemsize.get(dtype)
+        if itemsize is None:
+            itemsize = _itemsize[dtype] = torch.empty((), dtype=dtype).element_size()
+        if self.arena is None or size == 0:
+            return None
+        off = self.arena.alloc(size * itemsize)
+        if off is None:
+            return None
+        return torch.frombuffer(self.arena.view, dtype=dtype, count=size, offset=off).storage()
+
+    def put(self, kind: str, idx: int | None, obj: Any = None) -> None:
+        """Publish message ``kind`` of task ``idx`` (``obj`` packed in the slot)."""
+        meta: dict = {"k": kind, "i": idx, "w": self.worker_id}
+        while obj is not None:
+            try:
+                meta["p"], meta["n"] = _slotpack.pack(obj, self.arena)
+                break
+            except _slotpack.Overflow as o:
+                # Out of the slot before it goes; the trainer answers with a bigger pool.
+                obj = copy.deepcopy(obj)
+                self.slot.publish(nbytes=0, meta={"k": "g", "i": idx, "w": self.worker_id, "need": o.needed})
+                self.slot = self.arena = None
+                self.begin(self._answer())
+            except Exception as exc:
+                if kind != "e":
+                    raise
+                # The worker's exception type cannot be pickled (a class local to a
+                # function, say): the trainer gets its text as a RuntimeError.
+                text = f"{getattr(obj, 'exc_msg', obj)}\n(its type cannot be sent to the trainer: {exc})"
+                obj = _notorch.ExceptionWrapper((RuntimeError, RuntimeError(text), None),
+                                                where=getattr(obj, "where", "in a DataLoader worker"))
+        self.slot.publish(nbytes=self.arena.used, meta=meta)
+        self.slot = self.arena = None
+
+    def _answer(self) -> int:
+        while True:
+            gen = self.answers[self.worker_id]
+            if gen >= 0:
+                self.answers[self.worker_id] = -1
+                return gen
+            if self.done.is_set():
+                raise _Done
+            time.sleep(0.001)
+
+    def close(self) -> None:
+        for client, _ in self.pools.values():
+            client.close()
+        self.pools.clear()
+
+
+class _WriteFetcher:
+    """The batches of a map-style dataset with write_sample(i, out), written in place: each
+    sample's arrays straight into its rows of the batch in the slot, so no sample is ever
+    made anywhere else. ``out`` is shaped like dataset[i] (a number, an array, or a tuple,
+    list or dict of them); the batch is what default_collate would make of the samples."""
+
+    def __init__(self, dataset: Any, out: _Out):
+        self.dataset, self.out, self.template = dataset, out, None
+
+    def fetch(self, index) -> Any:
+        if self.template is None:
+            self.template = _template(self.dataset[index[0]])
+        kind, keys, shapes = self.template
+        n = len(index)
+        arrays = []
+        for shape, dtype in shapes:
+            shape = (n,) + shape
+            count = int(np.prod(shape, dtype=np.int64))
+            off = self.out.arena.alloc(count * dtype.itemsize)
+            # A batch too big for the slot is written aside, and put() finds it a bigger one.
+            arrays.append(np.empty(shape, dtype) if off is None else
+                          np.frombuffer(self.out.arena.view, dtype, count, off).reshape(shape))
+        for j, i in enumerate(index):
+            rows = [a[j, ...] for a in arrays]      # [j, ...]: even a 0-d row is a writable view
+            self.dataset.write_sample(int(i), rows[0] if kind == "array" else
+                                      dict(zip(keys, rows)) if kind == "dict" else type_of(kind)(rows))
+        torch = sys.modules.get("torch")
+        leaves = [torch.from_numpy(a) for a in arrays] if torch is not None else arrays
+        if kind == "array":
+            return leaves[0]
+        if kind == "dict":
+            return dict(zip(keys, leaves))
+        return leaves       # default_collate makes a list of a tuple or a list
+
+
+def type_of(kind: str):
+    return tuple if kind == "tuple" else list
+
+
+def _template(sample: Any) -> tuple:
+    """The structure of a sample for write_sample: ("array"|"tuple"|"list"|"dict", keys,
+    [(shape, dtype)]) of numbers and numpy arrays, one level deep."""
+    if isinstance(sample, dict):
+        kind, keys, leaves = "dict", list(sample.keys()), list(sample.values())
+    elif isinstance(sample, (tuple, list)):
+        kind, keys, leaves = ("tuple" if isinstance(sample, tuple) else "list"), None, list(sample)
+    else:
+        kind, keys, leaves = "array", None, [sample]
+    shapes = []
+    for leaf in leaves:
+        if not isinstance(leaf, (np.ndarray, np.generic, bool, int, float)):
+            raise TypeError("write_sample: a sample must be a number or numpy array, or a tuple, list or dict "
+                            f"of them; found {type(leaf).__name__}")
+        a = np.asarray(leaf)
+        if a.dtype.hasobject or a.dtype.kind in "SUV":
+            raise TypeError(f"write_sample: arrays of {a.dtype} cannot be written in place")
+        shapes.append((a.shape, a.dtype))
+    return kind, keys, shapes
+
+
+def _die_with_parent(parent: int) -> None:
+    """PR_SET_PDEATHSIG: the kernel kills this worker when the trainer dies, even by SIGKILL."""
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _seed(base_seed: int, worker_id: int) -> int:
+    """Seed python's, torch's and numpy's generators as torch's worker loop does: python and
+    torch with base_seed + id, numpy with a state derived from both."""
+    seed = base_seed + worker_id
+    random.seed(seed)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(seed)
+        from torch.utils.data._utils.worker import _generate_state
+        np.random.seed(_generate_state(base_seed, worker_id))
+    else:
+        np.random.seed(np.random.SeedSequence([worker_id, base_seed]).generate_state(4))
+    return seed
+
+
+def _set_worker_info(info: dict) -> None:
+    global _worker_info
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        from torch.utils.data._utils import worker as torch_worker
+        _worker_info = torch_worker.WorkerInfo(**info)
+        torch_worker._worker_info = _worker_info
+    else:
+        _worker_info = WorkerInfo(**info)
+
+
+def _collate_in_slot(out: _Out) -> None:
+    """Inside a worker torch's default_collate stacks a batch into a new shared storage
+    (TypedStorage._new_shared): here that storage is made in the task's slot, so the batch
+    is built where the trainer will read it."""
+    import torch
+    plain = torch.storage.TypedStorage._new_shared
+
+    def new_shared(self, size, *, device=None):
+        if device is not None and torch.device(device).type != "cpu":
+            return plain(self, size, device=device)
+        storage = out.new_shared(size, self.dtype)
+        return storage if storage is not None else torch.empty(size, dtype=self.dtype).storage()
+    torch.storage.TypedStorage._new_shared = new_shared
+
+
+def main(cfg: dict, dataset: Any, tasks: Any, done: Any, answers: Any, collate_fn: Any,
+         base_seed: int, init_fn: Any, worker_id: int) -> None:
+    _die_with_parent(cfg["parent"])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the trainer's to handle
+    if cfg["torch"]:
+        import torch
+        torch.set_num_threads(1)
+    torch = sys.modules.get("torch")
+    status = 0
+    out = _Out(cfg, worker_id, answers, done)
+    try:
+        seed = _seed(base_seed, worker_id)
+        _set_worker_info(dict(id=worker_id, num_workers=cfg["num_workers"], seed=seed, dataset=dataset))
+        if torch is not None:
+            _collate_in_slot(out)
+        wrapper = (sys.modules["torch.utils.data._utils.worker"].ExceptionWrapper if torch is not None
+                   else _notorch.ExceptionWrapper)
+        where = f"in DataLoader worker process {worker_id}"
+        init_exception = None
+
+        def fetcher_now():
+            if cfg["write_sample"]:
+                return _WriteFetcher(dataset, out)
+            if torch is not None:
+                from torch.utils.data.dataloader import _DatasetKind
+                kind = _DatasetKind.Iterable if cfg["iterable"] else _DatasetKind.Map
+                return _DatasetKind.create_fetcher(kind, dataset, cfg["auto_collation"], collate_fn,
+                                                   cfg["drop_last"])
+            return _notorch.create_fetcher(cfg["iterable"], dataset, cfg["auto_collation"], collate_fn,
+                                           cfg["drop_last"])
+        try:
+            if init_fn is not None:
+                init_fn(worker_id)
+            fetcher = fetcher_now()
+        except Exception:
+            init_exception = wrapper(where=where)
+        iteration_end = False
+        while True:
+            r = pickle.loads(tasks.recv_bytes())
+            if isinstance(r, ResumeIteration):
+                out.begin(r.gen)
+                out.put("r", None)
+                iteration_end = False
+                fetcher = fetcher_now()
+                continue
+            if r is None or done.is_set():
+                break
+            if iteration_end:
+                continue
+            idx, index, gen = r
+            out.begin(gen)
+            if init_exception is not None:
+                out.put("e", idx, init_exception)
+                init_exception = None
+                continue
+            try:
+                data = fetcher.fetch(index)
+            except StopIteration:
+                if not cfg["iterable"]:
+                    out.put("e", idx, wrapper(where=where))
+                    continue
+                iteration_end = True
+                out.put("s", idx)
+                continue
+            except Exception:
+                out.put("e", idx, wrapper(where=where))
+                continue
+            try:
+                out.put("d", idx, data)
+            except (_Done, errors.BrokerError):
+                raise
+            except Exception:               # a batch that cannot be pickled
+                out.put("e", idx, wrapper(where=where))
+            del data
+    except (_Done, errors.ConnectionLost):
+        pass                                # the loader shut down
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+        status = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
