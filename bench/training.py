@@ -67,7 +67,7 @@ def measure(cfg: dict) -> dict:
         model = tt.make_model()
         optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     extra = [tt.daemon_pid(cfg.get("socket"))] if cfg["loader"] == "shmbroker" else []
-    loader = tt.make_loader(cfg["loader"], dataset, batch, workers)
+    loader = tt.make_loader(cfg["loader"], dataset, batch, workers, generator=torch.Generator().manual_seed(0))
     try:
         return tt.train(loader, cfg["steps"], warmup, model, optimizer, extra_pids=extra)
     finally:

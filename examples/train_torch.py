@@ -280,7 +280,7 @@ def main(argv=None) -> int:
     if args.socket:
         os.environ["SHMBROKER_SOCKET"] = args.socket
     warmup = args.warmup if args.warmup is not None else 2 * max(args.workers, 1)
-    torch.manual_seed(args.seed)
+    torch.manual_seed(args.seed)            # the model's initial weights
     np.random.seed(args.seed)               # for num_workers=0, where the trainer makes samples
     kind = SyntheticImagesInPlace if args.write_sample else SyntheticImages
     dataset = kind((warmup + args.steps) * args.batch_size, args.image_size, seed=args.seed)
@@ -289,7 +289,10 @@ def main(argv=None) -> int:
         model = make_model()
         optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     extra = [daemon_pid(args.socket)] if args.loader == "shmbroker" else []
-    loader = make_loader(args.loader, dataset, args.batch_size, args.workers)
+    # The loader draws the order and the workers' seeds from a generator of its own: the
+    # same batches whatever else drew from torch's global one (the model, or no model).
+    loader = make_loader(args.loader, dataset, args.batch_size, args.workers,
+                         generator=torch.Generator().manual_seed(args.seed))
     try:
         r = train(loader, args.steps, warmup, model, optimizer, extra_pids=extra, checksum=args.print_checksum)
     finally:
