@@ -656,7 +656,7 @@ def write_report(d: dict, out_dir: Path, output: Path, n: int, sizes, c_rows: di
         prof_loader,
         "```",
         "",
-        "The trainer mostly waits inside `_call` (its one round trip per batch, for a batch the",
+        "The trainer mostly waits inside client.py's `call` (its one round trip per batch, for a batch the",
         "workers have not finished); a worker's time is its Python per batch plus the wait for the",
         "answer to its pipelined publish. Two workers do not double one worker's rate: with the",
         "trainer and the daemon they are four busy processes on two cores.",
