@@ -524,3 +524,17 @@ def test_without_torch_batches_are_numpy_arrays(daemon):
     out = subprocess.run([sys.executable, "-c", NO_TORCH, daemon.path], env=env, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_a_persistent_worker_killed_between_epochs(daemon):
+    """Reported when the next epoch starts; the one after has fresh workers."""
+    with shmbroker.DataLoader(Sleepy(16), batch_size=4, num_workers=2, persistent_workers=True,
+                              socket=daemon.path) as dl:
+        assert len(list(dl)) == 4
+        victim = dl._iterator._workers[1]
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.join()
+        with pytest.raises(RuntimeError, match=rf"pid {victim.pid} killed by signal SIGKILL"):
+            list(dl)
+        assert [int(x[0, 0]) for x in dl] == [0, 4, 8, 12]
+        assert victim.pid not in [p.pid for p in dl._iterator._workers]

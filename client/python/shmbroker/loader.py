@@ -86,7 +86,10 @@ class _TaskPipe:
         self.conn = conn
 
     def put(self, task: Any) -> None:
-        self.conn.send_bytes(pickle.dumps(task, pickle.HIGHEST_PROTOCOL))
+        try:
+            self.conn.send_bytes(pickle.dumps(task, pickle.HIGHEST_PROTOCOL))
+        except BrokenPipeError:
+            pass        # the worker is dead: the wait for its batch reports it, with its signal
 
     def close(self) -> None:
         self.conn.close()
@@ -331,28 +334,36 @@ class _ShmIter(_BaseIter):
         self._workers_status = [True] * self._num_workers
         self._worker_queue_idx_cycle = itertools.cycle(range(self._num_workers))
         if not first_iter:
-            # Whatever the last epoch left in flight is thrown away: each worker answers its
-            # resume after its last task of the epoch, in the newest generation.
-            for info in self._stashed:
-                self._discard(info)
-            for gen in self._gens.values():
-                gen.tasks = 0
-            self._task_gen.clear()
-            for w, q in enumerate(self._index_queues):
-                # A worker may wait for the answer to a growth of the last epoch, asked in a
-                # pool no longer read: it is this.
-                self._answers[w] = self._newest
-                q.put(_worker.ResumeIteration(self._newest))
-            acks = self._num_workers
-            while acks > 0:
-                kind, _, data = self._get_message(self._newest)
-                acks -= kind == "r"
-                self._discard(data)
-            for w in range(self._num_workers):
-                self._answers[w] = -1
-            self._retire()
+            try:
+                self._resume()
+            except BaseException:
+                self._broken()
+                raise
         for _ in range(self._ahead * self._num_workers):
             self._try_put_index()
+
+    def _resume(self) -> None:
+        """A new epoch of persistent workers: whatever the last epoch left in flight is thrown
+        away; each worker answers its resume after its last task of the epoch, in the newest
+        generation."""
+        for info in self._stashed:
+            self._discard(info)
+        for gen in self._gens.values():
+            gen.tasks = 0
+        self._task_gen.clear()
+        for w, q in enumerate(self._index_queues):
+            # A worker may wait for the answer to a growth of the last epoch, asked in a
+            # pool no longer read: it is this.
+            self._answers[w] = self._newest
+            q.put(_worker.ResumeIteration(self._newest))
+        acks = self._num_workers
+        while acks > 0:
+            kind, _, data = self._get_message(self._newest)
+            acks -= kind == "r"
+            self._discard(data)
+        for w in range(self._num_workers):
+            self._answers[w] = -1
+        self._retire()
 
     def _try_put_index(self):
         assert self._tasks_outstanding < self._ahead * self._num_workers
@@ -459,16 +470,19 @@ class _ShmIter(_BaseIter):
         except StopIteration:
             raise
         except BaseException:
-            # A dead or hung worker, an interrupted wait: this iterator is done for, and the
-            # next epoch starts with fresh workers.
-            self._shutdown_workers()
-            loader = self._loader()
-            if loader is not None and getattr(loader, "_iterator", None) is self:
-                loader._iterator = None
+            self._broken()
             raise
         if isinstance(data, _Raise):
             data.wrapper.reraise()
         return data
+
+    def _broken(self) -> None:
+        """A dead or hung worker, an interrupted wait: this iterator is done for, and the
+        next epoch starts with fresh workers (a persistent iterator is forgotten)."""
+        self._shutdown_workers()
+        loader = self._loader()
+        if loader is not None and getattr(loader, "_iterator", None) is self:
+            loader._iterator = None
 
     def _shutdown_workers(self) -> None:
         if self._shutdown:
