@@ -228,10 +228,11 @@ def train(loader, steps: int, warmup: int, model=None, optimizer=None, extra_pid
     import torch
     loss_fn = torch.nn.CrossEntropyLoss()
     first, losses, samples = None, [], 0
-    t0 = c0 = seconds = cpu = None
+    seconds = cpu = None
+    # The clock runs from the end of the last warm-up step: it counts the fetching and the
+    # work of every measured step (with no warm-up, the loader's start too).
+    t0, c0 = time.perf_counter(), cpu_seconds(extra_pids)
     for step, batch in enumerate(loader):
-        if step == warmup:
-            t0, c0 = time.perf_counter(), cpu_seconds(extra_pids)
         images, labels = batch[:2]
         if checksum and step == 0:
             first = batch_sha256(batch)
@@ -245,6 +246,8 @@ def train(loader, steps: int, warmup: int, model=None, optimizer=None, extra_pid
             losses.append(float(loss))
         if step >= warmup:
             samples += len(labels)
+        if step == warmup - 1:
+            t0, c0 = time.perf_counter(), cpu_seconds(extra_pids)
         if step == warmup + steps - 1:      # before the loader's workers stop
             seconds, cpu = time.perf_counter() - t0, cpu_seconds(extra_pids) - c0
     if seconds is None:
