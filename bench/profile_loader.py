@@ -25,7 +25,6 @@ import numpy as np  # noqa: E402
 
 import shmbroker  # noqa: E402
 from loaders import BATCH_SAMPLES, SamplesInPlace, read_all  # noqa: E402
-from shmbroker import loader  # noqa: E402
 
 SIZE = 64 << 10
 
@@ -38,33 +37,41 @@ def top(prof: cProfile.Profile, n: int = 8) -> str:
     return "\n".join(l.replace(str(ROOT) + "/", "").replace("/usr/lib/python3.11/", "") for l in lines[start:])
 
 
-def drain(sock: str, name: str) -> None:
+def drain(sock: str, name: str, ready) -> None:
+    """The pool's consumer: creates it, then reads every batch until the stream ends."""
     with shmbroker.connect("consumer", sock) as c:
-        for b in c.open(name):
+        pool = c.create(name, slot_size=SIZE + (64 << 10), slots=17)
+        ready.set()
+        for b in pool:
             read_all(np.frombuffer(b.data, np.uint8))
 
 
 def worker_side(sock: str, count: int) -> str:
-    """One worker's loop (as in DataLoader: pipelined, written in place) into a pool a
-    plain consumer drains."""
+    """One DataLoader worker's loop (shmbroker._worker: a slot taken, the batch written in
+    place by write_sample, published pipelined) into a pool a plain consumer drains."""
+    from shmbroker import _worker
     ds = SamplesInPlace(count * BATCH_SAMPLES, SIZE // BATCH_SAMPLES)
     name = f"profile-{os.getpid()}"
-    with shmbroker.connect("producer", sock) as c:
-        pool = c.create(name, slot_size=SIZE + 64, slots=17, ordered=True)
-        pool.pipelined = True
-        d = mp.get_context("fork").Process(target=drain, args=(sock, name))
-        d.start()
-        time.sleep(0.3)
-        template = loader._template(ds[0])
-        prof = cProfile.Profile()
-        t0 = time.perf_counter()
-        prof.enable()
-        for b in range(count):
-            loader._write_into_slot(pool, ds, range(b * BATCH_SAMPLES, (b + 1) * BATCH_SAMPLES), template, b, {})
-        prof.disable()
-        rate = count / (time.perf_counter() - t0)
-        pool.end()
-        d.join()
+    ctx = mp.get_context("fork")
+    ready = ctx.Event()
+    d = ctx.Process(target=drain, args=(sock, name + "-g0", ready))
+    d.start()
+    ready.wait(10)
+    out = _worker._Out({"socket": sock, "pool": name}, 0, None, ctx.Event())
+    fetcher = _worker._WriteFetcher(ds, out)
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    prof.enable()
+    for b in range(count):
+        out.begin(0)
+        out.put("d", b, fetcher.fetch(range(b * BATCH_SAMPLES, (b + 1) * BATCH_SAMPLES)))
+    prof.disable()
+    rate = count / (time.perf_counter() - t0)
+    client, pool = out.pools.pop(0)
+    pool.settle()
+    pool.end()
+    d.join()
+    client.close()
     return f"one worker alone: {rate:.0f} batches/s\n" + top(prof)
 
 
@@ -75,7 +82,7 @@ def trainer_side(sock: str, count: int) -> str:
         t0 = time.perf_counter()
         prof.enable()
         for batch in dl:
-            read_all(batch)
+            read_all(np.asarray(batch))         # a tensor where torch is installed: the same memory
         prof.disable()
         rate = count / (time.perf_counter() - t0)
     return f"trainer with 2 workers: {rate:.0f} batches/s\n" + top(prof)
