@@ -32,6 +32,7 @@ step "integration tests" "$PYTHON" -m pytest -q -p no:cacheprovider tests/integr
 step "integration tests (ASan+UBSan daemon)" env SHMBROKERD=build/asan/shmbrokerd \
         "$PYTHON" -m pytest -q -p no:cacheprovider tests/integration
 
+step "README.md: every code block runs as written (tests/check-readme.py)" "$PYTHON" tests/check-readme.py
 step "chaos, short (make chaos runs longer)" "$PYTHON" tests/chaos.py --seconds 5
 
 after=$(snapshot)
