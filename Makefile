@@ -48,7 +48,7 @@ UNIT_SRC := $(wildcard tests/unit/*.c)
 
 obj = $(patsubst %.c,$(1)/obj/%.o,$(2))
 
-all: deps-build build/shmbrokerd build/shmbrokerctl build/libshmbroker.so build/libshmbroker.a build/handoff-bench build/move ## build the daemon, shmbrokerctl, the library (.so, .a) and the bench programs into build/
+all: deps-build build/shmbrokerd build/shmbrokerctl build/libshmbroker.so build/libshmbroker.a build/handoff-bench build/move build/produce_consume ## build the daemon, shmbrokerctl, the library (.so, .a), the C example and the bench programs into build/
 
 # Every target with a "## what it does" note on its line, one line each.
 help: ## this list
@@ -109,7 +109,9 @@ asan: build/asan/shmbrokerd build/asan/test-unit ## build the daemon and the uni
 
 # --- running and testing -----------------------------------------------------------------
 
-run: all ## start the daemon in the foreground on build/shmbroker.sock
+run: all ## start the daemon in the foreground on build/shmbroker.sock (and say how clients find it)
+	@echo "shmbrokerd runs here until Ctrl-C; clients find it with:"
+	@echo "  export SHMBROKER_SOCKET=$(CURDIR)/build/shmbroker.sock"
 	build/shmbrokerd --socket $(CURDIR)/build/shmbroker.sock --config conf/shmbroker.conf
 
 unit: build/test-unit ## run the Check unit tests
@@ -176,6 +178,10 @@ build/libshmbroker.a: $(call obj,build/lib,$(LIB_SRC))
 
 build/shmbrokerctl: $(call obj,build,client/shmbrokerctl.c common/size.c) build/libshmbroker.a
 	$(CC) $(CFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson)
+
+# The C example (examples/produce_consume.c), over the public header and library alone.
+build/produce_consume: $(call obj,build,examples/produce_consume.c) build/libshmbroker.a
+	$(CC) $(CFLAGS) -pthread -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson)
 
 build/test-lib: $(call obj,build,tests/lib/test-lib.c) build/libshmbroker.a
 	$(CC) $(CFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson) $(CHECK_LIBS)

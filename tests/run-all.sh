@@ -24,6 +24,7 @@ step "library tests" build/test-lib
 step "library tests (ASan+UBSan)" env SHMBROKERD=build/asan/shmbrokerd build/asan/test-lib
 step "library exports match client/libshmbroker.sym" tests/check-exports.sh
 step "daemon/ includes in one direction" tests/check-layers.sh
+step "man pages: libshmbroker(3) against the header and exports, the options against --help" "$PYTHON" tests/check-man.py
 for t in request config; do
         step "fuzz corpus $t (ASan+UBSan)" sh -c "build/asan/fuzz-$t tests/fuzz/corpus/$t/*"
 done
@@ -31,6 +32,7 @@ step "integration tests" "$PYTHON" -m pytest -q -p no:cacheprovider tests/integr
 step "integration tests (ASan+UBSan daemon)" env SHMBROKERD=build/asan/shmbrokerd \
         "$PYTHON" -m pytest -q -p no:cacheprovider tests/integration
 
+step "README.md: every code block runs as written (tests/check-readme.py)" "$PYTHON" tests/check-readme.py
 step "chaos, short (make chaos runs longer)" "$PYTHON" tests/chaos.py --seconds 5
 
 after=$(snapshot)

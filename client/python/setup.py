@@ -1,22 +1,33 @@
 """Packaging of the shmbroker Python binding.
 
 Plain setuptools, no pyproject build requirements: `pip install ./client/python` builds
-with the setuptools already on the machine (Debian's python3-setuptools) and never
-reaches a package index. A libshmbroker.so built in the source tree (`make`) is shipped
-inside the package, so the installed binding works without `make install`. The version is
-the Makefile's (shmbroker/_version.py reads it).
+with the setuptools (and wheel) already on the machine (Debian's python3-setuptools and
+python3-wheel) and never reaches a package index. A libshmbroker.so built in the source
+tree (`make`) is shipped inside the package, so the installed binding works without `make
+install`; the wheel is then a platform wheel (py3-none-linux_<machine>: the library is
+machine code, but no Python ABI), and without it a pure one that loads the system's
+libshmbroker.so.1. The package carries py.typed: its annotations are for type checkers.
+What the build writes goes to build/python/ in the source tree, not beside this file. The
+version is the Makefile's (shmbroker/_version.py reads it).
 """
 import runpy
 import shutil
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Distribution, setup
 from setuptools.command.build_py import build_py
 
+try:
+    from wheel.bdist_wheel import bdist_wheel
+except ImportError:          # no wheel package: pip falls back to `setup.py install`
+    bdist_wheel = None
+
 HERE = Path(__file__).resolve().parent
-BUILT = HERE.parents[1] / "build" / "libshmbroker.so"
+TREE = HERE.parents[1]
+BUILT = TREE / "build" / "libshmbroker.so"
+BUILD_DIR = TREE / "build" / "python"
 # By path: importing the package would load the library and numpy.
-VERSION = runpy.run_path(str(HERE / "shmbroker" / "_version.py"))["from_makefile"](HERE.parents[1] / "Makefile")
+VERSION = runpy.run_path(str(HERE / "shmbroker" / "_version.py"))["from_makefile"](TREE / "Makefile")
 
 
 class BuildWithLibrary(build_py):
@@ -28,12 +39,37 @@ class BuildWithLibrary(build_py):
             shutil.copy2(BUILT, dest / "libshmbroker.so")
 
 
+class WithLibrary(Distribution):
+    """A distribution that carries machine code when it ships libshmbroker.so: bdist_wheel
+    then makes a platform wheel, and installers treat it as such."""
+
+    def has_ext_modules(self):
+        return BUILT.exists()
+
+
+cmdclass = {"build_py": BuildWithLibrary}
+if bdist_wheel is not None:
+    class PlatformWheel(bdist_wheel):
+        """Tagged for the platform alone (py3-none-linux_x86_64): the library is called
+        through ctypes, so any Python 3 of that machine can use it."""
+
+        def get_tag(self):
+            python, abi, plat = super().get_tag()
+            return (python, abi, plat) if self.root_is_pure else ("py3", "none", plat)
+
+    cmdclass["bdist_wheel"] = PlatformWheel
+
+BUILD_DIR.mkdir(parents=True, exist_ok=True)
 setup(
     name="shmbroker",
     version=VERSION,
     description="Zero-copy numpy batches between processes through shmbrokerd",
     packages=["shmbroker"],
+    package_data={"shmbroker": ["py.typed"]},
+    zip_safe=False,
     python_requires=">=3.9",
     install_requires=["numpy"],
-    cmdclass={"build_py": BuildWithLibrary},
+    distclass=WithLibrary,
+    cmdclass=cmdclass,
+    options={"build": {"build_base": str(BUILD_DIR)}, "egg_info": {"egg_base": str(BUILD_DIR)}},
 )

@@ -26,7 +26,7 @@ from typing import Iterator, Mapping, Union
 
 import numpy as np
 
-from . import _slotpack, errors, layout
+from . import _size, _slotpack, errors, layout
 from ._lib import DEFAULT_SOCKET, REPLY_FN, ROLES, lib, libc, sb_batch, sb_pool_options
 
 NO_SLOT = 0xFFFFFFFF       # what an out-parameter slot keeps when no slot was taken
@@ -258,17 +258,22 @@ class Client(Closing):
         return conn
 
     # -- pools ----------------------------------------------------------------------------
-    def create(self, name: str, slot_size: int, slots: int, *, ordered: bool = False, persistent: bool = False,
+    def create(self, name: str, slot_size: int | str, slots: int, *, ordered: bool = False, persistent: bool = False,
                mode: int | None = None, group: str | None = None, huge_pages: bool = False,
                on_consumer_death: str = "requeue") -> "Pool":
-        """Create pool ``name`` of ``slots`` slots of ``slot_size`` bytes and open it."""
+        """Create pool ``name`` of ``slots`` slots of ``slot_size`` bytes and open it.
+
+        ``slot_size`` is a number of bytes or a string with a unit, as the daemon and
+        shmbrokerctl take it: ``"16MiB"``, ``"512 KiB"``, ``"1GiB"``. The pool is ephemeral
+        (gone when the last client that has it open is) unless ``persistent``."""
+        slot_size = _size.size(slot_size, "slot_size")
         if on_consumer_death not in ("requeue", "free"):
             raise ValueError('on_consumer_death must be "requeue" or "free"')
         opts = sb_pool_options(ordered, persistent, huge_pages, on_consumer_death == "free", mode or 0,
                                group.encode() if group else None)
         handle = ctypes.c_void_p()
         conn = self._connection()
-        conn.call(f"create {name}", lib.sb_pool_create, conn.ptr, ctypes.byref(handle), name.encode(), int(slot_size),
+        conn.call(f"create {name}", lib.sb_pool_create, conn.ptr, ctypes.byref(handle), name.encode(), slot_size,
                   int(slots), ctypes.byref(opts))
         return self._adopt(handle.value)
 

@@ -32,7 +32,7 @@ import warnings
 import weakref
 from typing import Any
 
-from . import _notorch, _pin, _private, _slotpack, _worker, errors
+from . import _notorch, _pin, _private, _size, _slotpack, _worker, errors
 from ._worker import WorkerInfo, get_worker_info
 from .client import connect
 
@@ -526,7 +526,7 @@ def _init_args(loader, socket, slot_size, batches_held, collate_fn, dataset):
         raise ValueError("batches_held must be at least 1")
     loader.socket = socket
     loader.batches_held = batches_held
-    loader._slot_size = int(slot_size) if slot_size else SLOT_SIZE
+    loader._slot_size = _size.size(slot_size, "slot_size") if slot_size else SLOT_SIZE
     # A map-style dataset that can write its samples in place, with the default collation:
     # each sample is written straight into its rows of the batch.
     loader._write_sample = (collate_fn is None and callable(getattr(dataset, "write_sample", None))
@@ -536,8 +536,8 @@ def _init_args(loader, socket, slot_size, batches_held, collate_fn, dataset):
 _SHMBROKER_DOC = """
     shmbroker's own keywords:
       socket        the daemon's socket (default: $SHMBROKER_SOCKET, else the system's).
-      slot_size     the first slots' size in bytes (default 1 MiB); slots grow to fit a
-                    bigger batch.
+      slot_size     the first slots' size, in bytes or with a unit ("4MiB"; default 1 MiB);
+                    slots grow to fit a bigger batch.
       batches_held  how many batches the trainer may hold at once in shared memory
                     (default 4); a batch handed out while it holds that many is a copy.
     A map-style dataset with ``write_sample(i, out)`` (and no collate_fn) has each sample
