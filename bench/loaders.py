@@ -133,7 +133,7 @@ def run_sb_put(sock: str, size: int, count: int) -> float:
 
 def run_sb_loader(sock: str, size: int, count: int, in_place: bool = False) -> float:
     ds = (SamplesInPlace if in_place else Samples)(count * BATCH_SAMPLES, max(size // BATCH_SAMPLES, 1))
-    with shmbroker.DataLoader(ds, batch_size=BATCH_SAMPLES, num_workers=2, socket=sock) as dl:
+    with shmbroker.DataLoader(ds, batch_size=BATCH_SAMPLES, num_workers=2, socket=sock, write_sample=in_place) as dl:
         clock = Clock(count)
         for batch in dl:
             read_all(np.asarray(batch))         # a tensor where torch is installed: the same memory

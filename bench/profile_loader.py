@@ -77,7 +77,7 @@ def worker_side(sock: str, count: int) -> str:
 
 def trainer_side(sock: str, count: int) -> str:
     ds = SamplesInPlace(count * BATCH_SAMPLES, SIZE // BATCH_SAMPLES)
-    with shmbroker.DataLoader(ds, batch_size=BATCH_SAMPLES, num_workers=2, socket=sock) as dl:
+    with shmbroker.DataLoader(ds, batch_size=BATCH_SAMPLES, num_workers=2, socket=sock, write_sample=True) as dl:
         prof = cProfile.Profile()
         t0 = time.perf_counter()
         prof.enable()

@@ -218,6 +218,8 @@ def make_loader(kind: str, dataset, batch_size: int, workers: int, **kw):
         from torch.utils.data import DataLoader
     else:
         from shmbroker import DataLoader
+        if callable(getattr(dataset, "write_sample", None)):
+            kw["write_sample"] = True        # shmbroker's own keyword: samples written in place
     return DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True, **kw)
 
 

@@ -241,8 +241,8 @@ def test_write_sample_gives_what_torch_gives_from_getitem(daemon):
     torch.manual_seed(0)
     theirs = list(TorchLoader(InPlace(), batch_size=4, num_workers=2, shuffle=True))
     torch.manual_seed(0)
-    with shmbroker.DataLoader(InPlace(), batch_size=4, num_workers=2, shuffle=True, socket=daemon.path) as dl:
-        assert dl._write_sample
+    with shmbroker.DataLoader(InPlace(), batch_size=4, num_workers=2, shuffle=True, socket=daemon.path,
+                              write_sample=True) as dl:
         ours = list(dl)
     same(ours, theirs)
 
@@ -508,7 +508,7 @@ class R:
     def __getitem__(self, i): return np.full((2,), i, np.float32), i, "s%d" % i
 for d in (D(), R()):
     for w in (0, 2):
-        dl = shmbroker.DataLoader(d, batch_size=4, num_workers=w, socket=sys.argv[1])
+        dl = shmbroker.DataLoader(d, batch_size=4, num_workers=w, socket=sys.argv[1], write_sample=isinstance(d, D))
         got = list(dl)
         x, y = got[-1][0], got[-1][1]
         assert type(x) is np.ndarray and x.dtype == np.float32 and x.shape == (2, 2), (type(x), x)
@@ -538,3 +538,48 @@ def test_a_persistent_worker_killed_between_epochs(daemon):
             list(dl)
         assert [int(x[0, 0]) for x in dl] == [0, 4, 8, 12]
         assert victim.pid not in [p.pid for p in dl._iterator._workers]
+
+
+class Chunked(IterableDataset):
+    """Collates a chunk of samples once, in the worker, and yields its rows again and again:
+    default_collate's output, kept by the dataset across batches."""
+
+    def __iter__(self):
+        chunk = torch.utils.data.default_collate([torch.full((64,), float(i)) for i in range(4)])
+        for j in range(300):
+            yield chunk[j % 4]
+
+
+def test_default_collate_in_a_dataset_keeps_its_own_memory(daemon):
+    theirs = list(TorchLoader(Chunked(), batch_size=None, num_workers=1))
+    with shmbroker.DataLoader(Chunked(), batch_size=None, num_workers=1, socket=daemon.path) as dl:
+        for i, x in enumerate(dl):          # each batch dropped at once: slots go round
+            same(x, theirs[i], f"batch {i}")
+        assert i == 299
+
+
+class NotInPlace(Squares):
+    def write_sample(self, *args):
+        """A method of the same name that means something else: no loader should call it."""
+        raise AssertionError("write_sample called without write_sample=True")
+
+
+def test_write_sample_is_used_only_when_asked(daemon):
+    ours, theirs = both(daemon, NotInPlace(12), batch_size=4, num_workers=2)
+    same(ours, theirs)
+    with pytest.raises(ValueError, match="write_sample=True needs a map-style dataset"):
+        shmbroker.DataLoader(InPlace(), batch_size=4, num_workers=2, collate_fn=pad, write_sample=True)
+
+
+def test_forkserver_context(daemon):
+    ours, theirs = both(daemon, Squares(20), batch_size=4, num_workers=2, multiprocessing_context="forkserver")
+    same(ours, theirs)
+
+
+def test_timeout_raises_on_time(daemon):
+    with shmbroker.DataLoader(Sleepy(20, hang_at=1), batch_size=4, num_workers=1, timeout=1.0,
+                              socket=daemon.path) as dl:
+        start = time.monotonic()
+        with pytest.raises(RuntimeError, match="timed out after 1.0 seconds"):
+            list(dl)
+        assert time.monotonic() - start < 1.6

@@ -29,6 +29,7 @@ from ._lib import libc
 from .client import connect
 
 POLL = 0.05     # how often a worker waiting for a slot looks whether the loader is done
+PIPELINED_MAX = 4 << 20     # slots smaller than this are published pipelined
 
 
 class ResumeIteration:
@@ -73,13 +74,15 @@ class _Out:
         self.cfg, self.worker_id, self.answers, self.done = cfg, worker_id, answers, done
         self.pools: dict = {}           # generation -> (client, pool)
         self.slot = self.arena = None
+        self.in_slot = False
 
     def _pool(self, gen: int):
         if gen not in self.pools:
             client = connect("producer", self.cfg["socket"], name=f"loader-worker-{self.worker_id}")
             pool = client.open(f"{self.cfg['pool']}-g{gen}")
-            # Build the next batch while the daemon answers this publish.
-            pool.pipelined = True
+            # Build the next batch while the daemon answers this publish: for small batches,
+            # whose round trips count; a big one would keep a big slot idle for it.
+            pool.pipelined = pool.slot_size < PIPELINED_MAX
             self.pools[gen] = (client, pool)
         return self.pools[gen][1]
 
@@ -101,9 +104,25 @@ class _Out:
         self.gen = gen
         self.arena = _slotpack.SlotArena(self.slot.buffer)
 
+    def collating(self, collate: Any) -> Any:
+        """``collate`` (torch's default_collate, as the loader's collate_fn) stacking its
+        batch into the task's slot. Only there: default_collate called anywhere else (in a
+        dataset, or in a collate_fn of the user's, which may keep what it made) makes its
+        storage in the worker's own memory."""
+        def in_slot(batch):
+            self.in_slot = True
+            try:
+                return collate(batch)
+            finally:
+                self.in_slot = False
+        return in_slot
+
     def new_shared(self, size: int, dtype) -> Any:
         """A storage of ``size`` elements in the current slot (where default_collate stacks
-        a batch inside a worker), or None when it does not fit."""
+        a batch inside a worker), or None when it does not fit or this is not the loader's
+        own collation."""
+        if not self.in_slot:
+            return None
         torch = sys.modules["torch"]
         itemsize = _itemsize.get(dtype)
         if itemsize is None:
@@ -229,10 +248,15 @@ def _template(sample: Any) -> tuple:
     return kind, keys, shapes
 
 
-def _die_with_parent(parent: int) -> None:
-    """PR_SET_PDEATHSIG: the kernel kills this worker when the trainer dies, even by SIGKILL."""
+def _die_with_parent(trainer: int) -> None:
+    """PR_SET_PDEATHSIG: the kernel kills this worker when its parent dies, even by SIGKILL.
+    The parent is the trainer, but for the forkserver context (whose server goes when the
+    trainer does); a trainer already gone by then ends the worker here, and one that goes
+    later closes the task pipe, which ends it too."""
     libc.prctl(1, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:
+    try:
+        os.kill(trainer, 0)
+    except ProcessLookupError:
         os._exit(1)
 
 
@@ -264,8 +288,10 @@ def _set_worker_info(info: dict) -> None:
 
 def _collate_in_slot(out: _Out) -> None:
     """Inside a worker torch's default_collate stacks a batch into a new shared storage
-    (TypedStorage._new_shared): here that storage is made in the task's slot, so the batch
-    is built where the trainer will read it."""
+    (TypedStorage._new_shared): here that storage is made in the task's slot when the
+    loader's own collation runs (_Out.collating), so the batch is built where the trainer
+    will read it, and in the worker's own memory otherwise (the batch is copied into the
+    slot anyway: torch's shared memory would only cost a file and a mapping)."""
     import torch
     plain = torch.storage.TypedStorage._new_shared
 
@@ -292,6 +318,9 @@ def main(cfg: dict, dataset: Any, tasks: Any, done: Any, answers: Any, collate_f
         _set_worker_info(dict(id=worker_id, num_workers=cfg["num_workers"], seed=seed, dataset=dataset))
         if torch is not None:
             _collate_in_slot(out)
+            from torch.utils.data._utils.collate import default_collate
+            if collate_fn is default_collate:
+                collate_fn = out.collating(default_collate)
         wrapper = (sys.modules["torch.utils.data._utils.worker"].ExceptionWrapper if torch is not None
                    else _notorch.ExceptionWrapper)
         where = f"in DataLoader worker process {worker_id}"
@@ -315,7 +344,10 @@ def main(cfg: dict, dataset: Any, tasks: Any, done: Any, answers: Any, collate_f
             init_exception = wrapper(where=where)
         iteration_end = False
         while True:
-            r = pickle.loads(tasks.recv_bytes())
+            try:
+                r = pickle.loads(tasks.recv_bytes())
+            except EOFError:
+                break                       # the trainer is gone
             if isinstance(r, ResumeIteration):
                 out.begin(r.gen)
                 out.put("r", None)

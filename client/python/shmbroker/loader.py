@@ -92,7 +92,10 @@ class _TaskPipe:
             pass        # the worker is dead: the wait for its batch reports it, with its signal
 
     def close(self) -> None:
-        self.conn.close()
+        try:
+            self.conn.close()
+        except OSError:
+            pass
 
 
 class _Lease:
@@ -180,7 +183,8 @@ class _ShmIter(_BaseIter):
         # the one returned batch that may wait for the next consume (_give_back), and the
         # slot each worker may take ahead (a pipelined publish's).
         self._ahead = self._prefetch_factor
-        self._slots = self._num_workers * (self._ahead + 1) + self._held_max + 2
+        self._slots_for = lambda size: self._num_workers * (self._ahead + (size < _worker.PIPELINED_MAX)) \
+            + self._held_max + 2
         self._newest = -1
         self._task_gen: dict = {}
         self._returns: list = []            # (generation, batch) whose last view went
@@ -211,7 +215,7 @@ class _ShmIter(_BaseIter):
         gen = self._newest + 1
         client = connect("consumer", self._socket, name="loader-trainer")
         try:
-            pool = client.create(f"{self._name}-g{gen}", slot_size, self._slots)
+            pool = client.create(f"{self._name}-g{gen}", slot_size, self._slots_for(slot_size))
         except BaseException:
             client.close()
             raise
@@ -321,7 +325,7 @@ class _ShmIter(_BaseIter):
                                                if p.exitcode < 0 else f"exit status {p.exitcode}")
                             for _, p in failed)
             pids = ", ".join(str(p.pid) for _, p in failed)
-            raise _WorkerDied(f"DataLoader worker (pid(s) {pids}) exited unexpectedly ({how})")
+            raise RuntimeError(f"DataLoader worker (pid(s) {pids}) exited unexpectedly ({how})")
 
     # -- torch's task bookkeeping -------------------------------------------------------------
     def _reset(self, loader, first_iter=False):
@@ -479,12 +483,12 @@ class _ShmIter(_BaseIter):
     def _broken(self) -> None:
         """A dead or hung worker, an interrupted wait: this iterator is done for, and the
         next epoch starts with fresh workers (a persistent iterator is forgotten)."""
-        self._shutdown_workers()
+        self._shutdown_workers(grace=0.0)
         loader = self._loader()
         if loader is not None and getattr(loader, "_iterator", None) is self:
             loader._iterator = None
 
-    def _shutdown_workers(self) -> None:
+    def _shutdown_workers(self, grace: float = 1.0) -> None:
         if self._shutdown:
             return
         self._shutdown = True
@@ -495,8 +499,8 @@ class _ShmIter(_BaseIter):
             except OSError:
                 pass
         # A worker exits at once (waiting for a slot, it looks at the done event every
-        # POLL seconds); one busy in the dataset gets a second before it is killed.
-        deadline = time.monotonic() + 1.0
+        # POLL seconds); one busy in the dataset gets ``grace`` seconds before it is killed.
+        deadline = time.monotonic() + grace
         for p in self._workers:
             p.join(timeout=max(0.0, deadline - time.monotonic()))
         for p in self._workers:
@@ -517,11 +521,7 @@ class _ShmIter(_BaseIter):
         self._shutdown_workers()
 
 
-class _WorkerDied(RuntimeError):
-    pass
-
-
-def _init_args(loader, socket, slot_size, batches_held, collate_fn, dataset):
+def _init_args(loader, socket, slot_size, batches_held, write_sample, collate_fn, dataset):
     if batches_held < 1:
         raise ValueError("batches_held must be at least 1")
     loader.socket = socket
@@ -529,8 +529,12 @@ def _init_args(loader, socket, slot_size, batches_held, collate_fn, dataset):
     loader._slot_size = _size.size(slot_size, "slot_size") if slot_size else SLOT_SIZE
     # A map-style dataset that can write its samples in place, with the default collation:
     # each sample is written straight into its rows of the batch.
-    loader._write_sample = (collate_fn is None and callable(getattr(dataset, "write_sample", None))
-                            and loader._auto_collation and loader._dataset_kind == MAP)
+    if write_sample:
+        if not callable(getattr(dataset, "write_sample", None)):
+            raise ValueError("write_sample=True needs a dataset with a write_sample(i, out) method")
+        if collate_fn is not None or not loader._auto_collation or loader._dataset_kind != MAP:
+            raise ValueError("write_sample=True needs a map-style dataset, a batch size and no collate_fn")
+    loader._write_sample = bool(write_sample)
 
 
 _SHMBROKER_DOC = """
@@ -540,9 +544,10 @@ _SHMBROKER_DOC = """
                     slots grow to fit a bigger batch.
       batches_held  how many batches the trainer may hold at once in shared memory
                     (default 4); a batch handed out while it holds that many is a copy.
-    A map-style dataset with ``write_sample(i, out)`` (and no collate_fn) has each sample
-    written in place: ``out`` is shaped like dataset[i] (a number or numpy array, or a tuple,
-    list or dict of them), made of numpy views of the sample's rows of the batch.
+      write_sample  True: the dataset's write_sample(i, out) writes each sample in place
+                    (a map-style dataset, no collate_fn): ``out`` is shaped like dataset[i]
+                    (a number or numpy array, or a tuple, list or dict of them), made of
+                    numpy views of the sample's rows of the batch.
 """
 
 if torch is not None:
@@ -553,12 +558,12 @@ if torch is not None:
                      num_workers=0, collate_fn=None, pin_memory=False, drop_last=False, timeout=0,
                      worker_init_fn=None, multiprocessing_context=None, generator=None, *,
                      prefetch_factor=2, persistent_workers=False, pin_memory_device="",
-                     socket=None, slot_size=None, batches_held=4):
+                     socket=None, slot_size=None, batches_held=4, write_sample=False):
             super().__init__(dataset, batch_size, shuffle, sampler, batch_sampler, num_workers, collate_fn,
                              pin_memory, drop_last, timeout, worker_init_fn, multiprocessing_context, generator,
                              prefetch_factor=prefetch_factor, persistent_workers=persistent_workers,
                              pin_memory_device=pin_memory_device)
-            _init_args(self, socket, slot_size, batches_held, collate_fn, dataset)
+            _init_args(self, socket, slot_size, batches_held, write_sample, collate_fn, dataset)
 
         def _get_iterator(self):
             if self.num_workers == 0:
@@ -587,7 +592,7 @@ else:
                      num_workers=0, collate_fn=None, pin_memory=False, drop_last=False, timeout=0,
                      worker_init_fn=None, multiprocessing_context=None, generator=None, *,
                      prefetch_factor=2, persistent_workers=False, pin_memory_device="",
-                     socket=None, slot_size=None, batches_held=4):
+                     socket=None, slot_size=None, batches_held=4, write_sample=False):
             if num_workers < 0:
                 raise ValueError("num_workers option should be non-negative; use num_workers=0 to disable "
                                  "multiprocessing.")
@@ -649,7 +654,7 @@ else:
             self.collate_fn = collate_fn
             self._IterableDataset_len_called = None
             self._iterator = None
-            _init_args(self, socket, slot_size, batches_held, None if collate_fn in (
+            _init_args(self, socket, slot_size, batches_held, write_sample, None if collate_fn in (
                 _notorch.default_collate, _notorch.default_convert) else collate_fn, dataset)
 
         @property
