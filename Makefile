@@ -76,13 +76,18 @@ deps deps-build deps-bench: ## install the missing Debian packages: for everythi
 
 .PHONY: all deps deps-build check unit integration run install clean asan
 
+# Every compile waits until the build packages are there (order-only: `make -j` must not
+# compile while apt-get is still installing libsystemd-dev), and the other lists are
+# installed after the build list, never by two apt-get at once.
+deps deps-bench: | deps-build
+
 # --- objects ----------------------------------------------------------------------------
 
-build/obj/%.o: %.c
+build/obj/%.o: %.c | deps-build
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
-build/asan/obj/%.o: %.c
+build/asan/obj/%.o: %.c | deps-build
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) $(PKG_CFLAGS) $(SAN_FLAGS) -MMD -MP -c $< -o $@
 
@@ -156,6 +161,27 @@ install: all build/shmbroker.pc build/shmbrokerd.service ## install under PREFIX
 	install -D -m 0644 docs/protocol.md $(DESTDIR)$(PREFIX)/share/doc/shmbroker/protocol.md
 	if [ ! -e $(DESTDIR)$(SYSCONFDIR)/shmbroker/shmbroker.conf ]; then \
 	  install -D -m 0644 conf/shmbroker.conf $(DESTDIR)$(SYSCONFDIR)/shmbroker/shmbroker.conf; fi
+	# The dynamic linker's cache, so that programs find libshmbroker.so.1 in /usr/local/lib.
+	if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
+
+# What install installed, with the same PREFIX, DESTDIR and directories. The configuration
+# goes only when it is still the example's (an edited one stays, and is named); the users
+# and groups stay, as packages leave them. Stop and disable the units first.
+uninstall: ## remove what make install installed (same PREFIX and DESTDIR)
+	rm -f $(DESTDIR)$(UNITDIR)/shmbrokerd.service $(DESTDIR)$(UNITDIR)/shmbrokerd.socket
+	rm -f $(DESTDIR)$(SYSUSERSDIR)/shmbroker.conf
+	rm -f $(DESTDIR)$(SBINDIR)/shmbrokerd $(DESTDIR)$(BINDIR)/shmbrokerctl
+	rm -f $(DESTDIR)$(LIBDIR)/libshmbroker.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libshmbroker.so.1 \
+	  $(DESTDIR)$(LIBDIR)/libshmbroker.so $(DESTDIR)$(LIBDIR)/libshmbroker.a $(DESTDIR)$(LIBDIR)/pkgconfig/shmbroker.pc
+	rm -f $(DESTDIR)$(INCLUDEDIR)/shmbroker.h
+	rm -f $(DESTDIR)$(MANDIR)/man8/shmbrokerd.8 $(DESTDIR)$(MANDIR)/man1/shmbrokerctl.1 $(DESTDIR)$(MANDIR)/man3/libshmbroker.3
+	rm -f $(DESTDIR)$(PREFIX)/share/doc/shmbroker/operations.md $(DESTDIR)$(PREFIX)/share/doc/shmbroker/protocol.md
+	rmdir $(DESTDIR)$(PREFIX)/share/doc/shmbroker 2>/dev/null || true
+	@conf=$(DESTDIR)$(SYSCONFDIR)/shmbroker/shmbroker.conf; \
+	if cmp -s conf/shmbroker.conf $$conf; then rm -f $$conf; rmdir $(DESTDIR)$(SYSCONFDIR)/shmbroker 2>/dev/null || true; \
+	elif [ -e $$conf ]; then echo "kept $$conf: it differs from the example (remove it by hand)"; fi
+	if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
+.PHONY: uninstall
 
 clean: ## remove build/
 	rm -rf build
@@ -165,7 +191,7 @@ clean: ## remove build/
 LIB_SRC := client/connection.c client/pool.c client/wire.c common/error.c common/names.c common/unix.c common/bytes.c \
   common/json-text.c
 LIB_CFLAGS := -fPIC -fvisibility=hidden
-build/lib/obj/%.o: %.c
+build/lib/obj/%.o: %.c | deps-build
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(LIB_CFLAGS) -MMD -MP -c $< -o $@
 

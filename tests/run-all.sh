@@ -33,6 +33,10 @@ step "integration tests (ASan+UBSan daemon)" env SHMBROKERD=build/asan/shmbroker
 
 step "chaos, short (make chaos runs longer)" "$PYTHON" tests/chaos.py --seconds 5
 
+# Exit status 77: skipped (said why), not failed.
+skippable() { "$@"; rc=$?; [ "$rc" = 77 ] && return 0; return "$rc"; }
+step "build: make -j with the packages missing, clang, install and uninstall" skippable tests/check-build.sh
+
 after=$(snapshot)
 if [ "$before" != "$after" ]; then
         echo "FAILED: SysV segments left behind:"
