@@ -40,8 +40,9 @@ PKG_LIBS = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 CHECK_CFLAGS = $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
 CHECK_LIBS = $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 
+# CPPFLAGS and LDFLAGS are honoured too (the hardening flags of a package build: debian/rules).
 CFLAGS ?= -O2 -g
-ALL_CFLAGS = $(BASE_CFLAGS) $(PKG_CFLAGS) $(CFLAGS)
+ALL_CFLAGS = $(BASE_CFLAGS) $(PKG_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 
 COMMON_SRC := $(wildcard common/*.c)
@@ -99,19 +100,19 @@ build/asan/obj/tests/%.o: BASE_CFLAGS += $(CHECK_CFLAGS)
 # --- programs ---------------------------------------------------------------------------
 
 build/shmbrokerd: $(call obj,build,daemon/main.c $(DAEMON_SRC) $(COMMON_SRC))
-	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
 
 build/asan/shmbrokerd: $(call obj,build/asan,daemon/main.c $(DAEMON_SRC) $(COMMON_SRC))
 	$(CC) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS) -lm
 
 build/test-unit: $(call obj,build,$(UNIT_SRC) $(DAEMON_SRC) $(COMMON_SRC))
-	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS) -lm
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS) -lm
 
 build/asan/test-unit: $(call obj,build/asan,$(UNIT_SRC) $(DAEMON_SRC) $(COMMON_SRC))
 	$(CC) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS) -lm
 
 build/handoff-bench: $(call obj,build,bench/handoff.c)
-	$(CC) $(CFLAGS) -o $@ $^
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^
 
 asan: build/asan/shmbrokerd build/asan/test-unit ## build the daemon and the unit tests with ASan+UBSan (build/asan/)
 
@@ -196,7 +197,7 @@ build/lib/obj/%.o: %.c | deps-build
 	$(CC) $(ALL_CFLAGS) $(LIB_CFLAGS) -MMD -MP -c $< -o $@
 
 build/libshmbroker.so: $(call obj,build/lib,$(LIB_SRC)) client/libshmbroker.sym
-	$(CC) $(CFLAGS) -shared -Wl,-soname,libshmbroker.so.1 -Wl,--version-script=client/libshmbroker.sym \
+	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-soname,libshmbroker.so.1 -Wl,--version-script=client/libshmbroker.sym \
 	  -o $@ $(filter %.o,$^) $(shell $(PKG_CONFIG) --libs libcjson)
 
 build/libshmbroker.a: $(call obj,build/lib,$(LIB_SRC))
@@ -204,10 +205,10 @@ build/libshmbroker.a: $(call obj,build/lib,$(LIB_SRC))
 	ar rcs $@ $^
 
 build/shmbrokerctl: $(call obj,build,client/shmbrokerctl.c common/size.c) build/libshmbroker.a
-	$(CC) $(CFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson)
 
 build/test-lib: $(call obj,build,tests/lib/test-lib.c) build/libshmbroker.a
-	$(CC) $(CFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson) $(CHECK_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson) $(CHECK_LIBS)
 
 build/asan/test-lib: $(call obj,build/asan,tests/lib/test-lib.c $(LIB_SRC))
 	$(CC) $(SAN_FLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson) $(CHECK_LIBS)
@@ -298,7 +299,7 @@ sigkill: deps all ## SIGKILL the daemon under create/drop for KILL_SECONDS (60):
 .PHONY: sigkill
 
 build/move: $(call obj,build,bench/move.c) build/libshmbroker.a
-	$(CC) $(CFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson)
 
 bench: deps-bench all ## every transport side by side; writes docs/performance.md (QUICK=1: about a minute)
 	$(PYTHON) bench/run.py $(if $(QUICK),--quick)
