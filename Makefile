@@ -20,7 +20,9 @@ PYTHON ?= /usr/bin/python3
 # Debian packages the build and the tests need; `make deps` installs the missing ones.
 BUILD_DEPS := gcc make pkg-config libsystemd-dev libcjson-dev check
 TEST_DEPS := python3 python3-numpy python3-pytest python3-pip python3-venv python3-setuptools systemd procps util-linux binutils
-DEPS := $(BUILD_DEPS) $(TEST_DEPS)
+# make deb, and its test in make check.
+DEB_DEPS := debhelper dh-python lintian dpkg-dev
+DEPS := $(BUILD_DEPS) $(TEST_DEPS) $(DEB_DEPS)
 # make bench also draws plots and counts the daemon's instructions.
 BENCH_DEPS := $(DEPS) python3-matplotlib valgrind
 
@@ -95,7 +97,8 @@ build/asan/obj/%.o: %.c | deps-build
 build/obj/tests/%.o: ALL_CFLAGS += $(CHECK_CFLAGS)
 build/asan/obj/tests/%.o: BASE_CFLAGS += $(CHECK_CFLAGS)
 
--include $(shell find build -name '*.d' 2>/dev/null)
+# (Not build/deb/: the package build's copy of the tree, with directories named *.d.)
+-include $(shell find build -path build/deb -prune -o -name '*.d' -type f -print 2>/dev/null)
 
 # --- programs ---------------------------------------------------------------------------
 
@@ -142,6 +145,8 @@ build/shmbroker.pc: client/shmbroker.pc.in FORCE
 build/shmbrokerd.service: systemd/shmbrokerd.service.in FORCE
 	sed -e 's|@SBINDIR@|$(SBINDIR)|; s|@SYSCONFDIR@|$(SYSCONFDIR)|' $< > $@
 
+# Without DESTDIR, as root: the users and groups (systemd-sysusers, unless NO_SYSUSERS), and
+# ldconfig at the end, so that programs find libshmbroker.so.1 in /usr/local/lib at once.
 install: all build/shmbroker.pc build/shmbrokerd.service ## install under PREFIX (default /usr/local) into DESTDIR
 	install -D -m 0644 build/shmbrokerd.service $(DESTDIR)$(UNITDIR)/shmbrokerd.service
 	install -D -m 0644 systemd/shmbrokerd.socket $(DESTDIR)$(UNITDIR)/shmbrokerd.socket
@@ -162,7 +167,6 @@ install: all build/shmbroker.pc build/shmbrokerd.service ## install under PREFIX
 	install -D -m 0644 docs/protocol.md $(DESTDIR)$(PREFIX)/share/doc/shmbroker/protocol.md
 	if [ ! -e $(DESTDIR)$(SYSCONFDIR)/shmbroker/shmbroker.conf ]; then \
 	  install -D -m 0644 conf/shmbroker.conf $(DESTDIR)$(SYSCONFDIR)/shmbroker/shmbroker.conf; fi
-	# The dynamic linker's cache, so that programs find libshmbroker.so.1 in /usr/local/lib.
 	if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
 
 # What install installed, with the same PREFIX, DESTDIR and directories. The configuration
@@ -186,6 +190,22 @@ uninstall: ## remove what make install installed (same PREFIX and DESTDIR)
 
 clean: ## remove build/
 	rm -rf build
+
+# --- Debian packages ---------------------------------------------------------------------------
+# dpkg-buildpackage runs on a copy of the tree (build/deb/src/: its clean step would empty
+# build/, and it writes the packages beside the tree, which is then build/deb/). The copy
+# is what a clean clone holds plus uncommitted changes: tracked and untracked files, not
+# ignored ones.
+deb: deps ## build the Debian packages (debian/) into build/deb/: dpkg-buildpackage -b -us -uc
+	rm -rf build/deb && mkdir -p build/deb/src
+	if git rev-parse --git-dir >/dev/null 2>&1; then \
+	  git ls-files -z -co --exclude-standard | tar --null -T - --ignore-failed-read -cf - 2>/dev/null; \
+	else tar --exclude=./build -cf - .; fi | tar -xf - -C build/deb/src
+	cd build/deb/src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL dpkg-buildpackage -b -us -uc -Jauto \
+	  > ../build.log 2>&1 || { tail -40 ../build.log; echo "make deb failed: build/deb/build.log"; exit 1; }
+	rm -rf build/deb/src
+	@ls build/deb/*.deb; echo "check them with: lintian -I --pedantic build/deb/*.changes"
+.PHONY: deb
 
 # --- the client library ----------------------------------------------------------------
 
