@@ -36,6 +36,7 @@ step "chaos, short (make chaos runs longer)" "$PYTHON" tests/chaos.py --seconds 
 # Exit status 77: skipped (said why), not failed.
 skippable() { "$@"; rc=$?; [ "$rc" = 77 ] && return 0; return "$rc"; }
 step "build: make -j with the packages missing, clang, install and uninstall" skippable tests/check-build.sh
+step "Debian packages: make deb, lintian, dpkg -i, the installed daemon and binding, dpkg -r, dpkg -P" skippable tests/check-deb.sh
 
 after=$(snapshot)
 if [ "$before" != "$after" ]; then
