@@ -146,6 +146,13 @@ getent group shmbroker > /dev/null || fail "no group shmbroker"
         fail "shmbrokerd.socket not enabled: $(ls -l /etc/systemd/system/sockets.target.wants/ 2>&1)"
 [ "$(readlink /etc/systemd/system/multi-user.target.wants/shmbrokerd.service)" = /lib/systemd/system/shmbrokerd.service ] ||
         fail "shmbrokerd.service not enabled"
+for u in shmbrokerd.socket shmbrokerd.service; do
+        [ "$(systemctl is-enabled $u 2>&1)" = enabled ] || fail "systemctl is-enabled $u: $(systemctl is-enabled $u 2>&1)"
+done
+# The installed units as systemd reads them: their syntax, ExecStart's binary, the manual
+# pages of Documentation=.
+systemd-analyze verify /lib/systemd/system/shmbrokerd.service /lib/systemd/system/shmbrokerd.socket > "$tmp/verify.log" 2>&1 ||
+        { cat "$tmp/verify.log"; fail "systemd-analyze verify of the installed units"; }
 # (/lib is /usr/lib on Debian 12: either path.)
 ldconfig -p | grep -qE "libshmbroker.so.1 .*=> (/usr)?/lib/$multiarch/libshmbroker.so.1" || fail "libshmbroker.so.1 is not in ld.so's cache"
 echo "  dpkg -i: installed, users shmbrokerd and group shmbroker there, socket and service enabled, $(( $(date +%s) - start )) s"
