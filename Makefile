@@ -20,9 +20,9 @@ PYTHON ?= /usr/bin/python3
 # Debian packages the build and the tests need; `make deps` installs the missing ones.
 BUILD_DEPS := gcc make pkg-config libsystemd-dev libcjson-dev check
 TEST_DEPS := python3 python3-numpy python3-pytest python3-pip python3-venv python3-setuptools systemd procps util-linux binutils
-# make deb, and its test in make check.
+DEPS := $(BUILD_DEPS) $(TEST_DEPS)
+# make deb, and its test in make check (not make demo's: lintian alone brings a hundred packages).
 DEB_DEPS := debhelper dh-python lintian dpkg-dev
-DEPS := $(BUILD_DEPS) $(TEST_DEPS) $(DEB_DEPS)
 # make bench also draws plots and counts the daemon's instructions.
 BENCH_DEPS := $(DEPS) python3-matplotlib valgrind
 
@@ -65,8 +65,8 @@ help: ## this list
 # --- dependencies ---------------------------------------------------------------------
 
 # Installs what is missing when run as root; otherwise prints the apt-get line to run.
-deps deps-build deps-bench: ## install the missing Debian packages: for everything, to build, for make bench
-	@missing=""; for p in $(if $(filter deps,$@),$(DEPS),$(if $(filter deps-bench,$@),$(BENCH_DEPS),$(BUILD_DEPS))); do \
+deps deps-build deps-bench deps-deb: ## install the missing Debian packages: for everything, to build, for make bench, for make deb
+	@missing=""; for p in $(if $(filter deps,$@),$(DEPS),$(if $(filter deps-bench,$@),$(BENCH_DEPS),$(if $(filter deps-deb,$@),$(DEB_DEPS),$(BUILD_DEPS)))); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -196,7 +196,10 @@ clean: ## remove build/
 # build/, and it writes the packages beside the tree, which is then build/deb/). The copy
 # is what a clean clone holds plus uncommitted changes: tracked and untracked files, not
 # ignored ones.
-deb: deps ## build the Debian packages (debian/) into build/deb/: dpkg-buildpackage -b -us -uc
+# After the others (deps: never two apt-get at once); make check builds and installs the packages.
+deps-deb: | deps
+check: deps-deb
+deb: deps-deb ## build the Debian packages (debian/) into build/deb/: dpkg-buildpackage -b -us -uc
 	rm -rf build/deb && mkdir -p build/deb/src
 	if git rev-parse --git-dir >/dev/null 2>&1; then \
 	  git ls-files -z -co --exclude-standard | tar --null -T - --ignore-failed-read -cf - 2>/dev/null; \
@@ -205,7 +208,7 @@ deb: deps ## build the Debian packages (debian/) into build/deb/: dpkg-buildpack
 	  > ../build.log 2>&1 || { tail -40 ../build.log; echo "make deb failed: build/deb/build.log"; exit 1; }
 	rm -rf build/deb/src
 	@ls build/deb/*.deb; echo "check them with: lintian -I --pedantic build/deb/*.changes"
-.PHONY: deb
+.PHONY: deb deps-deb
 
 # --- the client library ----------------------------------------------------------------
 

@@ -63,13 +63,13 @@ chmod +x "$tmp/bin/"*
 mk() { env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u MAKEOVERRIDES make --no-print-directory -C "$tmp/src" "$@"; }
 
 # --- make -j from scratch, the packages missing, with clang ----------------------------------
-echo "make -j8 CC=clang WERROR=1 deps all, every package missing"
+echo "make -j8 CC=clang WERROR=1 deps-deb deps all, every package missing"
 start=$(date +%s)
-PATH="$tmp/bin:$PATH" mk -j8 CC="$tmp/bin/cc" WERROR=1 deps all > "$tmp/make.log" 2>&1 || {
+PATH="$tmp/bin:$PATH" mk -j8 CC="$tmp/bin/cc" WERROR=1 deps-deb deps all > "$tmp/make.log" 2>&1 || {
         tail -30 "$tmp/make.log"; cat "$tmp/cc.errors" "$tmp/apt.errors" 2>/dev/null; fail "make -j8"; }
 [ ! -e "$tmp/cc.errors" ] || fail "a compile ran before the build packages were installed"
 [ ! -e "$tmp/apt.errors" ] || fail "two apt-get ran at once"
-[ "$(wc -l < "$tmp/apt.log")" -ge 2 ] || fail "apt-get ran $(wc -l < "$tmp/apt.log") time(s), expected the build list then the rest"
+[ "$(wc -l < "$tmp/apt.log")" -ge 3 ] || fail "apt-get ran $(wc -l < "$tmp/apt.log") time(s), expected the build list, the rest, make deb's"
 head -1 "$tmp/apt.log" | grep -q libsystemd-dev || fail "the build packages were not installed first: $(head -1 "$tmp/apt.log")"
 if grep -E 'warning:' "$tmp/make.log"; then fail "clang warns"; fi
 echo "  built in $(( $(date +%s) - start )) s, packages first, no clang warning"
