@@ -30,6 +30,7 @@ cleanup() {
         [ -z "$daemon" ] || { kill "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null || true; }
         if [ -n "$installed" ]; then
                 echo "cleaning up: purging $PACKAGES"
+                # shellcheck disable=SC2086
                 dpkg_wait -P $PACKAGES >/dev/null 2>&1 || dpkg_wait -P $PACKAGES
         fi
         rm -rf "$tmp"
@@ -64,7 +65,7 @@ version=$(sed -n 's/^VERSION := //p' Makefile)
         fail "debian/changelog is at $(dpkg-parsechangelog -S Version), the Makefile's VERSION at $version: add a changelog entry"
 debs=
 for p in $PACKAGES; do
-        f=$(ls build/deb/${p}_"$version"_*.deb 2>/dev/null) || fail "no build/deb/${p}_${version}_*.deb"
+        f=$(ls build/deb/"${p}_${version}"_*.deb 2>/dev/null) || fail "no build/deb/${p}_${version}_*.deb"
         debs="$debs $f"
 done
 
@@ -104,6 +105,7 @@ grep -q 'systemd-sysusers' "$tmp/control/postinst" || fail "postinst does not cr
 # after configure, never a restart.
 grep -q 'restart' "$tmp/control/postinst" "$tmp/control/prerm" && fail "the maintainer scripts restart the daemon"
 grep 'deb-systemd-invoke stop' "$tmp/control/prerm" > /dev/null || fail "prerm never stops the daemon (on remove)"
+# shellcheck disable=SC2016
 grep -B2 'deb-systemd-invoke stop' "$tmp/control/prerm" | grep -q '"$1" = remove' || fail "prerm stops the daemon other than on remove"
 [ ! -e "$tmp/control/preinst" ] || ! grep -q 'deb-systemd-invoke stop' "$tmp/control/preinst" || fail "preinst stops the daemon"
 echo "  contents: every file in its package, a conffile, a symbols file, no restart on upgrade"
