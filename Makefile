@@ -24,11 +24,19 @@ BUILD_DEPS := gcc make pkg-config libsystemd-dev libcjson-dev check
 TEST_DEPS := python3 python3-numpy python3-pytest python3-pip python3-venv python3-setuptools systemd procps util-linux binutils \
   python3-torch
 DEPS := $(BUILD_DEPS) $(TEST_DEPS)
+# make deb, and its test in make check (not make demo's: lintian alone brings a hundred packages).
+DEB_DEPS := debhelper dh-python lintian dpkg-dev
 # make bench also draws plots and counts the daemon's instructions.
 BENCH_DEPS := $(DEPS) python3-matplotlib valgrind
 
 PKGS := libsystemd libcjson
-WARNINGS := -Wall -Wextra -Werror -Wmissing-prototypes -Wshadow -Wno-missing-field-initializers
+# -Werror is a setting for developers and CI: on for `make check` (and .ci/run), off for a
+# plain `make` or `make install`, whose compiler (clang, a newer gcc) may warn where ours does
+# not. WERROR=1 or WERROR=0 on the command line decides for any target.
+ifneq ($(filter check,$(MAKECMDGOALS)),)
+WERROR ?= 1
+endif
+WARNINGS := -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) -Wmissing-prototypes -Wshadow -Wno-missing-field-initializers
 # The version is defined here alone: C gets it as SHMBROKER_VERSION, Python reads the VERSION
 # line (client/python/shmbroker/_version.py, for setup.py and a package run from the tree).
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARNINGS) -Iinclude -Idaemon -fno-strict-aliasing -DSHMBROKER_VERSION='"$(VERSION)"'
@@ -37,8 +45,9 @@ PKG_LIBS = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 CHECK_CFLAGS = $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
 CHECK_LIBS = $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 
+# CPPFLAGS and LDFLAGS are honoured too (the hardening flags of a package build: debian/rules).
 CFLAGS ?= -O2 -g
-ALL_CFLAGS = $(BASE_CFLAGS) $(PKG_CFLAGS) $(CFLAGS)
+ALL_CFLAGS = $(BASE_CFLAGS) $(PKG_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 
 COMMON_SRC := $(wildcard common/*.c)
@@ -59,8 +68,8 @@ help: ## this list
 # --- dependencies ---------------------------------------------------------------------
 
 # Installs what is missing when run as root; otherwise prints the apt-get line to run.
-deps deps-build deps-bench: ## install the missing Debian packages: for everything, to build, for make bench
-	@missing=""; for p in $(if $(filter deps,$@),$(DEPS),$(if $(filter deps-bench,$@),$(BENCH_DEPS),$(BUILD_DEPS))); do \
+deps deps-build deps-bench deps-deb: ## install the missing Debian packages: for everything, to build, for make bench, for make deb
+	@missing=""; for p in $(if $(filter deps,$@),$(DEPS),$(if $(filter deps-bench,$@),$(BENCH_DEPS),$(if $(filter deps-deb,$@),$(DEB_DEPS),$(BUILD_DEPS)))); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -73,37 +82,43 @@ deps deps-build deps-bench: ## install the missing Debian packages: for everythi
 
 .PHONY: all deps deps-build check unit integration run install clean asan
 
+# Every compile waits until the build packages are there (order-only: `make -j` must not
+# compile while apt-get is still installing libsystemd-dev), and the other lists are
+# installed after the build list, never by two apt-get at once.
+deps deps-bench: | deps-build
+
 # --- objects ----------------------------------------------------------------------------
 
-build/obj/%.o: %.c
+build/obj/%.o: %.c | deps-build
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
-build/asan/obj/%.o: %.c
+build/asan/obj/%.o: %.c | deps-build
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) $(PKG_CFLAGS) $(SAN_FLAGS) -MMD -MP -c $< -o $@
 
 build/obj/tests/%.o: ALL_CFLAGS += $(CHECK_CFLAGS)
 build/asan/obj/tests/%.o: BASE_CFLAGS += $(CHECK_CFLAGS)
 
--include $(shell find build -name '*.d' 2>/dev/null)
+# (Not build/deb/: the package build's copy of the tree, with directories named *.d.)
+-include $(shell find build -path build/deb -prune -o -name '*.d' -type f -print 2>/dev/null)
 
 # --- programs ---------------------------------------------------------------------------
 
 build/shmbrokerd: $(call obj,build,daemon/main.c $(DAEMON_SRC) $(COMMON_SRC))
-	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
 
 build/asan/shmbrokerd: $(call obj,build/asan,daemon/main.c $(DAEMON_SRC) $(COMMON_SRC))
 	$(CC) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS) -lm
 
 build/test-unit: $(call obj,build,$(UNIT_SRC) $(DAEMON_SRC) $(COMMON_SRC))
-	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS) -lm
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS) -lm
 
 build/asan/test-unit: $(call obj,build/asan,$(UNIT_SRC) $(DAEMON_SRC) $(COMMON_SRC))
 	$(CC) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS) -lm
 
 build/handoff-bench: $(call obj,build,bench/handoff.c)
-	$(CC) $(CFLAGS) -o $@ $^
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^
 
 asan: build/asan/shmbrokerd build/asan/test-unit ## build the daemon and the unit tests with ASan+UBSan (build/asan/)
 
@@ -135,6 +150,8 @@ build/shmbroker.pc: client/shmbroker.pc.in FORCE
 build/shmbrokerd.service: systemd/shmbrokerd.service.in FORCE
 	sed -e 's|@SBINDIR@|$(SBINDIR)|; s|@SYSCONFDIR@|$(SYSCONFDIR)|' $< > $@
 
+# Without DESTDIR, as root: the users and groups (systemd-sysusers, unless NO_SYSUSERS), and
+# ldconfig at the end, so that programs find libshmbroker.so.1 in /usr/local/lib at once.
 install: all build/shmbroker.pc build/shmbrokerd.service ## install under PREFIX (default /usr/local) into DESTDIR
 	install -D -m 0644 build/shmbrokerd.service $(DESTDIR)$(UNITDIR)/shmbrokerd.service
 	install -D -m 0644 systemd/shmbrokerd.socket $(DESTDIR)$(UNITDIR)/shmbrokerd.socket
@@ -155,21 +172,60 @@ install: all build/shmbroker.pc build/shmbrokerd.service ## install under PREFIX
 	install -D -m 0644 docs/protocol.md $(DESTDIR)$(PREFIX)/share/doc/shmbroker/protocol.md
 	if [ ! -e $(DESTDIR)$(SYSCONFDIR)/shmbroker/shmbroker.conf ]; then \
 	  install -D -m 0644 conf/shmbroker.conf $(DESTDIR)$(SYSCONFDIR)/shmbroker/shmbroker.conf; fi
+	if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
+
+# What install installed, with the same PREFIX, DESTDIR and directories. The configuration
+# goes only when it is still the example's (an edited one stays, and is named); the users
+# and groups stay, as packages leave them. Stop and disable the units first.
+uninstall: ## remove what make install installed (same PREFIX and DESTDIR)
+	rm -f $(DESTDIR)$(UNITDIR)/shmbrokerd.service $(DESTDIR)$(UNITDIR)/shmbrokerd.socket
+	rm -f $(DESTDIR)$(SYSUSERSDIR)/shmbroker.conf
+	rm -f $(DESTDIR)$(SBINDIR)/shmbrokerd $(DESTDIR)$(BINDIR)/shmbrokerctl
+	rm -f $(DESTDIR)$(LIBDIR)/libshmbroker.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libshmbroker.so.1 \
+	  $(DESTDIR)$(LIBDIR)/libshmbroker.so $(DESTDIR)$(LIBDIR)/libshmbroker.a $(DESTDIR)$(LIBDIR)/pkgconfig/shmbroker.pc
+	rm -f $(DESTDIR)$(INCLUDEDIR)/shmbroker.h
+	rm -f $(DESTDIR)$(MANDIR)/man8/shmbrokerd.8 $(DESTDIR)$(MANDIR)/man1/shmbrokerctl.1 $(DESTDIR)$(MANDIR)/man3/libshmbroker.3
+	rm -f $(DESTDIR)$(PREFIX)/share/doc/shmbroker/operations.md $(DESTDIR)$(PREFIX)/share/doc/shmbroker/protocol.md
+	rmdir $(DESTDIR)$(PREFIX)/share/doc/shmbroker 2>/dev/null || true
+	@conf=$(DESTDIR)$(SYSCONFDIR)/shmbroker/shmbroker.conf; \
+	if cmp -s conf/shmbroker.conf $$conf; then rm -f $$conf; rmdir $(DESTDIR)$(SYSCONFDIR)/shmbroker 2>/dev/null || true; \
+	elif [ -e $$conf ]; then echo "kept $$conf: it differs from the example (remove it by hand)"; fi
+	if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
+.PHONY: uninstall
 
 clean: ## remove build/
 	rm -rf build
+
+# --- Debian packages ---------------------------------------------------------------------------
+# dpkg-buildpackage runs on a copy of the tree (build/deb/src/: its clean step would empty
+# build/, and it writes the packages beside the tree, which is then build/deb/). The copy
+# is what a clean clone holds plus uncommitted changes: tracked and untracked files, not
+# ignored ones.
+# After the others (deps: never two apt-get at once); make check builds and installs the packages.
+deps-deb: | deps
+check: deps-deb
+deb: deps-deb ## build the Debian packages (debian/) into build/deb/: dpkg-buildpackage -b -us -uc
+	rm -rf build/deb && mkdir -p build/deb/src
+	if git rev-parse --git-dir >/dev/null 2>&1; then \
+	  git ls-files -z -co --exclude-standard | tar --null -T - --ignore-failed-read -cf - 2>/dev/null; \
+	else tar --exclude=./build -cf - .; fi | tar -xf - -C build/deb/src
+	cd build/deb/src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL dpkg-buildpackage -b -us -uc -Jauto \
+	  > ../build.log 2>&1 || { tail -40 ../build.log; echo "make deb failed: build/deb/build.log"; exit 1; }
+	rm -rf build/deb/src
+	@ls build/deb/*.deb; echo "check them with: lintian -I --pedantic build/deb/*.changes"
+.PHONY: deb deps-deb
 
 # --- the client library ----------------------------------------------------------------
 
 LIB_SRC := client/connection.c client/pool.c client/wire.c common/error.c common/names.c common/unix.c common/bytes.c \
   common/json-text.c
 LIB_CFLAGS := -fPIC -fvisibility=hidden
-build/lib/obj/%.o: %.c
+build/lib/obj/%.o: %.c | deps-build
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(LIB_CFLAGS) -MMD -MP -c $< -o $@
 
 build/libshmbroker.so: $(call obj,build/lib,$(LIB_SRC)) client/libshmbroker.sym
-	$(CC) $(CFLAGS) -shared -Wl,-soname,libshmbroker.so.1 -Wl,--version-script=client/libshmbroker.sym \
+	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-soname,libshmbroker.so.1 -Wl,--version-script=client/libshmbroker.sym \
 	  -o $@ $(filter %.o,$^) $(shell $(PKG_CONFIG) --libs libcjson)
 
 build/libshmbroker.a: $(call obj,build/lib,$(LIB_SRC))
@@ -177,14 +233,14 @@ build/libshmbroker.a: $(call obj,build/lib,$(LIB_SRC))
 	ar rcs $@ $^
 
 build/shmbrokerctl: $(call obj,build,client/shmbrokerctl.c common/size.c) build/libshmbroker.a
-	$(CC) $(CFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson)
 
 # The C example (examples/produce_consume.c), over the public header and library alone.
 build/produce_consume: $(call obj,build,examples/produce_consume.c) build/libshmbroker.a
 	$(CC) $(CFLAGS) -pthread -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson)
 
 build/test-lib: $(call obj,build,tests/lib/test-lib.c) build/libshmbroker.a
-	$(CC) $(CFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson) $(CHECK_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson) $(CHECK_LIBS)
 
 build/asan/test-lib: $(call obj,build/asan,tests/lib/test-lib.c $(LIB_SRC))
 	$(CC) $(SAN_FLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson) $(CHECK_LIBS)
@@ -275,7 +331,7 @@ sigkill: deps all ## SIGKILL the daemon under create/drop for KILL_SECONDS (60):
 .PHONY: sigkill
 
 build/move: $(call obj,build,bench/move.c) build/libshmbroker.a
-	$(CC) $(CFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson)
 
 bench: deps-bench all ## every transport side by side; writes docs/performance.md (QUICK=1: about a minute)
 	$(PYTHON) bench/run.py $(if $(QUICK),--quick)

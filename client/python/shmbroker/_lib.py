@@ -47,8 +47,12 @@ def _candidates() -> list[str]:
     if os.environ.get("SHMBROKER_LIBRARY"):
         found.append(os.environ["SHMBROKER_LIBRARY"])
     found.append(str(here / "_lib" / "libshmbroker.so"))
-    # Running from the source tree: client/python/shmbroker -> build/
-    found.append(str(here.parents[2] / "build" / "libshmbroker.so"))
+    # Running from the source tree: client/python/shmbroker -> build/. Only there: an installed
+    # package (python3-shmbroker's /usr/lib/python3/dist-packages/shmbroker) loads the
+    # system's libshmbroker.so.1, never a /usr/lib/build/ it happens to find.
+    tree = here.parents[2]
+    if (tree / "Makefile").is_file() and (tree / "client" / "python" / "shmbroker") == here:
+        found.append(str(tree / "build" / "libshmbroker.so"))
     found.append("libshmbroker.so.1")
     system = ctypes.util.find_library("shmbroker")
     if system:
