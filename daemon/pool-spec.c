@@ -132,9 +132,7 @@ int pool_spec_from_json(const cJSON *obj, PoolSpecSource source, PoolSpec *spec,
         *bad_key = name_key;
         v = cJSON_GetObjectItemCaseSensitive(obj, name_key);
         if (!cJSON_IsString(v) || !sb_pool_name_valid(v->valuestring))
-                return sb_fail(why, SB_E_BAD_REQUEST,
-                               "\"%s\" must be a pool name: 1 to %d letters, digits, '.', '_' or '-'", name_key,
-                               SB_POOL_NAME_MAX);
+                return sb_fail(why, SB_E_BAD_REQUEST, "\"%s\" must be a pool name: " SB_POOL_NAME_RULE, name_key);
         memcpy(spec->name, v->valuestring, strlen(v->valuestring) + 1);
 
         for (size_t i = 0; i < ELEMENTSOF(spec_fields); i++) {
