@@ -63,7 +63,8 @@ static int pool_from_reply(sb_client *c, const cJSON *reply, bool attach, sb_poo
          * removal by the daemon; Linux still lets us attach it by shmid. */
         if (attach)
                 base = shmat(p->shmid, NULL, 0);
-        if (attach && base == (void *)-1 && errno == EACCES && c->role != SB_ROLE_PRODUCER)  // NOLINT(performance-no-int-to-ptr)
+        // NOLINTNEXTLINE(performance-no-int-to-ptr): shmat()'s error value
+        if (attach && base == (void *)-1 && errno == EACCES && c->role != SB_ROLE_PRODUCER)
                 base = shmat(p->shmid, NULL, SHM_RDONLY);
         if (base == (void *)-1) {  /* NOLINT(performance-no-int-to-ptr): shmat()'s error value */
                 r = -errno;
@@ -98,8 +99,9 @@ static int check_name(sb_client *c, const char *name) {
                 return 0;
         if (!name)
                 return sb_conn_refuse(c, SB_CODE_BAD_REQUEST, "no pool name given");
-        return sb_conn_refuse(c, SB_CODE_BAD_REQUEST, "\"%.*s%s\" is not a pool name: a pool name is " SB_POOL_NAME_RULE,
-                              shown, name, strlen(name) > (size_t)shown ? "..." : "");
+        return sb_conn_refuse(c, SB_CODE_BAD_REQUEST,
+                              "\"%.*s%s\" is not a pool name: a pool name is " SB_POOL_NAME_RULE, shown, name,
+                              strlen(name) > (size_t)shown ? "..." : "");
 }
 
 static int pool_create(sb_client *c, sb_pool **ret, const char *name, uint64_t slot_size, uint32_t slots,

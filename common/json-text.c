@@ -314,7 +314,8 @@ bool sb_json_explain(const char *text, size_t len, size_t *off, char *what, size
                 if (depth == 0)
                         EXPLAIN(p, "'%c' closes nothing that is open", c);
                 if ((c == '}') != (*open[depth - 1] == '{'))
-                        EXPLAIN(last, "the '%c' of line %u is not closed (a '%c' is missing before the '%c' of line %u)",
+                        EXPLAIN(last,
+                                "the '%c' of line %u is not closed (a '%c' is missing before the '%c' of line %u)",
                                 *open[depth - 1], sb_json_line_of(text, (size_t)(open[depth - 1] - text)),
                                 *open[depth - 1] == '{' ? '}' : ']', c, sb_json_line_of(text, (size_t)(p - text)));
                 depth--;

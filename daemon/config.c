@@ -146,7 +146,8 @@ static int refuse_repeated_key(const Config *c, SbReason *why, const cJSON *obj,
 static const char *pool_label(const cJSON *obj, size_t i, char *buf, size_t size) {
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(obj, "name");
 
-        if (cJSON_IsString(name) && sb_name_text_valid(name->valuestring) && strlen(name->valuestring) <= 2 * SB_POOL_NAME_MAX)
+        if (cJSON_IsString(name) && sb_name_text_valid(name->valuestring) &&
+            strlen(name->valuestring) <= (size_t)SB_POOL_NAME_MAX * 2)
                 snprintf(buf, size, "pool \"%s\"", name->valuestring);
         else
                 snprintf(buf, size, "pool #%zu of \"pools\" (it has no valid \"name\")", i + 1);

@@ -61,7 +61,8 @@ static int exchange(int fd, char **ret, SbReason *why) {
                 if (cap - len < 4096) {
                         char *bigger;
                         if (cap >= RUNNING_REPLY_MAX)
-                                return sb_fail(why, -EPROTO, "a status reply of more than %u MiB", RUNNING_REPLY_MAX >> 20);
+                                return sb_fail(why, -EPROTO, "a status reply of more than %u MiB",
+                                               RUNNING_REPLY_MAX >> 20);
                         cap = cap ? 2 * cap : 65536;
                         if (!(bigger = realloc(buf, cap)))
                                 return -ENOMEM;
@@ -138,7 +139,11 @@ int running_pools(const char *path, PoolSpec **ret, size_t *n, SbReason *why) {
         r = exchange(fd, &text, why);
         if (r < 0)
                 return r;
-        second = strchr(text, '\n') + 1;
+        /* exchange() read two lines: the hello's reply, then the status. */
+        second = text ? strchr(text, '\n') : NULL;
+        if (!second)
+                return sb_fail(why, -EPROTO, "no reply");
+        second++;
         hello = cJSON_ParseWithLength(text, (size_t)(second - text));
         st = cJSON_Parse(second);
         if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(hello, "ok")))
