@@ -115,7 +115,7 @@ int config_fail(const Config *c, SbReason *why, const char *key, long index, con
         return r;
 }
 
-/* Fail at member number @n of the object config_locate_member() finds by @key and @index. */
+/* Fail at member number @n of the object sb_json_locate_member() finds by @key and @index. */
 _printf_(6, 7)
 static int config_fail_member(const Config *c, SbReason *why, const char *key, long index, size_t n, const char *fmt,
                               ...) {
@@ -128,9 +128,9 @@ static int config_fail_member(const Config *c, SbReason *why, const char *key, l
         return r;
 }
 
-/* cJSON keeps every member of an object, and the readers take the first of a key: a key
- * given twice would be half ignored, whichever the administrator meant. @obj is the object
- * of @key and @index (as config_fail_member() finds it), @where how a person finds it. */
+/* cJSON keeps every member of an object: of a key given twice, one would be read and the
+ * other silently ignored, whichever the administrator meant. @obj is the object of @key and
+ * @index (as config_fail_member() finds it), @where how a person finds it. */
 static int refuse_repeated_key(const Config *c, SbReason *why, const cJSON *obj, const char *key, long index,
                                const char *where) {
         size_t n, first;
