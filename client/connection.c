@@ -11,6 +11,8 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -116,6 +118,16 @@ void sb_conn_orphan(sb_client *c, const sb_pool *p) {
         for (Pending *pd = c->head; pd; pd = pd->next)
                 if (pd->pool == p && pd->deliver)
                         pd->orphan = true;
+}
+
+int sb_conn_refuse(sb_client *c, sb_code code, const char *fmt, ...) {
+        va_list ap;
+
+        c->code = code;
+        va_start(ap, fmt);
+        vsnprintf(c->message, sizeof(c->message), fmt, ap);
+        va_end(ap);
+        return sb_wire_code_errno(code);
 }
 
 /* --- the machinery --------------------------------------------------------------------- */

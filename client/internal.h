@@ -17,6 +17,7 @@
 #include <cjson/cJSON.h>
 
 #include "sb-bytes.h"
+#include "sb-macro.h"
 #include "sb-names.h"
 #include "shmbroker.h"
 
@@ -47,6 +48,9 @@ int sb_wire_status(SbBytes *out, const char *pool);
 
 /* The refusal in @reply: its code and message into *code and @message, its -errno. */
 int sb_wire_refusal(const cJSON *reply, sb_code *code, char *message, size_t size);
+
+/* The -errno of protocol code @code (0 for SB_CODE_OK). */
+int sb_wire_code_errno(sb_code code);
 
 /* Member @key of @o as a non-negative integer; 0 when missing or not one. */
 uint64_t sb_wire_u64(const cJSON *o, const char *key);
@@ -139,6 +143,11 @@ int sb_conn_call_one(sb_client *c, int r, cJSON **reply);
  * completed from sb_client_process(). Returns 0, or -errno when nothing was sent (then
  * @pd is still the caller's). */
 int sb_conn_send(sb_client *c, int r, Pending *pd);
+
+/* Refuse a request before sending it, for a reason the daemon would refuse it for: @code
+ * and the message (@fmt) become the client's last refusal, as if the daemon had sent them.
+ * Returns the -errno of @code. */
+int sb_conn_refuse(sb_client *c, sb_code code, const char *fmt, ...) _printf_(3, 4);
 
 /* The asynchronous requests of @p still queued complete without it. */
 void sb_conn_orphan(sb_client *c, const sb_pool *p);

@@ -1,5 +1,6 @@
 /*
- * pool.c: pools as a client holds them: creating or opening one and attaching its segment,
+ * pool.c: pools as a client holds them: creating or opening one and attaching its segment
+ * (or not, for administration),
  * the operations on its slots (acquire, publish, consume, release, end, drop, and status),
  * synchronous, several in one round trip, or asynchronous; and freeing a client, which
  * closes its pools before its connection (so it lives here, above connection.c).
@@ -23,16 +24,16 @@ struct sb_pool {
         int shmid;
         uint64_t slot_size, stride;
         uint32_t slots;
-        uint8_t *base;
+        uint8_t *base;           /* NULL when opened without attaching */
         char **meta;             /* per slot, while a consumed batch is held */
 };
 
 /* --- pools ---------------------------------------------------------------------------- */
 
-static int pool_from_reply(sb_client *c, const cJSON *reply, sb_pool **ret) {
+static int pool_from_reply(sb_client *c, const cJSON *reply, bool attach, sb_pool **ret) {
         _cleanup_(freep) sb_pool *p = NULL;
         WirePool w;
-        void *base;
+        void *base = NULL;
         int r;
 
         r = sb_wire_pool(reply, &w);
@@ -60,8 +61,10 @@ static int pool_from_reply(sb_client *c, const cJSON *reply, sb_pool **ret) {
          * was changed behind the daemon's back (by its owner, with shmctl(IPC_SET)), and
          * failing here beats a SIGSEGV at its first write. The segment is already marked for
          * removal by the daemon; Linux still lets us attach it by shmid. */
-        base = shmat(p->shmid, NULL, 0);
-        if (base == (void *)-1 && errno == EACCES && c->role != SB_ROLE_PRODUCER)  // NOLINT(performance-no-int-to-ptr)
+        if (attach)
+                base = shmat(p->shmid, NULL, 0);
+        // NOLINTNEXTLINE(performance-no-int-to-ptr): shmat()'s error value
+        if (attach && base == (void *)-1 && errno == EACCES && c->role != SB_ROLE_PRODUCER)
                 base = shmat(p->shmid, NULL, SHM_RDONLY);
         if (base == (void *)-1) {  /* NOLINT(performance-no-int-to-ptr): shmat()'s error value */
                 r = -errno;
@@ -76,30 +79,77 @@ static int pool_from_reply(sb_client *c, const cJSON *reply, sb_pool **ret) {
 }
 
 /* Send the create or open line @r says was written and adopt the pool its reply describes. */
-static int call_pool(sb_client *c, int r, sb_pool **ret) {
+static int call_pool(sb_client *c, int r, bool attach, sb_pool **ret) {
         cJSON *reply = NULL;
 
         r = sb_conn_call_one(c, r, &reply);
         if (r < 0)
                 return r;
-        r = pool_from_reply(c, reply, ret);
+        r = pool_from_reply(c, reply, attach, ret);
         cJSON_Delete(reply);
         return r;
 }
 
+/* Requests carry pool names as they are (wire.c), so a name is checked before it is sent,
+ * and one the daemon would refuse is refused here with the daemon's code and rule. */
+static int check_name(sb_client *c, const char *name) {
+        const int shown = 2 * SB_POOL_NAME_MAX;     /* of a name much too long, its start */
+
+        if (sb_pool_name_valid(name))
+                return 0;
+        if (!name)
+                return sb_conn_refuse(c, SB_CODE_BAD_REQUEST, "no pool name given");
+        return sb_conn_refuse(c, SB_CODE_BAD_REQUEST,
+                              "\"%.*s%s\" is not a pool name: a pool name is " SB_POOL_NAME_RULE, shown, name,
+                              strlen(name) > (size_t)shown ? "..." : "");
+}
+
+static int pool_create(sb_client *c, sb_pool **ret, const char *name, uint64_t slot_size, uint32_t slots,
+                       const sb_pool_options *opts, bool attach) {
+        static const sb_pool_options none = { 0 };
+        int r;
+
+        if (!c || !ret)
+                return -EINVAL;
+        r = check_name(c, name);
+        if (r < 0)
+                return r;
+        return call_pool(c, sb_wire_create(sb_conn_begin(c), name, slot_size, slots, opts ? opts : &none), attach, ret);
+}
+
+static int pool_open(sb_client *c, sb_pool **ret, const char *name, bool attach) {
+        int r;
+
+        if (!c || !ret)
+                return -EINVAL;
+        r = check_name(c, name);
+        if (r < 0)
+                return r;
+        return call_pool(c, sb_wire_open(sb_conn_begin(c), name), attach, ret);
+}
+
 _public_ int sb_pool_create(sb_client *c, sb_pool **ret, const char *name, uint64_t slot_size, uint32_t slots,
                             const sb_pool_options *opts) {
-        static const sb_pool_options none = { 0 };
-
-        if (!sb_pool_name_valid(name) || !ret)
-                return -EINVAL;
-        return call_pool(c, sb_wire_create(sb_conn_begin(c), name, slot_size, slots, opts ? opts : &none), ret);
+        return pool_create(c, ret, name, slot_size, slots, opts, true);
 }
 
 _public_ int sb_pool_open(sb_client *c, sb_pool **ret, const char *name) {
-        if (!sb_pool_name_valid(name) || !ret)
-                return -EINVAL;
-        return call_pool(c, sb_wire_open(sb_conn_begin(c), name), ret);
+        return pool_open(c, ret, name, true);
+}
+
+_public_ int sb_pool_create_unattached(sb_client *c, sb_pool **ret, const char *name, uint64_t slot_size,
+                                       uint32_t slots, const sb_pool_options *opts) {
+        return pool_create(c, ret, name, slot_size, slots, opts, false);
+}
+
+_public_ int sb_pool_open_unattached(sb_client *c, sb_pool **ret, const char *name) {
+        return pool_open(c, ret, name, false);
+}
+
+/* What the calls that hand out slots or batches return for a pool opened without its
+ * segment: there is no memory to point into. */
+static int need_attached(const sb_pool *p) {
+        return p->base ? 0 : -EBADFD;
 }
 
 _public_ sb_pool *sb_pool_close(sb_pool *p) {
@@ -277,12 +327,16 @@ static int acquire_call(sb_pool *p, int written, void **ptr, uint32_t *slot, siz
 }
 
 _public_ int sb_acquire(sb_pool *p, int timeout_ms, void **ptr, uint32_t *slot, size_t *capacity) {
+        if (need_attached(p) < 0)
+                return need_attached(p);
         return acquire_call(p, sb_wire_acquire(sb_conn_begin(p->client), p->name, timeout_ms, 0), ptr, slot, capacity);
 }
 
 _public_ int sb_acquire_seq(sb_pool *p, uint64_t seq, int timeout_ms, void **ptr, uint32_t *slot, size_t *capacity) {
         if (seq > INT64_MAX)
                 return -EINVAL;
+        if (need_attached(p) < 0)
+                return need_attached(p);
         return acquire_call(p, sb_wire_acquire_seq(sb_conn_begin(p->client), p->name, timeout_ms, (int64_t)seq), ptr,
                             slot, capacity);
 }
@@ -297,9 +351,13 @@ _public_ int sb_publish_acquire(sb_pool *p, uint32_t slot, size_t nbytes, int64_
                                 int timeout_ms, void **ptr, uint32_t *next_slot, size_t *capacity) {
         const sb_publish_item e = { .slot = slot, .nbytes = nbytes, .seq = seq, .meta = meta };
         _cleanup_(exchange_done) Exchange x = { 0 };
-        SbBytes *out = sb_conn_begin(p->client);
-        int r = sb_wire_publish(out, p->name, &e, 1);
+        SbBytes *out;
+        int r = need_attached(p);
 
+        if (r < 0)
+                return r;
+        out = sb_conn_begin(p->client);
+        r = sb_wire_publish(out, p->name, &e, 1);
         if (r == 0)
                 r = sb_wire_acquire(out, p->name, timeout_ms, 0);
         exchange(p->client, r, true, true, &x);
@@ -317,6 +375,8 @@ _public_ int sb_publish_acquire_many(sb_pool *p, const sb_publish_item *pub, siz
         *n_got = 0;
         if (!many_valid(n_pub, pub, max, slots))
                 return -EINVAL;
+        if (max && need_attached(p) < 0)
+                return need_attached(p);
         out = sb_conn_begin(p->client);
         r = n_pub ? sb_wire_publish(out, p->name, pub, n_pub) : 0;
         if (r == 0 && max)
@@ -329,8 +389,11 @@ _public_ int sb_publish_acquire_many(sb_pool *p, const sb_publish_item *pub, siz
 
 _public_ int sb_consume(sb_pool *p, int timeout_ms, sb_batch *batch) {
         cJSON *reply = NULL;
-        int r = sb_conn_call_one(p->client, sb_wire_consume(sb_conn_begin(p->client), p->name, timeout_ms, 0), &reply);
+        int r = need_attached(p);
 
+        if (r < 0)
+                return r;
+        r = sb_conn_call_one(p->client, sb_wire_consume(sb_conn_begin(p->client), p->name, timeout_ms, 0), &reply);
         if (r == 0)
                 r = batch_from_reply(p, reply, batch);
         cJSON_Delete(reply);
@@ -351,7 +414,7 @@ _public_ int sb_release_consume(sb_pool *p, sb_batch *batch, int timeout_ms) {
         SbBytes *out;
         int r;
 
-        if (batch->eof)
+        if (batch->eof || need_attached(p) < 0)
                 return sb_consume(p, timeout_ms, batch);
         out = sb_conn_begin(p->client);
         r = sb_wire_release(out, p->name, old, false);
@@ -375,6 +438,8 @@ _public_ int sb_release_consume_many(sb_pool *p, const sb_batch *rel, size_t n_r
         *n_got = 0;
         if (!many_valid(n_rel, rel, max, batches))
                 return -EINVAL;
+        if (max && need_attached(p) < 0)
+                return need_attached(p);
         for (size_t i = 0; i < n_rel; i++)
                 held += !rel[i].eof;
         out = sb_conn_begin(p->client);
@@ -404,8 +469,8 @@ _public_ int sb_status(sb_client *c, const char *name, char **json) {
         cJSON *reply = NULL;
         int r;
 
-        if (name && !sb_pool_name_valid(name))
-                return -EINVAL;
+        if (name && (r = check_name(c, name)) < 0)
+                return r;
         r = sb_conn_call_one(c, sb_wire_status(sb_conn_begin(c), name), &reply);
         if (r < 0)
                 return r;
@@ -457,11 +522,15 @@ static int send_async(sb_pool *p, int r, void (*deliver)(Pending *, const cJSON 
 }
 
 _public_ int sb_acquire_async(sb_pool *p, int timeout_ms, sb_reply_fn fn, void *userdata) {
+        if (need_attached(p) < 0)
+                return need_attached(p);
         return send_async(p, sb_wire_acquire(sb_conn_begin(p->client), p->name, timeout_ms, 0), deliver_acquire, fn,
                           userdata);
 }
 
 _public_ int sb_consume_async(sb_pool *p, int timeout_ms, sb_reply_fn fn, void *userdata) {
+        if (need_attached(p) < 0)
+                return need_attached(p);
         return send_async(p, sb_wire_consume(sb_conn_begin(p->client), p->name, timeout_ms, 0), deliver_consume, fn,
                           userdata);
 }

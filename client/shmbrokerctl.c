@@ -8,13 +8,16 @@
  *   consume POOL [--count N]               check every byte of each batch against that pattern
  *
  * Exit status: 0 success, 1 the daemon refused or a batch did not check out, 2 bad usage.
+ * A refusal shows the daemon's message and code; bad usage, one line for each mistake.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,8 +37,9 @@ typedef struct Args {
         const char *socket;
         const char *name;
         const char *pool;
-        bool json, watch, ordered, no_end, help;
+        bool json, watch, ordered, no_end, help, version;
         uint64_t slot_size, size, count, slots, seq_start, seq_step;
+        bool has_slot_size, has_slots, has_size;
         unsigned mode;
         const char *group;
         int timeout_ms;
@@ -220,6 +224,9 @@ static void on_sigint(int sig) {
 }
 
 static int cmd_status(sb_client *c, const Args *a) {
+        /* --watch redraws a terminal; into a pipe or a file it writes each snapshot after
+         * the last, a blank line between them, without screen escapes. */
+        bool redraw = a->watch && isatty(STDOUT_FILENO);
         cJSON *prev = NULL;
         double prev_t = 0;
 
@@ -239,8 +246,10 @@ static int cmd_status(sb_client *c, const Args *a) {
                 } else {
                         st = cJSON_Parse(text);
                         free(text);
-                        if (a->watch)
+                        if (redraw)
                                 printf("\033[H\033[2J");
+                        else if (prev)
+                                putchar('\n');
                         print_status(st, prev, now_s() - prev_t);
                         cJSON_Delete(prev);
                         prev = st;
@@ -256,16 +265,15 @@ static int cmd_status(sb_client *c, const Args *a) {
 
 /* --- create, drop ----------------------------------------------------------------------- */
 
+/* Neither attaches the segment: administration works wherever the socket reaches, also from
+ * another IPC namespace (a container), where the pool's shmid names no segment. */
+
 static int cmd_create(sb_client *c, const Args *a) {
         sb_pool_options o = { .ordered = a->ordered, .persistent = true, .mode = a->mode, .group = a->group };
         sb_pool *p;
         int r;
 
-        if (!a->slot_size || !a->slots) {
-                fprintf(stderr, "shmbrokerctl create: --slot-size and --slots are needed\n");
-                return EXIT_USAGE;
-        }
-        r = sb_pool_create(c, &p, a->pool, a->slot_size, (uint32_t)a->slots, &o);
+        r = sb_pool_create_unattached(c, &p, a->pool, a->slot_size, (uint32_t)a->slots, &o);
         if (r < 0)
                 return fail(c, r, "create");
         printf("pool %s: %u slots of %llu bytes (stride %llu), shmid %d\n", sb_pool_name(p), sb_pool_slots(p),
@@ -275,7 +283,7 @@ static int cmd_create(sb_client *c, const Args *a) {
 
 static int cmd_drop(sb_client *c, const Args *a) {
         sb_pool *p;
-        int r = sb_pool_open(c, &p, a->pool);
+        int r = sb_pool_open_unattached(c, &p, a->pool);
 
         if (r == 0)
                 r = sb_drop(p);
@@ -284,39 +292,186 @@ static int cmd_drop(sb_client *c, const Args *a) {
 
 /* --- produce, consume ------------------------------------------------------------------- */
 
+/* On a terminal (stderr), produce and consume show their progress and, when a wait lasts,
+ * what it waits for: such a wait goes in steps of a second, and each step that ends with
+ * nothing taken asks the daemon for the pool's status. Elsewhere they say nothing until the
+ * end, and a wait is one request. */
+#define PROGRESS_STEP_MS 1000
+#define PROGRESS_EVERY_S 0.5
+
+typedef struct Progress {
+        bool on;                 /* stderr is a terminal */
+        bool drawn;              /* a progress line is on it */
+        const char *pool;
+        const char *done_what;   /* "published", "consumed" */
+        uint64_t total;          /* 0: until the end of the stream */
+        double shown;            /* when the line was last drawn (or the run started) */
+} Progress;
+
+static void progress_init(Progress *pg, const char *pool, const char *done_what, uint64_t total) {
+        *pg = (Progress){ .on = isatty(STDERR_FILENO), .pool = pool, .done_what = done_what, .total = total,
+                          .shown = now_s() };
+}
+
+/* "3 of 10 batches published" into @buf. */
+static const char *progress_count(const Progress *pg, uint64_t done, char *buf, size_t size) {
+        if (pg->total)
+                snprintf(buf, size, "%llu of %llu batches %s", (unsigned long long)done,
+                         (unsigned long long)pg->total, pg->done_what);
+        else
+                snprintf(buf, size, "%llu batches %s", (unsigned long long)done, pg->done_what);
+        return buf;
+}
+
+/* Draw the line anew: back to its start, clear it, write it. A line longer than the
+ * terminal is cut to fit: a wrapped one would leave its start behind at the next redraw.
+ * The text is ASCII (pool names are). */
+_printf_(2, 3)
+static void progress_line(Progress *pg, const char *fmt, ...) {
+        struct winsize ws = { 0 };
+        char line[512];
+        size_t n;
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(line, sizeof(line), fmt, ap);
+        va_end(ap);
+        n = strlen(line);
+        if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 && n >= ws.ws_col)
+                n = ws.ws_col - 1u;
+        fprintf(stderr, "\r\033[K%.*s", (int)n, line);
+        fflush(stderr);
+        pg->drawn = true;
+        pg->shown = now_s();
+}
+
+/* After each batch: the count, at most every PROGRESS_EVERY_S. */
+static void progress_batch(Progress *pg, uint64_t done) {
+        char n[96];
+
+        if (pg->on && now_s() - pg->shown >= PROGRESS_EVERY_S)
+                progress_line(pg, "%s: %s", pg->pool, progress_count(pg, done, n, sizeof(n)));
+}
+
+/* Clear the line for what comes next. */
+static void progress_end(Progress *pg) {
+        if (pg->drawn)
+                fputs("\r\033[K", stderr);
+        pg->drawn = false;
+}
+
+/* What a wait for a free slot (@acquire) or a batch that has lasted @waited seconds waits
+ * for: the pool's slots by state, and how many clients that could end it have it open. */
+static void progress_waiting(Progress *pg, sb_client *c, bool acquire, uint64_t done, double waited) {
+        const char *other = acquire ? "consumer" : "producer";
+        const cJSON *pool, *cl;
+        char n[96], *text = NULL;
+        unsigned others = 0;
+        cJSON *st;
+
+        progress_count(pg, done, n, sizeof(n));
+        if (sb_status(c, pg->pool, &text) < 0) {
+                progress_line(pg, "%s: %s; waiting %.0f s for %s", pg->pool, n, waited,
+                              acquire ? "a free slot" : "a batch");
+                return;
+        }
+        st = cJSON_Parse(text);
+        free(text);
+        pool = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(st, "pools"), 0);
+        /* A pool's status lists the clients that have it open. */
+        cJSON_ArrayForEach(cl, cJSON_GetObjectItemCaseSensitive(st, "clients"))
+                others += strcmp(jstr(cl, "role", ""), other) == 0;
+        if (acquire)
+                progress_line(pg, "%s: %s; waiting %.0f s for a free slot in pool %s: %u %s%s %s it open (%.0f ready, "
+                              "%.0f being read, %.0f being written)", pg->pool, n, waited, pg->pool, others, other,
+                              others == 1 ? "" : "s", others == 1 ? "has" : "have", jnum(pool, "ready"),
+                              jnum(pool, "reading"), jnum(pool, "writing"));
+        else
+                progress_line(pg, "%s: %s; waiting %.0f s for a batch in pool %s: %u %s%s %s it open", pg->pool, n,
+                              waited, pg->pool, others, other, others == 1 ? "" : "s", others == 1 ? "has" : "have");
+        cJSON_Delete(st);
+}
+
+/* The timeout of the next step of a wait of @timeout_ms (< 0: no end) that started at
+ * @since; -1 when it has no end and no steps. */
+static int step_ms(const Progress *pg, int timeout_ms, double since) {
+        double left;
+
+        if (timeout_ms < 0)
+                return pg->on ? PROGRESS_STEP_MS : -1;
+        left = timeout_ms - (now_s() - since) * 1000.0;
+        if (left < 0)
+                left = 0;
+        return pg->on && left > PROGRESS_STEP_MS ? PROGRESS_STEP_MS : (int)left;
+}
+
+/* Whether a step that timed out (@r) leaves time for another. */
+static bool wait_goes_on(const Progress *pg, int r, int timeout_ms, double since) {
+        return r == -ETIMEDOUT && pg->on && (timeout_ms < 0 || (now_s() - since) * 1000.0 < timeout_ms);
+}
+
 static int cmd_produce(sb_client *c, const Args *a) {
         size_t size, cap;
         uint32_t slot;
         void *ptr;
         sb_pool *p;
-        double t0;
+        const char *what;
+        Progress pg;
+        double t0, since;
         int r;
 
         r = sb_pool_open(c, &p, a->pool);
         if (r < 0)
                 return fail(c, r, "open");
-        size = a->size ? (size_t)a->size : (size_t)sb_pool_slot_size(p);
+        size = a->has_size ? (size_t)a->size : (size_t)sb_pool_slot_size(p);
         if (size > sb_pool_slot_size(p)) {
-                fprintf(stderr, "shmbrokerctl produce: --size %zu exceeds the slot size %llu\n", size,
-                        (unsigned long long)sb_pool_slot_size(p));
+                fprintf(stderr, "shmbrokerctl produce: --size %zu exceeds the slot size %llu of pool %s\n", size,
+                        (unsigned long long)sb_pool_slot_size(p), sb_pool_name(p));
                 return EXIT_USAGE;
         }
-        t0 = now_s();
-        if (a->count > 0 && (r = sb_acquire(p, a->timeout_ms, &ptr, &slot, &cap)) < 0)
-                return fail(c, r, "acquire");
+        progress_init(&pg, sb_pool_name(p), "published", a->count);
+        t0 = since = now_s();
+        if (a->count > 0) {
+                r = sb_acquire(p, step_ms(&pg, a->timeout_ms, since), &ptr, &slot, &cap);
+                while (wait_goes_on(&pg, r, a->timeout_ms, since)) {
+                        progress_waiting(&pg, c, true, 0, now_s() - since);
+                        r = sb_acquire(p, step_ms(&pg, a->timeout_ms, since), &ptr, &slot, &cap);
+                }
+                if (r < 0) {
+                        progress_end(&pg);
+                        return fail(c, r, "acquire");
+                }
+        }
         for (uint64_t i = 0; i < a->count; i++) {
                 uint64_t seq = a->seq_start + i * a->seq_step;
                 char meta[96];
 
                 pattern_fill(ptr, size, seq);
                 snprintf(meta, sizeof(meta), "{\"pattern\":\"shmbrokerctl\",\"seq\":%llu}", (unsigned long long)seq);
-                if (i + 1 < a->count)
-                        r = sb_publish_acquire(p, slot, size, (int64_t)seq, meta, a->timeout_ms, &ptr, &slot, &cap);
-                else
+                if (i + 1 == a->count) {
                         r = sb_publish(p, slot, size, (int64_t)seq, meta);
-                if (r < 0)
-                        return fail(c, r, "publish");
+                        if (r < 0) {
+                                progress_end(&pg);
+                                return fail(c, r, "publish");
+                        }
+                        break;
+                }
+                /* A timeout is the acquire's: the publish went through. */
+                since = now_s();
+                r = sb_publish_acquire(p, slot, size, (int64_t)seq, meta, step_ms(&pg, a->timeout_ms, since), &ptr,
+                                       &slot, &cap);
+                what = r == -ETIMEDOUT ? "acquire" : "publish";
+                while (wait_goes_on(&pg, r, a->timeout_ms, since)) {
+                        progress_waiting(&pg, c, true, i + 1, now_s() - since);
+                        r = sb_acquire(p, step_ms(&pg, a->timeout_ms, since), &ptr, &slot, &cap);
+                }
+                if (r < 0) {
+                        progress_end(&pg);
+                        return fail(c, r, what);
+                }
+                progress_batch(&pg, i + 1);
         }
+        progress_end(&pg);
         if (!a->no_end && (r = sb_end(p)) < 0)
                 return fail(c, r, "end");
         fprintf(stderr, "produced %llu batches of %zu bytes in %.3f s\n", (unsigned long long)a->count, size,
@@ -327,19 +482,30 @@ static int cmd_produce(sb_client *c, const Args *a) {
 static int cmd_consume(sb_client *c, const Args *a) {
         uint64_t n = 0, bytes = 0;
         sb_batch b = { .eof = true };
-        double t0 = 0, dt;
+        double t0 = 0, dt, since;
+        Progress pg;
         sb_pool *p;
         int r;
 
         r = sb_pool_open(c, &p, a->pool);
         if (r < 0)
                 return fail(c, r, "open");
+        progress_init(&pg, sb_pool_name(p), "consumed", a->count);
         for (;;) {
                 long long bad;
 
-                r = (n == 0 || b.eof) ? sb_consume(p, a->timeout_ms, &b) : sb_release_consume(p, &b, a->timeout_ms);
-                if (r < 0)
+                since = now_s();
+                r = (n == 0 || b.eof) ? sb_consume(p, step_ms(&pg, a->timeout_ms, since), &b)
+                                      : sb_release_consume(p, &b, step_ms(&pg, a->timeout_ms, since));
+                /* A timeout is the consume's: the release went through. */
+                while (wait_goes_on(&pg, r, a->timeout_ms, since)) {
+                        progress_waiting(&pg, c, false, n, now_s() - since);
+                        r = sb_consume(p, step_ms(&pg, a->timeout_ms, since), &b);
+                }
+                if (r < 0) {
+                        progress_end(&pg);
                         return fail(c, r, "consume");
+                }
                 /* Without --count, the end of the stream ends the run; with it, the run
                  * goes on over stream ends until it has its batches. */
                 if (b.eof && !a->count)
@@ -350,6 +516,7 @@ static int cmd_consume(sb_client *c, const Args *a) {
                         t0 = now_s();
                 bad = pattern_check(b.data, b.nbytes, b.seq);
                 if (bad >= 0) {
+                        progress_end(&pg);
                         fprintf(stderr, "shmbrokerctl consume: batch seq %llu (slot %u) differs from its pattern at "
                                 "byte %lld\n", (unsigned long long)b.seq, b.slot, bad);
                         return EXIT_DAEMON;
@@ -358,7 +525,9 @@ static int cmd_consume(sb_client *c, const Args *a) {
                 bytes += b.nbytes;
                 if (a->count && n >= a->count)
                         break;
+                progress_batch(&pg, n);
         }
+        progress_end(&pg);
         if (!b.eof && (r = sb_release(p, b.slot, false)) < 0)
                 return fail(c, r, "release");
         dt = n ? now_s() - t0 : 0;
@@ -381,19 +550,24 @@ static const struct {
         { "status", cmd_status, SB_ROLE_ADMIN, false, "status [POOL] [--json] [--watch]",
           "Show every pool (segment, slots by state, batches and bytes passed, rates, how long producers\n"
           "waited for a free slot and consumers for a ready one) and every client (pid, uid, role, name,\n"
-          "slots held and for how long). --json prints the daemon's reply; --watch redraws every second." },
+          "slots held and for how long). --json prints the daemon's reply; --watch redraws every second\n"
+          "(into a pipe or a file: a snapshot every second, a blank line between them)." },
         { "create", cmd_create, SB_ROLE_ADMIN, true,
           "create POOL --slot-size SIZE --slots N [--ordered] [--mode MODE] [--group GROUP]",
-          "Create a persistent pool: it stays until dropped." },
+          "Create a persistent pool: it stays until dropped. Neither create nor drop attaches the segment:\n"
+          "they work wherever the socket reaches (also from another IPC namespace)." },
         { "drop", cmd_drop, SB_ROLE_ADMIN, true, "drop POOL",
           "Drop a pool (its owner or root only); its segment goes when its last user detaches." },
         { "produce", cmd_produce, SB_ROLE_PRODUCER, true,
           "produce POOL --count N [--size BYTES] [--seq-start K] [--seq-step K] [--no-end] [--timeout-ms MS]",
           "Publish N batches of BYTES (default: the slot size), each filled with a pattern derived from\n"
-          "its seq (K, K+step, ...), then end the stream unless --no-end." },
+          "its seq (K, K+step, ...), then end the stream unless --no-end. On a terminal, shows its progress\n"
+          "and, while it waits for a free slot, what the pool holds and how many consumers have it open.\n"
+          "--timeout-ms bounds each wait (default: none)." },
         { "consume", cmd_consume, SB_ROLE_CONSUMER, true, "consume POOL [--count N] [--timeout-ms MS]",
           "Consume batches until the end of the stream (or N batches, over stream ends), check every byte\n"
-          "against the pattern of its seq, and report batches/s and GB/s. Exits 1 on a mismatch." },
+          "against the pattern of its seq, and report batches/s and GB/s. Exits 1 on a mismatch. On a\n"
+          "terminal, shows its progress and, while it waits, how many producers have the pool open." },
 };
 
 static void usage(FILE *f) {
@@ -401,21 +575,46 @@ static void usage(FILE *f) {
         for (size_t i = 0; i < ELEMENTSOF(commands); i++)
                 fprintf(f, "  %s\n", commands[i].usage);
         fprintf(f, "\nSizes take units (16MiB). The socket is --socket, else $SHMBROKER_SOCKET, else "
-                SHMBROKER_DEFAULT_SOCKET ".\nExit status: 0 success, 1 refused by the daemon or a batch that does "
-                "not check out, 2 bad usage.\n");
+                SHMBROKER_DEFAULT_SOCKET ".\n`shmbrokerctl COMMAND --help` tells more of each; --version shows the "
+                "version.\nExit status: 0 success, 1 refused by the daemon or a batch that does not check out, 2 bad "
+                "usage.\n");
 }
 
-static int parse_number(const char *opt, const char *s, uint64_t *ret) {
-        if (sb_parse_size(s, ret) < 0) {
-                fprintf(stderr, "shmbrokerctl: %s: \"%s\" is not a number or size\n", opt, s);
-                return -EINVAL;
-        }
-        return 0;
+static int find_command(const char *name) {
+        for (int i = 0; i < (int)ELEMENTSOF(commands); i++)
+                if (strcmp(commands[i].name, name) == 0)
+                        return i;
+        return -1;
 }
 
+/* The value @s of option @opt, from @min to @max: a number, or a size with a unit where
+ * @size. A bad one gets one line that names the option and says what is wrong. */
+static int parse_number(const char *opt, const char *s, bool size, uint64_t min, uint64_t max, uint64_t *ret) {
+        int r = sb_parse_size(s, ret);
+
+        if (r == -EINVAL && size)
+                fprintf(stderr, "shmbrokerctl: %s: \"%s\" is not a size (a number of bytes, or one with a unit: "
+                        "16MiB)\n", opt, s);
+        else if (r == -EINVAL)
+                fprintf(stderr, "shmbrokerctl: %s: \"%s\" is not a number\n", opt, s);
+        else if (r < 0 && max == UINT64_MAX)
+                fprintf(stderr, "shmbrokerctl: %s: \"%s\" is too large (past 64 bits)\n", opt, s);
+        else if (r < 0 || *ret > max)
+                fprintf(stderr, "shmbrokerctl: %s: \"%s\" is too large (at most %llu)\n", opt, s,
+                        (unsigned long long)max);
+        else if (*ret < min)
+                fprintf(stderr, "shmbrokerctl: %s: \"%s\" is too small (at least %llu)\n", opt, s,
+                        (unsigned long long)min);
+        else
+                return 0;
+        return -EINVAL;
+}
+
+/* Fill @a from the command line, and *cmd with the command (-1: none given). Every
+ * mistake gets a line of its own; returns -EINVAL after any. */
 static int parse_args(int argc, char **argv, Args *a, int *cmd) {
         enum { O_SOCKET = 0x100, O_NAME, O_JSON, O_WATCH, O_SLOT_SIZE, O_SLOTS, O_ORDERED, O_MODE, O_GROUP,
-               O_COUNT, O_SIZE, O_SEQ_START, O_SEQ_STEP, O_NO_END, O_TIMEOUT };
+               O_COUNT, O_SIZE, O_SEQ_START, O_SEQ_STEP, O_NO_END, O_TIMEOUT, O_VERSION };
         static const struct option opts[] = {
                 { "socket", required_argument, NULL, O_SOCKET }, { "name", required_argument, NULL, O_NAME },
                 { "json", no_argument, NULL, O_JSON }, { "watch", no_argument, NULL, O_WATCH },
@@ -425,12 +624,17 @@ static int parse_args(int argc, char **argv, Args *a, int *cmd) {
                 { "size", required_argument, NULL, O_SIZE }, { "seq-start", required_argument, NULL, O_SEQ_START },
                 { "seq-step", required_argument, NULL, O_SEQ_STEP }, { "no-end", no_argument, NULL, O_NO_END },
                 { "timeout-ms", required_argument, NULL, O_TIMEOUT }, { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, O_VERSION },
                 { 0 }
         };
+        bool bad = false;
         uint64_t v;
         int o;
 
         *a = (Args){ .seq_step = 1, .timeout_ms = -1 };
+        *cmd = -1;
+        /* getopt_long() names the program by argv[0] in its messages: as every other line does. */
+        argv[0] = (char *)"shmbrokerctl";
         while ((o = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
                 switch (o) {
                 case O_SOCKET: a->socket = optarg; break;
@@ -440,47 +644,83 @@ static int parse_args(int argc, char **argv, Args *a, int *cmd) {
                 case O_ORDERED: a->ordered = true; break;
                 case O_NO_END: a->no_end = true; break;
                 case O_GROUP: a->group = optarg; break;
-                case O_SLOT_SIZE: if (parse_number("--slot-size", optarg, &a->slot_size) < 0) return -EINVAL; break;
-                case O_SLOTS: if (parse_number("--slots", optarg, &a->slots) < 0) return -EINVAL; break;
-                case O_COUNT: if (parse_number("--count", optarg, &a->count) < 0) return -EINVAL; break;
-                case O_SIZE: if (parse_number("--size", optarg, &a->size) < 0) return -EINVAL; break;
-                case O_SEQ_START: if (parse_number("--seq-start", optarg, &a->seq_start) < 0) return -EINVAL; break;
-                case O_SEQ_STEP: if (parse_number("--seq-step", optarg, &a->seq_step) < 0) return -EINVAL; break;
+                case O_SLOT_SIZE:
+                        bad |= parse_number("--slot-size", optarg, true, 1, UINT64_MAX, &a->slot_size) < 0;
+                        a->has_slot_size = true;
+                        break;
+                case O_SLOTS:
+                        bad |= parse_number("--slots", optarg, false, 1, UINT32_MAX, &a->slots) < 0;
+                        a->has_slots = true;
+                        break;
+                case O_COUNT: bad |= parse_number("--count", optarg, false, 0, UINT64_MAX, &a->count) < 0; break;
+                case O_SIZE:
+                        bad |= parse_number("--size", optarg, true, 0, SIZE_MAX, &a->size) < 0;
+                        a->has_size = true;
+                        break;
+                case O_SEQ_START:
+                        bad |= parse_number("--seq-start", optarg, false, 0, INT64_MAX, &a->seq_start) < 0;
+                        break;
+                case O_SEQ_STEP:
+                        bad |= parse_number("--seq-step", optarg, false, 0, INT64_MAX, &a->seq_step) < 0;
+                        break;
                 case O_TIMEOUT:
-                        if (parse_number("--timeout-ms", optarg, &v) < 0 || v > INT32_MAX)
-                                return -EINVAL;
-                        a->timeout_ms = (int)v;
+                        if (parse_number("--timeout-ms", optarg, false, 0, INT32_MAX, &v) < 0)
+                                bad = true;
+                        else
+                                a->timeout_ms = (int)v;
                         break;
                 case O_MODE: {
                         char *end;
                         unsigned long m = strtoul(optarg, &end, 8);
-                        if (*end || m > 0777) {
-                                fprintf(stderr, "shmbrokerctl: --mode: \"%s\" is not an octal mode\n", optarg);
-                                return -EINVAL;
+                        if (!*optarg || *end || m > 0777) {
+                                fprintf(stderr, "shmbrokerctl: --mode: \"%s\" is not an octal mode (0600, 0660, ...)\n",
+                                        optarg);
+                                bad = true;
                         }
                         a->mode = (unsigned)m;
                         break;
                 }
                 case 'h': a->help = true; break;
-                default: return -EINVAL;
+                case O_VERSION: a->version = true; break;
+                default: bad = true; break;        /* getopt_long() said what */
                 }
         }
         /* getopt_long() moved the operands behind the options: COMMAND [POOL]. */
-        if (optind >= argc && a->help) {
-                *cmd = -1;
-                return 0;
+        if (optind < argc) {
+                *cmd = find_command(argv[optind]);
+                if (*cmd < 0) {
+                        fprintf(stderr, "shmbrokerctl: unknown command \"%s\"\n", argv[optind]);
+                        bad = true;
+                }
+                a->pool = optind + 1 < argc ? argv[optind + 1] : NULL;
+                if (argc - optind > 2) {
+                        fprintf(stderr, "shmbrokerctl: unexpected argument \"%s\"\n", argv[optind + 2]);
+                        bad = true;
+                }
+        } else if (!a->help && !a->version && !bad) {
+                fprintf(stderr, "shmbrokerctl: no command given\n");
+                bad = true;
         }
-        if (optind >= argc || argc - optind > 2)
-                return -EINVAL;
-        for (*cmd = 0; *cmd < (int)ELEMENTSOF(commands); (*cmd)++)
-                if (strcmp(commands[*cmd].name, argv[optind]) == 0)
-                        break;
-        if (*cmd == (int)ELEMENTSOF(commands)) {
-                fprintf(stderr, "shmbrokerctl: unknown command \"%s\"\n", argv[optind]);
-                return -EINVAL;
+        return bad ? -EINVAL : 0;
+}
+
+/* What the command needs beyond what parse_args() checks, one line for each thing missing. */
+static int check_args(int cmd, const Args *a) {
+        bool bad = false;
+
+        if (commands[cmd].needs_pool && !a->pool) {
+                fprintf(stderr, "shmbrokerctl %s: a POOL is needed\n", commands[cmd].name);
+                bad = true;
         }
-        a->pool = optind + 1 < argc ? argv[optind + 1] : NULL;
-        return 0;
+        if (commands[cmd].fn == cmd_create && !a->has_slot_size) {
+                fprintf(stderr, "shmbrokerctl create: --slot-size is needed\n");
+                bad = true;
+        }
+        if (commands[cmd].fn == cmd_create && !a->has_slots) {
+                fprintf(stderr, "shmbrokerctl create: --slots is needed\n");
+                bad = true;
+        }
+        return bad ? -EINVAL : 0;
 }
 
 int main(int argc, char **argv) {
@@ -488,9 +728,17 @@ int main(int argc, char **argv) {
         Args a;
         int cmd, r;
 
-        if (parse_args(argc, argv, &a, &cmd) < 0) {
-                usage(stderr);
+        r = parse_args(argc, argv, &a, &cmd);
+        if (r == 0 && cmd >= 0 && !a.help && !a.version)
+                r = check_args(cmd, &a);
+        if (r < 0) {
+                fprintf(stderr, "Try 'shmbrokerctl%s%s --help'.\n", cmd >= 0 ? " " : "",
+                        cmd >= 0 ? commands[cmd].name : "");
                 return EXIT_USAGE;
+        }
+        if (a.version) {
+                printf("shmbrokerctl " SHMBROKER_VERSION "\n");
+                return 0;
         }
         if (a.help) {
                 if (cmd < 0)
@@ -499,10 +747,6 @@ int main(int argc, char **argv) {
                         printf("Usage: shmbrokerctl [--socket PATH] [--name NAME] %s\n\n%s\n", commands[cmd].usage,
                                commands[cmd].help);
                 return 0;
-        }
-        if (commands[cmd].needs_pool && !a.pool) {
-                fprintf(stderr, "Usage: shmbrokerctl %s\n", commands[cmd].usage);
-                return EXIT_USAGE;
         }
         r = sb_connect(&c, a.socket, commands[cmd].role, a.name ? a.name : "shmbrokerctl");
         if (r < 0) {

@@ -268,6 +268,10 @@ int sb_wire_release_many(SbBytes *out, const char *pool, const sb_batch *v, size
 
 /* --- replies ------------------------------------------------------------------------- */
 
+int sb_wire_code_errno(sb_code code) {
+        return (unsigned)code < ELEMENTSOF(code_errno) ? code_errno[code] : -EIO;
+}
+
 int sb_wire_refusal(const cJSON *reply, sb_code *code, char *message, size_t size) {
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(reply, "error");
         const cJSON *m = cJSON_GetObjectItemCaseSensitive(reply, "message");
@@ -275,7 +279,7 @@ int sb_wire_refusal(const cJSON *reply, sb_code *code, char *message, size_t siz
 
         *code = (sb_code)e;
         snprintf(message, size, "%s", cJSON_IsString(m) ? m->valuestring : "");
-        return code_errno[e];
+        return sb_wire_code_errno(*code);
 }
 
 uint64_t sb_wire_u64(const cJSON *o, const char *key) {

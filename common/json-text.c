@@ -11,6 +11,7 @@
  */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
@@ -168,6 +169,160 @@ unsigned sb_json_locate(const char *text, size_t len, const char *key, long inde
                 return sb_json_line_of(text, (size_t)(k - text));
         s = sub ? find_member(e, end, sub) : NULL;
         return sb_json_line_of(text, (size_t)((s ? s : e) - text));
+}
+
+unsigned sb_json_locate_member(const char *text, size_t len, const char *key, long index, size_t n) {
+        const char *end = text + len, *p = sb_json_start(text, len), *k;
+
+        if (key) {
+                k = find_member(text, end, key);
+                p = k ? member_value(k, end) : NULL;
+                if (p && index >= 0)
+                        p = find_element(p, end, (size_t)index);
+        }
+        for (p = p ? first_member(p, end) : NULL; p && n > 0; n--)
+                p = next_member(p, end);
+        return p ? sb_json_line_of(text, (size_t)(p - text)) : 1;
+}
+
+/* --- what is wrong with text cJSON refused ------------------------------------------- */
+
+typedef enum Expect {
+        EXPECT_VALUE,            /* a value: at the start, after ':', after ',' in an array */
+        EXPECT_VALUE_OR_CLOSE,   /* just after '[' */
+        EXPECT_KEY,              /* after ',' in an object */
+        EXPECT_KEY_OR_CLOSE,     /* just after '{' */
+        EXPECT_COLON,            /* after a key */
+        EXPECT_NEXT,             /* after a value: ',', or the closing bracket */
+} Expect;
+
+static bool starts_value(char c) {
+        return c == '"' || c == '{' || c == '[' || c == '-' || (c >= '0' && c <= '9') || c == 't' || c == 'f' ||
+               c == 'n';
+}
+
+/* Past the value at @p that is not a container, read as cJSON reads it; NULL when it is
+ * not one. */
+static const char *scalar_end(const char *p, const char *end) {
+        static const char *const words[] = { "true", "false", "null" };
+        const char *q = p;
+
+        if (*p == '"') {
+                for (q++; q < end && *q != '"'; q++)
+                        if (*q == '\\')
+                                q++;
+                return q < end ? q + 1 : NULL;
+        }
+        if (*p == '-' || (*p >= '0' && *p <= '9')) {
+                while (q < end && *q && strchr("0123456789+-.eE", *q))
+                        q++;
+                return q;
+        }
+        for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+                size_t n = strlen(words[i]);
+                if ((size_t)(end - p) >= n && memcmp(p, words[i], n) == 0)
+                        return p + n;
+        }
+        return NULL;
+}
+
+bool sb_json_explain(const char *text, size_t len, size_t *off, char *what, size_t size) {
+        const char *end = text + len, *p = sb_json_start(text, len), *last = p, *comma = NULL;
+        const char *open[CJSON_NESTING_LIMIT];
+        Expect expect = EXPECT_VALUE;
+        size_t depth = 0;
+
+#define EXPLAIN(at, ...)                                                                        \
+        do {                                                                                    \
+                *off = (size_t)((at) - text);                                                   \
+                snprintf(what, size, __VA_ARGS__);                                              \
+                return true;                                                                    \
+        } while (0)
+
+        for (;;) {
+                const char *q;
+                char c;
+
+                p = skip_blank(p, end);
+                if (p >= end) {
+                        if (depth > 0)
+                                EXPLAIN(last, "the text ends before the '%c' of line %u is closed", *open[depth - 1],
+                                        sb_json_line_of(text, (size_t)(open[depth - 1] - text)));
+                        if (expect != EXPECT_NEXT)
+                                EXPLAIN(last, "the text ends where a value should be");
+                        return false;
+                }
+                c = *p;
+                switch (expect) {
+                case EXPECT_KEY:
+                case EXPECT_KEY_OR_CLOSE:
+                        if (c == '}' && expect == EXPECT_KEY)
+                                EXPLAIN(comma, "a ',' before '}': JSON allows none after the last member");
+                        if (c == '}')
+                                break;
+                        if (c != '"')
+                                EXPLAIN(p, "a key (a string in double quotes) should be here");
+                        if (!(q = scalar_end(p, end)))
+                                EXPLAIN(p, "a string that is never closed (a '\"' is missing)");
+                        last = p = q;
+                        expect = EXPECT_COLON;
+                        continue;
+                case EXPECT_COLON:
+                        if (c != ':')
+                                EXPLAIN(last, "a ':' is missing after the key");
+                        p++;
+                        expect = EXPECT_VALUE;
+                        continue;
+                case EXPECT_NEXT:
+                        if (depth == 0)
+                                return false;   /* one whole value: what follows is the caller's */
+                        if (c == ',') {
+                                comma = p++;
+                                expect = *open[depth - 1] == '{' ? EXPECT_KEY : EXPECT_VALUE;
+                                continue;
+                        }
+                        if (c == '}' || c == ']')
+                                break;
+                        if (starts_value(c))
+                                EXPLAIN(last, "a ',' is missing between two %s (the next starts on line %u)",
+                                        *open[depth - 1] == '{' ? "members" : "elements",
+                                        sb_json_line_of(text, (size_t)(p - text)));
+                        EXPLAIN(p, "'%c' where a ',' or a '%c' should be", c, *open[depth - 1] == '{' ? '}' : ']');
+                case EXPECT_VALUE:
+                case EXPECT_VALUE_OR_CLOSE:
+                        if (c == ']' && expect == EXPECT_VALUE && comma && depth > 0 && *open[depth - 1] == '[')
+                                EXPLAIN(comma, "a ',' before ']': JSON allows none after the last element");
+                        if (c == ']' && expect == EXPECT_VALUE_OR_CLOSE)
+                                break;
+                        if (c == '{' || c == '[') {
+                                if (depth == CJSON_NESTING_LIMIT)
+                                        EXPLAIN(p, "nested more than %d deep", CJSON_NESTING_LIMIT);
+                                open[depth++] = p++;
+                                expect = c == '{' ? EXPECT_KEY_OR_CLOSE : EXPECT_VALUE_OR_CLOSE;
+                                continue;
+                        }
+                        if (c == '"' && !scalar_end(p, end))
+                                EXPLAIN(p, "a string that is never closed (a '\"' is missing)");
+                        if (!(q = scalar_end(p, end)))
+                                EXPLAIN(p, "a value should be here (a string in double quotes, a number, true, "
+                                        "false, null, an object or an array)");
+                        last = p = q;
+                        expect = EXPECT_NEXT;
+                        continue;
+                }
+                /* A closing bracket, where one may be. */
+                if (depth == 0)
+                        EXPLAIN(p, "'%c' closes nothing that is open", c);
+                if ((c == '}') != (*open[depth - 1] == '{'))
+                        EXPLAIN(last,
+                                "the '%c' of line %u is not closed (a '%c' is missing before the '%c' of line %u)",
+                                *open[depth - 1], sb_json_line_of(text, (size_t)(open[depth - 1] - text)),
+                                *open[depth - 1] == '{' ? '}' : ']', c, sb_json_line_of(text, (size_t)(p - text)));
+                depth--;
+                last = ++p;
+                expect = EXPECT_NEXT;
+        }
+#undef EXPLAIN
 }
 
 /* --- strict JSON ------------------------------------------------------------------- */

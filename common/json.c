@@ -52,6 +52,21 @@ int sb_json_mode(const cJSON *v, unsigned *ret) {
         return 0;
 }
 
+const cJSON *sb_json_repeated_key(const cJSON *obj, size_t *index, size_t *first) {
+        size_t i = 0;
+
+        for (const cJSON *v = obj ? obj->child : NULL; v; v = v->next, i++) {
+                size_t j = 0;
+                for (const cJSON *u = obj->child; u != v; u = u->next, j++)
+                        if (u->string && v->string && strcmp(u->string, v->string) == 0) {
+                                *index = i;
+                                *first = j;
+                                return v;
+                        }
+        }
+        return NULL;
+}
+
 bool sb_utf8_valid(const char *str, size_t len) {
         const unsigned char *s = (const unsigned char *)str, *end = s + len;
 

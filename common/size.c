@@ -16,7 +16,8 @@ static const struct {
 } size_units[] = {
         { "", 0 },     { "B", 0 },    { "K", 10 },   { "KB", 10 }, { "KiB", 10 },
         { "M", 20 },   { "MB", 20 },  { "MiB", 20 }, { "G", 30 },  { "GB", 30 },
-        { "GiB", 30 }, { "T", 40 },   { "TB", 40 },  { "TiB", 40 },
+        { "GiB", 30 }, { "T", 40 },   { "TB", 40 },  { "TiB", 40 }, { "P", 50 },
+        { "PB", 50 },  { "PiB", 50 }, { "E", 60 },   { "EB", 60 }, { "EiB", 60 },
 };
 
 int sb_parse_size(const char *s, uint64_t *ret) {

@@ -180,6 +180,35 @@ void broker_pool_gc(Broker *b, Pool *p) {
         }
 }
 
+/* Configured pool @spec as it is made now: owned by the daemon's @uid, in its group looked
+ * up by name, else in the daemon's @gid ((gid_t)-1 when unknown, for a comparison). False
+ * when the system has no such group: the pool then gives its group no access. */
+static bool configured_spec(PoolSpec *spec, uid_t uid, gid_t gid) {
+        spec->uid = uid;
+        spec->gid = gid;
+        /* By name only: an administrator names groups, and a name that the system does not
+         * know must not grant a number's worth of access. */
+        if (spec->group[0] && sb_group_lookup(spec->group, false, &spec->gid) < 0) {
+                /* Falling back to our own group could admit the wrong users: give the group
+                 * no access instead. */
+                spec->gid = gid;
+                spec->mode &= ~070u;
+                return false;
+        }
+        return true;
+}
+
+void broker_note_changed_pool(const PoolSpec *configured, const PoolSpec *live, uid_t uid, gid_t gid) {
+        PoolSpec want = *configured;
+        char diff[512];
+
+        (void)configured_spec(&want, uid, gid);
+        if (pool_spec_differences(&want, live, diff, sizeof(diff)))
+                log_notice("pool \"%s\" keeps what it was made with until it is dropped: the configuration says %s; "
+                           "drop it (shmbrokerctl drop %s) once its users are done, and reload to make it anew",
+                           live->name, diff, live->name);
+}
+
 int broker_create_configured_pools(Broker *b, SbReason *why) {
         for (size_t i = 0; i < b->config->n_pools; i++) {
                 PoolSpec spec = b->config->pools[i];
@@ -188,18 +217,9 @@ int broker_create_configured_pools(Broker *b, SbReason *why) {
 
                 if (broker_find_pool(b, spec.name))
                         continue;
-                spec.uid = b->uid;
-                spec.gid = b->gid;
-                /* By name only: an administrator names groups, and a name that the system
-                 * does not know must not grant a number's worth of access. */
-                if (spec.group[0] && sb_group_lookup(spec.group, false, &spec.gid) < 0) {
-                        /* Falling back to our own group could admit the wrong users: give
-                         * the group no access instead. */
+                if (!configured_spec(&spec, b->uid, b->gid))
                         log_warning("pool \"%s\": no group \"%s\" on this system: group access removed",
                                     spec.name, spec.group);
-                        spec.gid = b->gid;
-                        spec.mode &= ~070u;
-                }
                 r = broker_create_pool(b, &spec, &p, why);
                 if (r != 0) {
                         sb_reason_prefix(why, "pool \"%s\"", spec.name);
@@ -211,6 +231,15 @@ int broker_create_configured_pools(Broker *b, SbReason *why) {
         return 0;
 }
 
+/* A configured name that a pool a client created holds, @live, refuses the file. */
+static int check_live_pool(const Config *c, size_t i, const PoolSpec *live, SbReason *why) {
+        if (live && !live->configured)
+                return config_fail(c, why, "pools", (long)i, "name",
+                                   "pool \"%s\" is configured, but a pool of that name created by uid %u exists: drop "
+                                   "it first", live->name, (unsigned)live->uid);
+        return 0;
+}
+
 int broker_check_config(Broker *b, const Config *c, SbReason *why) {
         int r = config_check(c, why);
 
@@ -219,10 +248,30 @@ int broker_check_config(Broker *b, const Config *c, SbReason *why) {
         for (size_t i = 0; i < c->n_pools; i++) {
                 const Pool *p = broker_find_pool(b, c->pools[i].name);
 
-                if (p && !p->spec.configured)
-                        return config_fail(c, why, "pools", (long)i, "name",
-                                           "pool \"%s\" is configured, but a pool of that name created by uid %u "
-                                           "exists: drop it first", p->spec.name, (unsigned)p->spec.uid);
+                if (p && (r = check_live_pool(c, i, &p->spec, why)) < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static const PoolSpec *find_spec(const PoolSpec *specs, size_t n, const char *name) {
+        for (size_t i = 0; i < n; i++)
+                if (strcmp(specs[i].name, name) == 0)
+                        return &specs[i];
+        return NULL;
+}
+
+int broker_check_config_against(const Config *c, const PoolSpec *live, size_t n_live, SbReason *why) {
+        int r = config_check(c, why);
+
+        for (size_t i = 0; r == 0 && i < c->n_pools; i++)
+                r = check_live_pool(c, i, find_spec(live, n_live, c->pools[i].name), why);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < c->n_pools; i++) {
+                const PoolSpec *have = find_spec(live, n_live, c->pools[i].name);
+                if (have)
+                        broker_note_changed_pool(&c->pools[i], have, (uid_t)-1, (gid_t)-1);
         }
         return 0;
 }
@@ -249,9 +298,7 @@ static void broker_update_configured(Broker *b) {
                 if (!p->spec.persistent)
                         log_info("pool \"%s\" is configured again: it stays", p->spec.name);
                 p->spec.persistent = true;
-                if (cp->slot_size != p->spec.slot_size || cp->slots != p->spec.slots || cp->ordered != p->spec.ordered ||
-                    cp->huge_pages != p->spec.huge_pages)
-                        log_warning("pool \"%s\" keeps its layout until it is dropped", p->spec.name);
+                broker_note_changed_pool(cp, &p->spec, b->uid, b->gid);
         }
 }
 

@@ -52,6 +52,23 @@ DEFINE_CLEANUP_FUNC(Broker, broker_free)
  */
 int broker_check_config(Broker *b, const Config *c, SbReason *why);
 
+/*
+ * broker_check_config() outside the daemon (`--check-config`), against the pools @live of
+ * the daemon that runs (as its status describes them: configured or not, owner, gid): a
+ * configured name held by a pool a client created refuses the file, as a reload would.
+ * When the file passes, each configured pool whose live one differs gets a notice
+ * (broker_note_changed_pool()). Returns 0 or -EINVAL with "PATH: line N: reason" in @why.
+ */
+int broker_check_config_against(const Config *c, const PoolSpec *live, size_t n_live, SbReason *why);
+
+/*
+ * A pool keeps its layout, mode and group until it is dropped (its segment cannot change
+ * under its users): when configured pool @configured would now be made otherwise than
+ * @live, the pool of its name, log a notice that says what differs and how to apply it.
+ * @uid and @gid are the daemon's ((uid_t)-1, (gid_t)-1 when unknown: outside the daemon).
+ */
+void broker_note_changed_pool(const PoolSpec *configured, const PoolSpec *live, uid_t uid, gid_t gid);
+
 /* Create the configured pools that do not exist yet. 0, or -EINVAL / -errno with the
  * first failure in @why. */
 int broker_create_configured_pools(Broker *b, SbReason *why);
@@ -79,6 +96,7 @@ void broker_pool_gc(Broker *b, Pool *p);
  * (limits included), and the reason is in @why. Once applied: the new limits hold for
  * what comes next, configured pools removed from the file go once unused, those put
  * back (even while they were going) are configured and persistent again, and changed
- * ones keep their layout until dropped (logged). Returns 0, -EINVAL or -errno.
+ * ones keep their layout until dropped (a notice, broker_note_changed_pool()). Returns 0,
+ * -EINVAL or -errno.
  */
 int broker_reload(Broker *b, Config *config, SbReason *why);

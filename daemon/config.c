@@ -12,10 +12,12 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "config.h"
 #include "sb-json-text.h"
 #include "sb-json.h"
+#include "sb-names.h"
 #include "sb-size.h"
 #include "sb-unix.h"
 
@@ -94,17 +96,62 @@ static bool key_known(const char *k, const char *const *keys, size_t n) {
 
 /* --- the file ------------------------------------------------------------------- */
 
-int config_fail(const Config *c, SbReason *why, const char *key, long index, const char *sub, const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
+static int config_vfail(const Config *c, SbReason *why, unsigned line, const char *fmt, va_list ap) {
         vsnprintf(why->text, sizeof(why->text), fmt, ap);
-        va_end(ap);
         if (c->text)
-                sb_reason_prefix(why, "line %u", sb_json_locate(c->text, c->text_len, key, index, sub));
+                sb_reason_prefix(why, "line %u", line);
         if (c->path)
                 sb_reason_prefix(why, "%s", c->path);
         return -EINVAL;
+}
+
+int config_fail(const Config *c, SbReason *why, const char *key, long index, const char *sub, const char *fmt, ...) {
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = config_vfail(c, why, c->text ? sb_json_locate(c->text, c->text_len, key, index, sub) : 0, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+/* Fail at member number @n of the object sb_json_locate_member() finds by @key and @index. */
+_printf_(6, 7)
+static int config_fail_member(const Config *c, SbReason *why, const char *key, long index, size_t n, const char *fmt,
+                              ...) {
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = config_vfail(c, why, sb_json_locate_member(c->text, c->text_len, key, index, n), fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+/* cJSON keeps every member of an object: of a key given twice, one would be read and the
+ * other silently ignored, whichever the administrator meant. @obj is the object of @key and
+ * @index (as config_fail_member() finds it), @where how a person finds it. */
+static int refuse_repeated_key(const Config *c, SbReason *why, const cJSON *obj, const char *key, long index,
+                               const char *where) {
+        size_t n, first;
+        const cJSON *v = sb_json_repeated_key(obj, &n, &first);
+
+        if (!v)
+                return 0;
+        return config_fail_member(c, why, key, index, n, "\"%s\" is set twice%s (first on line %u)", v->string, where,
+                                  sb_json_locate_member(c->text, c->text_len, key, index, first));
+}
+
+/* How an error names pool @i of the file: by its name when it has one a person can read. */
+static const char *pool_label(const cJSON *obj, size_t i, char *buf, size_t size) {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(obj, "name");
+
+        if (cJSON_IsString(name) && sb_name_text_valid(name->valuestring) &&
+            strlen(name->valuestring) <= (size_t)SB_POOL_NAME_MAX * 2)
+                snprintf(buf, size, "pool \"%s\"", name->valuestring);
+        else
+                snprintf(buf, size, "pool #%zu of \"pools\" (it has no valid \"name\")", i + 1);
+        return buf;
 }
 
 static int parse_limits(const cJSON *lim, Config *c, SbReason *why) {
@@ -130,6 +177,8 @@ static int parse_limits(const cJSON *lim, Config *c, SbReason *why) {
                         return config_fail(c, why, "limits", -1, NULL,
                                           "limit \"%s\" must be a positive number (sizes may take a unit)", v->string);
         }
+        if (refuse_repeated_key(c, why, lim, "limits", -1, " in \"limits\"") < 0)
+                return -EINVAL;
         if (l->max_line < 256)
                 return config_fail(c, why, "limits", -1, NULL, "limit \"max_line\" must be at least 256 bytes");
         if (l->max_line > (UINT64_C(1) << 30))
@@ -150,10 +199,15 @@ static int parse_pools(const cJSON *arr, Config *c, SbReason *why) {
         cJSON_ArrayForEach(v, arr) {
                 PoolSpec *cp = &c->pools[i];
                 const char *bad_key;
+                char label[3 * SB_POOL_NAME_MAX], in[sizeof(label) + 8];
                 SbReason bad;
 
                 if (pool_spec_from_json(v, SPEC_FROM_CONFIG, cp, &bad_key, &bad) != 0)
-                        return config_fail(c, why, "pools", (long)i, bad_key, "pool %zu: %s", i, bad.text);
+                        return config_fail(c, why, "pools", (long)i, bad_key, "%s: %s",
+                                           pool_label(v, i, label, sizeof(label)), bad.text);
+                snprintf(in, sizeof(in), " in %s", pool_label(v, i, label, sizeof(label)));
+                if (refuse_repeated_key(c, why, v, "pools", (long)i, in) < 0)
+                        return -EINVAL;
                 cp->persistent = true;
                 cp->configured = true;
                 for (size_t j = 0; j < i; j++)
@@ -209,6 +263,13 @@ int config_parse(const char *text, size_t len, Config **ret, SbReason *why) {
                 sb_reason_set(why, "line 1: the file is not UTF-8 text");
                 return -EINVAL;
         }
+        /* An empty file is taken for a mistake (a write that never happened, a truncation):
+         * read at a reload, it would drop every configured pool. Saying "nothing" takes {},
+         * or a file of comments alone, or /dev/null (config_load()). */
+        if (sb_json_skip_ws(buf, buf + len) == buf + len) {
+                sb_reason_set(why, "line 1: the file is empty: write {} to configure nothing");
+                return -EINVAL;
+        }
         bad = blank_comments(buf, len);
         if (bad >= 0) {
                 sb_reason_set(why, "line %u: unterminated /* comment", sb_json_line_of(buf, (size_t)bad));
@@ -223,12 +284,17 @@ int config_parse(const char *text, size_t len, Config **ret, SbReason *why) {
         if (!root) {
                 const char *at = cJSON_GetErrorPtr();
                 size_t off = (at >= buf && at <= buf + len) ? (size_t)(at - buf) : len;
-                sb_reason_set(why, "line %u: not valid JSON", sb_json_line_of(buf, off));
+                char what[160];
+
+                if (sb_json_explain(buf, len, &off, what, sizeof(what)))
+                        sb_reason_set(why, "line %u: not valid JSON: %s", sb_json_line_of(buf, off), what);
+                else
+                        sb_reason_set(why, "line %u: not valid JSON", sb_json_line_of(buf, off));
                 return -EINVAL;
         }
         if (sb_json_skip_ws(end, buf + len) != buf + len) {
                 sb_reason_set(why, "line %u: text after the end of the JSON object",
-                         sb_json_line_of(buf, (size_t)(end - buf)));
+                              sb_json_line_of(buf, (size_t)(sb_json_skip_ws(end, buf + len) - buf)));
                 return -EINVAL;
         }
         if (!cJSON_IsObject(root)) {
@@ -238,6 +304,8 @@ int config_parse(const char *text, size_t len, Config **ret, SbReason *why) {
         cJSON_ArrayForEach(v, root)
                 if (!key_known(v->string, top_keys, ELEMENTSOF(top_keys)))
                         return config_fail(c, why, v->string, -1, NULL, "unknown setting \"%s\"", v->string);
+        if (refuse_repeated_key(c, why, root, NULL, -1, "") < 0)
+                return -EINVAL;
 
         r = parse_socket_settings(root, c, why);
         if (r < 0)
@@ -254,6 +322,7 @@ int config_parse(const char *text, size_t len, Config **ret, SbReason *why) {
 
 int config_load(const char *path, bool missing_ok, Config **ret, SbReason *why) {
         _cleanup_(freep) char *text = NULL;
+        struct stat st;
         size_t len = 0, n;
         FILE *f;
         int r;
@@ -276,12 +345,19 @@ int config_load(const char *path, bool missing_ok, Config **ret, SbReason *why) 
         while ((n = fread(text + len, 1, CONFIG_FILE_MAX + 1 - len, f)) > 0)
                 len += n;
         r = ferror(f) ? -EIO : 0;
+        if (r == 0 && fstat(fileno(f), &st) < 0)
+                r = -errno;
         fclose(f);
         if (r < 0 || len > CONFIG_FILE_MAX) {
                 sb_reason_set(why, "%s: %s", path, r < 0 ? "read error" : "file larger than 4 MiB");
                 return r < 0 ? r : -EFBIG;
         }
-        r = config_parse(text, len, ret, why);
+        /* What is not a file (/dev/null) and gives nothing says "no configuration" on purpose;
+         * an empty file is refused (config_parse()). */
+        if (len == 0 && !S_ISREG(st.st_mode))
+                r = (*ret = config_new_default()) ? 0 : -ENOMEM;
+        else
+                r = config_parse(text, len, ret, why);
         if (r < 0) {
                 sb_reason_prefix(why, "%s", path);
                 return r;

@@ -22,6 +22,7 @@
 #include "creator.h"
 #include "listener.h"
 #include "log.h"
+#include "running.h"
 #include "sb-group.h"
 #include "sb-macro.h"
 #include "socket.h"
@@ -55,7 +56,8 @@ static void help(void) {
                "  --config PATH   read PATH (default: " CONFIG_DEFAULT_PATH ", if it exists)\n"
                "  --check-config PATH\n"
                "                  check PATH as a start and a reload do, then exit: 0 if it is\n"
-               "                  good, 1 with the line and the reason on stderr if not\n"
+               "                  good, 1 with the line and the reason on stderr if not; against\n"
+               "                  the pools of the daemon on the socket, when one listens there\n"
                "  -v, --verbose   log debug messages\n"
                "  -h, --help      show this help\n"
                "  --version       show the version\n");
@@ -287,14 +289,30 @@ static int read_config(const char *path, bool missing_ok, Config **ret, SbReason
         return 0;
 }
 
-static int check_config(const char *path) {
-        Config *c = NULL;
+/* --check-config: the checks of a start, and, when a daemon listens on the socket the file
+ * (or --socket, or $SHMBROKER_SOCKET) names, those of a reload against its pools, with a
+ * notice for each configured pool that the file would change (applied only once dropped). */
+static int check_config(const Options *o) {
+        _cleanup_(config_freep) Config *c = NULL;
+        _cleanup_(freep) PoolSpec *live = NULL;
         SbReason why = { "" };
-        int r = read_config(path, false, &c, &why);
+        const char *path;
+        size_t n = 0;
+        int r = config_load(o->check_config, false, &c, &why);
 
+        if (r < 0) {
+                log_error("%s", why.text);
+                return r;
+        }
+        path = socket_path(o, c);
+        r = running_pools(path, &live, &n, &why);
+        if (r == -ENOENT || r == -ECONNREFUSED)
+                log_debug("no daemon listens on %s: no pools to compare with", path);
+        else if (r < 0)
+                log_notice("the pools of the daemon on %s were not compared with the file: %s", path, why.text);
+        r = broker_check_config_against(c, live, n, &why);
         if (r < 0)
                 log_error("%s", why.text);
-        config_free(c);
         return r;
 }
 
@@ -374,6 +392,6 @@ int main(int argc, char **argv) {
         if (r <= 0)
                 return r < 0 ? 2 : 0;
         log_set_max_priority(o.verbose ? LOG_DEBUG : LOG_INFO);
-        r = o.check_config ? check_config(o.check_config) : run(&o);
+        r = o.check_config ? check_config(&o) : run(&o);
         return r < 0 ? 1 : 0;
 }

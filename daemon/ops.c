@@ -35,8 +35,7 @@ static int request_pool_name(Request *req, const char **name) {
         if (r != 0)
                 return r;
         if (!sb_pool_name_valid(*name))
-                return request_fail(req, SB_E_BAD_REQUEST, "\"pool\" must be 1 to %d letters, digits, '.', '_' or '-'",
-                                    SB_POOL_NAME_MAX);
+                return request_fail(req, SB_E_BAD_REQUEST, "\"pool\" must be a pool name: " SB_POOL_NAME_RULE);
         return 0;
 }
 

@@ -6,6 +6,7 @@
  * about keys they do not know.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -132,9 +133,7 @@ int pool_spec_from_json(const cJSON *obj, PoolSpecSource source, PoolSpec *spec,
         *bad_key = name_key;
         v = cJSON_GetObjectItemCaseSensitive(obj, name_key);
         if (!cJSON_IsString(v) || !sb_pool_name_valid(v->valuestring))
-                return sb_fail(why, SB_E_BAD_REQUEST,
-                               "\"%s\" must be a pool name: 1 to %d letters, digits, '.', '_' or '-'", name_key,
-                               SB_POOL_NAME_MAX);
+                return sb_fail(why, SB_E_BAD_REQUEST, "\"%s\" must be a pool name: " SB_POOL_NAME_RULE, name_key);
         memcpy(spec->name, v->valuestring, strlen(v->valuestring) + 1);
 
         for (size_t i = 0; i < ELEMENTSOF(spec_fields); i++) {
@@ -162,4 +161,51 @@ int pool_spec_layout(const PoolSpec *spec, PoolLayout *ret, SbReason *why) {
                                (unsigned long long)spec->slot_size);
         *ret = (PoolLayout){ .stride = stride, .size = size };
         return 0;
+}
+
+/* Append ", @fmt" (or @fmt first) to the list in @buf at *at. */
+_printf_(4, 5)
+static void add_difference(char *buf, size_t size, size_t *at, const char *fmt, ...) {
+        va_list ap;
+        int n;
+
+        if (*at >= size)
+                return;
+        if (*at > 0)
+                *at += (size_t)snprintf(buf + *at, size - *at, ", ");
+        if (*at >= size)
+                return;
+        va_start(ap, fmt);
+        n = vsnprintf(buf + *at, size - *at, fmt, ap);
+        va_end(ap);
+        if (n > 0)
+                *at += (size_t)n;
+}
+
+bool pool_spec_differences(const PoolSpec *want, const PoolSpec *have, char *buf, size_t size) {
+        char a[32], b[32];
+        size_t at = 0;
+
+        buf[0] = 0;
+        if (want->slot_size != have->slot_size)
+                add_difference(buf, size, &at, "slot_size %s (live: %s)", sb_format_size(want->slot_size, a, sizeof(a)),
+                               sb_format_size(have->slot_size, b, sizeof(b)));
+        if (want->slots != have->slots)
+                add_difference(buf, size, &at, "slots %u (live: %u)", want->slots, have->slots);
+        if (want->huge_pages != have->huge_pages)
+                add_difference(buf, size, &at, "huge_pages %s (live: %s)", want->huge_pages ? "true" : "false",
+                               have->huge_pages ? "true" : "false");
+        if (want->ordered != have->ordered)
+                add_difference(buf, size, &at, "ordered %s (live: %s)", want->ordered ? "true" : "false",
+                               have->ordered ? "true" : "false");
+        if (want->on_consumer_death != have->on_consumer_death)
+                add_difference(buf, size, &at, "on_consumer_death \"%s\" (live: \"%s\")",
+                               pool_policy_name(want->on_consumer_death), pool_policy_name(have->on_consumer_death));
+        if (want->mode != have->mode)
+                add_difference(buf, size, &at, "mode %04o (live: %04o)", want->mode, have->mode);
+        if (want->gid != (gid_t)-1 && have->gid != (gid_t)-1 && want->gid != have->gid)
+                add_difference(buf, size, &at, "group %s%s%s (gid %u; live: gid %u)", want->group[0] ? "\"" : "",
+                               want->group[0] ? want->group : "none: the daemon's", want->group[0] ? "\"" : "",
+                               (unsigned)want->gid, (unsigned)have->gid);
+        return at > 0;
 }

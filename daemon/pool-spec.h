@@ -59,3 +59,11 @@ int pool_spec_from_json(const cJSON *obj, PoolSpecSource source, PoolSpec *spec,
 int pool_spec_layout(const PoolSpec *spec, PoolLayout *ret, SbReason *why);
 
 const char *pool_policy_name(PoolPolicy policy);
+
+/*
+ * What a pool made from @want now would have that the pool @have, which holds its name,
+ * has not: the layout (slot_size, slots, huge_pages), ordered, on_consumer_death, mode, and
+ * the group when both gids are known (not (gid_t)-1). A list for a person into @buf
+ * ("slots 8 (live: 4), mode 0660 (live: 0600)"); false, and "", when nothing differs.
+ */
+bool pool_spec_differences(const PoolSpec *want, const PoolSpec *have, char *buf, size_t size);

@@ -250,6 +250,7 @@ int reply_add_pool(cJSON *o, const Pool *p, bool with_shmid) {
             reply_add_uint(o, "slots", p->spec.slots) < 0 || reply_add_uint(o, "size", p->seg.size) < 0 ||
             !cJSON_AddBoolToObject(o, "ordered", p->spec.ordered) ||
             !cJSON_AddBoolToObject(o, "persistent", p->spec.persistent) ||
+            !cJSON_AddBoolToObject(o, "configured", p->spec.configured) ||
             !cJSON_AddBoolToObject(o, "huge_pages", p->spec.huge_pages) ||
             !cJSON_AddStringToObject(o, "on_consumer_death", pool_policy_name(p->spec.on_consumer_death)) ||
             reply_add_uint(o, "uid", p->spec.uid) < 0 || reply_add_uint(o, "gid", p->spec.gid) < 0 ||

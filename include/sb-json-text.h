@@ -19,6 +19,21 @@ unsigned sb_json_line_of(const char *text, size_t off);
  * precise place found, line 1 when nothing is. */
 unsigned sb_json_locate(const char *text, size_t len, const char *key, long index, const char *sub);
 
+/*
+ * What is wrong with @text, which cJSON refused, for a person: the offset of the mistake in
+ * *off and what it is in @what. cJSON stops where its reading fails, which for a missing
+ * comma is at the next member, often on the next line; this points at the value the comma
+ * should follow, at a comma that JSON does not allow, at a bracket left open. It reads as
+ * cJSON does (blanks are every byte up to 32; numbers, strings and words as cJSON takes
+ * them); false when it finds nothing wrong (cJSON's own place then stands).
+ */
+bool sb_json_explain(const char *text, size_t len, size_t *off, char *what, size_t size);
+
+/* The line of member number @n (0 for the first, in the order of the text) of an object:
+ * the top-level one (@key NULL), the value of its member @key (@index < 0), or element
+ * @index of that value. Line 1 when there is no such member. */
+unsigned sb_json_locate_member(const char *text, size_t len, const char *key, long index, size_t n);
+
 /* Past the blanks at @p (at most @end): space, tab, newline, carriage return. */
 const char *sb_json_skip_ws(const char *p, const char *end);
 

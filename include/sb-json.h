@@ -29,5 +29,11 @@ int sb_json_size(const cJSON *v, uint64_t *ret);
 /* A file mode: an octal string ("0660") or an integer; at most 0777. */
 int sb_json_mode(const cJSON *v, unsigned *ret);
 
+/* The first member of object @obj whose key an earlier member has too (cJSON keeps both,
+ * and reads the first), with its place (0 for the first member) in *index and the earlier
+ * one's in *first; NULL when no key repeats. Quadratic in the members up to it: for objects
+ * whose keys the caller has checked against the few it knows, so that a repeat comes soon. */
+const cJSON *sb_json_repeated_key(const cJSON *obj, size_t *index, size_t *first);
+
 /* True if @s[0..len) is well-formed UTF-8 without NUL bytes, overlongs or surrogates. */
 bool sb_utf8_valid(const char *s, size_t len);

@@ -9,9 +9,15 @@
 #include <stddef.h>
 
 #define SB_POOL_NAME_MAX 64
+#define SB_STRINGIFY_(x) #x
+#define SB_STRINGIFY(x) SB_STRINGIFY_(x)
 
 /* A pool name: 1 to 64 of [A-Za-z0-9._-], not starting with '.' or '-'. NULL is not. */
 bool sb_pool_name_valid(const char *name);
+
+/* That rule in words, for the messages of whoever refuses a name (daemon and library). */
+#define SB_POOL_NAME_RULE                                                                       \
+        "1 to " SB_STRINGIFY(SB_POOL_NAME_MAX) " letters, digits, '.', '_' or '-', not starting with '.' or '-'"
 
 /*
  * The rule for text that a person reads as a name (a client's hello name): UTF-8 without

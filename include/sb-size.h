@@ -9,8 +9,9 @@
 
 /*
  * Parse a size: a decimal number of bytes, optionally followed (after optional blanks)
- * by B, KiB, MiB, GiB or TiB (also K, M, G, T and KB, MB, GB, TB, all powers of 1024).
- * Returns 0, -EINVAL for a malformed string, -ERANGE for one that overflows 64 bits.
+ * by B, KiB, MiB, GiB, TiB, PiB or EiB (also K, M, G, T, P, E and KB, MB, GB, TB, PB, EB,
+ * all powers of 1024): every unit sb_format_size() writes. Returns 0, -EINVAL for a
+ * malformed string, -ERANGE for one that overflows 64 bits ("16EiB").
  */
 int sb_parse_size(const char *s, uint64_t *ret);
 

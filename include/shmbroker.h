@@ -15,7 +15,9 @@
  *
  * Errors: every call returns 0 (or a count) on success, or a negative errno. When the
  * daemon refused a request, sb_client_code() gives its protocol code and
- * sb_client_message() its message; protocol codes map to errnos as follows:
+ * sb_client_message() its message, which says what was wrong (show it to the user). A
+ * request the library refuses before sending it for a reason the daemon gives too (an
+ * invalid pool name) sets them the same way. Protocol codes map to errnos as follows:
  * timeout -ETIMEDOUT, no_such_pool -ENOENT, pool_exists -EEXIST, not_holder -EPERM,
  * wrong_role -EPERM, permission_denied -EACCES, limit -ENOSPC, bad_request -EINVAL,
  * unknown_op -EOPNOTSUPP, need_hello -EPROTO, internal -EIO. A broken connection is
@@ -120,10 +122,13 @@ int sb_connect(sb_client **ret, const char *path, sb_role role, const char *name
  * reclaims every slot still held. Accepts NULL; returns NULL. */
 sb_client *sb_client_free(sb_client *c);
 
-/* The code of the last request the daemon refused on @c (SB_CODE_OK if none). */
+/* The code of the last request the daemon refused on @c (SB_CODE_OK if none): the last
+ * call failed with that code's errno. A call that failed with another errno (the
+ * connection, memory, arguments) leaves SB_CODE_OK. */
 sb_code sb_client_code(const sb_client *c);
 
-/* The daemon's message for that refusal ("" if none); valid until the next call on @c. */
+/* The daemon's message for that refusal ("" if none), for a person: what was wrong and,
+ * where there is one, the rule or limit; valid until the next call on @c. */
 const char *sb_client_message(const sb_client *c);
 
 /* The wire name of @code ("timeout", ...). */
@@ -147,6 +152,16 @@ int sb_pool_create(sb_client *c, sb_pool **ret, const char *name, uint64_t slot_
  * on. Writing through a read-only attachment kills the process with SIGSEGV. */
 int sb_pool_open(sb_client *c, sb_pool **ret, const char *name);
 
+/* sb_pool_create() and sb_pool_open() without attaching the segment, for administration
+ * (shmbrokerctl create and drop): they work wherever the socket reaches, also from another
+ * IPC namespace, where the pool's shmid names no segment. The handle gives the pool's name,
+ * shmid and layout, and serves sb_drop(), sb_publish(), sb_release(), sb_end() and
+ * sb_pool_close(); sb_pool_base() is NULL, and the calls that hand out slots or batches
+ * fail with -EBADFD. The pool is open on the connection as with sb_pool_open(). */
+int sb_pool_create_unattached(sb_client *c, sb_pool **ret, const char *name, uint64_t slot_size, uint32_t slots,
+                              const sb_pool_options *opts);
+int sb_pool_open_unattached(sb_client *c, sb_pool **ret, const char *name);
+
 /* Detach the pool here and free the handle; the daemon keeps it open for the connection
  * (and its slots held) until the client is freed. Accepts NULL; returns NULL. */
 sb_pool *sb_pool_close(sb_pool *p);
@@ -156,7 +171,8 @@ uint64_t sb_pool_slot_size(const sb_pool *p);
 uint64_t sb_pool_stride(const sb_pool *p);
 uint32_t sb_pool_slots(const sb_pool *p);
 int sb_pool_shmid(const sb_pool *p);
-/* The address of the attached segment; slot N starts at N * stride. */
+/* The address of the attached segment (NULL for a pool opened unattached); slot N starts
+ * at N * stride. */
 void *sb_pool_base(const sb_pool *p);
 
 /* --- producing ------------------------------------------------------------------------ */

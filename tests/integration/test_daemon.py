@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-
+import re
 import signal
 import socket
 import subprocess
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sbtest import DAEMON, Client, as_user_argv, listening, needs_root, requests_as_user, segments, wait_for
+from sbtest import DAEMON, ROOT, Client, as_user_argv, listening, needs_root, requests_as_user, segments, wait_for
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -140,3 +140,31 @@ def test_daemon_runs_without_root(open_dir):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     assert segments() == before
+
+
+def configuration_keys() -> dict[str, set[str]]:
+    """Every key the configuration takes, read from the code that takes it: the top level's
+    and the limits' (daemon/config.c), a pool's (daemon/pool-spec.c)."""
+    config_c = (ROOT / "daemon" / "config.c").read_text()
+    spec_c = (ROOT / "daemon" / "pool-spec.c").read_text()
+
+    def strings(text: str, start: str) -> set[str]:
+        at = text.index(start)
+        return set(re.findall(r'"(\w+)"', text[at:text.index("};", at)]))
+    fields = spec_c[spec_c.index("spec_fields[] = {"):]
+    return {"top": strings(config_c, "top_keys[] = {"), "limits": strings(config_c, "keys[] = { \"max_pools\""),
+            "pool": {"name"} | set(re.findall(r'\{ "(\w+)", offsetof', fields[:fields.index("};")]))}
+
+
+def test_the_manual_documents_every_configuration_key_with_its_default():
+    """shmbrokerd(8) names every key the code takes, and gives each limit the default of the
+    example configuration (whose limits are the defaults: test-config.c)."""
+    man = (ROOT / "docs" / "shmbrokerd.8").read_text().replace("\\-", "-").replace("\\(dq", '"')
+    keys = configuration_keys()
+    assert len(keys["limits"]) == 11 and {"socket_group", "pools"} <= keys["top"] and "on_consumer_death" in keys["pool"]
+    for key in set().union(*keys.values()):
+        assert re.search(rf"^\.BR? {key}\b", man, re.M), f"shmbrokerd(8) does not document {key}"
+    example = (ROOT / "conf" / "shmbroker.conf").read_text()
+    for key in keys["limits"]:
+        value = re.search(rf'"{key}":\s*"?(\w+)"?', example).group(1)
+        assert re.search(rf'^\.BR {key} " \(default {value}\)"$', man, re.M), f"{key}: the default is {value}"

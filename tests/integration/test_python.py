@@ -259,8 +259,9 @@ def test_timeouts_and_errors(daemon, pair):
     with pytest.raises(shmbroker.NoSuchPool) as e:
         c.open("missing")
     assert e.value.code == "no_such_pool" and "missing" in str(e.value)
-    with pytest.raises(shmbroker.PoolExists):
+    with pytest.raises(shmbroker.PoolExists) as e:
         c.create("py", slot_size=64, slots=1)
+    assert e.value.message == 'pool "py" exists' and str(e.value) == 'create py: pool "py" exists'
     with pytest.raises(ValueError):
         out.put(np.zeros(2 << 20, np.uint8))           # larger than a slot
     with pytest.raises(TypeError):
@@ -269,6 +270,26 @@ def test_timeouts_and_errors(daemon, pair):
         c.open("py").get(timeout=0)
     with pytest.raises(shmbroker.ConnectionLost):
         shmbroker.connect("admin", "/nonexistent/shmbroker.sock")
+    c.close()
+
+
+def test_refusals_carry_the_daemons_explanation(daemon):
+    """What the daemon (or the library, refusing a name before sending it as the daemon
+    would) says was wrong reaches the exception: the rule, not "invalid argument"."""
+    c = shmbroker.connect("admin", daemon.path)
+    for call in (lambda: c.create("a/b c", slot_size=64, slots=1), lambda: c.open("a/b c"),
+                 lambda: c.status("a/b c")):
+        with pytest.raises(shmbroker.BadRequest) as e:
+            call()
+        assert e.value.code == "bad_request" and e.value.errno == errno.EINVAL
+        assert e.value.message.startswith('"a/b c" is not a pool name: a pool name is 1 to 64 letters, digits')
+        assert e.value.message in str(e.value) and "invalid argument" not in str(e.value)
+    with pytest.raises(shmbroker.BadRequest) as e:
+        c.create("fine", slot_size=64, slots=0)
+    assert '"slots" must be an integer from 1 to' in e.value.message
+    with pytest.raises(shmbroker.LimitExceeded) as e:
+        c.create("fine", slot_size=1 << 40, slots=1)
+    assert "max_bytes" in e.value.message           # the limit, by name
     c.close()
 
 

@@ -21,8 +21,8 @@ def pool_names(c) -> list[str]:
     return sorted(p["pool"] for p in c.ok("status")["pools"])
 
 
-def check_config(path) -> subprocess.CompletedProcess:
-    return subprocess.run([DAEMON, "--check-config", str(path)], capture_output=True, text=True, timeout=10)
+def check_config(path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([DAEMON, "--check-config", str(path), *args], capture_output=True, text=True, timeout=10)
 
 
 def error_lines(d) -> list[str]:
@@ -67,6 +67,12 @@ def test_check_config_applies_every_check_of_a_start(tmp_path):
         conf({"a": {"slot_size": 2**53, "slots": 2**20}}): "overflow",
         conf(socket="/" + "s" * 200): "socket",
         conf({"a": ONE, "a2": {**ONE, "colour": 1}}): "colour",
+        "": "line 1: the file is empty: write {} to configure nothing",
+        "\n \n": "the file is empty",
+        '{\n "socket_mode": "0600",\n "socket_mode": "0666"\n}': 'line 3: "socket_mode" is set twice (first on line 2)',
+        '{\n "pools": [\n  {"name": "a", "slot_size": 1, "slots": 1}\n  {"name": "b", "slot_size": 1, "slots": 1}\n ]\n}':
+            "line 3: not valid JSON: a ',' is missing between two elements (the next starts on line 4)",
+        '{"pools": [\n {"name": "a", "slot_size": 0, "slots": 1}]}': 'line 2: pool "a": "slot_size" must be',
     }
     for text, want in cases.items():
         f.write_text(text)
@@ -79,6 +85,9 @@ def test_check_config_applies_every_check_of_a_start(tmp_path):
     assert r.returncode == 1 and "missing.conf" in r.stderr
     f.write_text("// nothing configured\n")
     assert check_config(f).returncode == 0
+    f.write_text("{}")
+    assert check_config(f).returncode == 0
+    assert check_config("/dev/null").returncode == 0       # not a file: "no configuration", on purpose
     assert "--check-config" in subprocess.run([DAEMON, "--help"], capture_output=True, text=True).stdout
 
 
@@ -164,3 +173,53 @@ def test_a_configured_pool_put_back_while_in_use_stays_configured(daemon_factory
     admin.err("create", "pool_exists", pool="cfg", **ONE)
     assert d.reload(conf())                        # removed again while unused: gone at once
     assert pool_names(admin) == []
+
+
+def test_a_changed_pool_keeps_what_it_was_made_with_until_dropped_and_says_so(daemon_factory, tmp_path):
+    """A pool's segment cannot change under its users: a reload that changes a configured
+    pool leaves it as it is, with a notice that says what differs and how to apply it;
+    --check-config against the running daemon says the same before the reload. Dropped,
+    the pool is made anew by the next reload."""
+    d = daemon_factory(config=conf({"cfg": ONE}))
+    c = d.client(role="admin")
+    assert c.ok("status", pool="cfg")["pools"][0]["configured"] is True
+    changed = conf({"cfg": {"slot_size": 8192, "slots": 2, "mode": "0640"}})
+    notice = ('<5>pool "cfg" keeps what it was made with until it is dropped: the configuration says slot_size 8 KiB '
+              '(live: 4 KiB), slots 2 (live: 1), mode 0640 (live: 0600); drop it (shmbrokerctl drop cfg) once its users '
+              'are done, and reload to make it anew')
+    f = tmp_path / "changed.conf"
+    f.write_text(changed)
+    r = check_config(f, "--socket", d.path)
+    assert (r.returncode, r.stderr) == (0, notice + "\n")
+    assert d.reload(changed)
+    assert d.log_text().count(notice) == 1
+    p = c.ok("status", pool="cfg")["pools"][0]
+    assert (p["slots"], p["slot_size"], p["mode"]) == (1, 4096, "0600")
+
+    c.ok("open", pool="cfg")
+    c.ok("drop", pool="cfg")
+    assert d.reload(changed)
+    p = c.ok("status", pool="cfg")["pools"][0]
+    assert (p["slots"], p["slot_size"], p["mode"]) == (2, 8192, "0640")
+    assert d.log_text().count(notice) == 1
+    r = check_config(f, "--socket", d.path)
+    assert (r.returncode, r.stderr) == (0, "")
+    r = check_config(f, "--socket", str(tmp_path / "nobody.sock"))      # no daemon: nothing to compare
+    assert (r.returncode, r.stderr) == (0, "")
+
+
+def test_check_config_refuses_a_name_a_clients_pool_holds_in_the_running_daemon(daemon_factory, tmp_path):
+    """What a reload would refuse, --check-config refuses before it: systemctl reload fails
+    at once rather than leaving the reason in the log."""
+    d = daemon_factory()
+    c = d.client(role="admin")
+    c.ok("create", pool="mine", **ONE, persistent=True)
+    assert c.ok("status", pool="mine")["pools"][0]["configured"] is False
+    f = tmp_path / "c.conf"
+    f.write_text(conf({"other": ONE, "mine": ONE}))
+    line = next(i for i, x in enumerate(f.read_text().splitlines(), 1) if '"mine"' in x)
+    r = check_config(f, "--socket", d.path)
+    assert r.returncode == 1
+    assert f'{f}: line {line}: pool "mine" is configured, but a pool of that name created by uid {os.geteuid()} ' \
+        'exists' in r.stderr
+    assert not d.reload(f.read_text())

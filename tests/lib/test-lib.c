@@ -289,7 +289,17 @@ START_TEST(errors_carry_code_and_message) {
         ck_assert_int_eq(sb_client_code(c), SB_CODE_NO_SUCH_POOL);
         ck_assert_str_eq(sb_code_name(sb_client_code(c)), "no_such_pool");
         ck_assert(strstr(sb_client_message(c), "missing") != NULL);
+        /* A name the library refuses before sending it is refused as the daemon would refuse
+         * it: its code, and a message that gives the rule. */
         ck_assert_int_eq(sb_pool_open(c, &cp, "bad name"), -EINVAL);
+        ck_assert_int_eq(sb_client_code(c), SB_CODE_BAD_REQUEST);
+        ck_assert_msg(strstr(sb_client_message(c), "\"bad name\" is not a pool name") &&
+                      strstr(sb_client_message(c), "letters, digits"), "%s", sb_client_message(c));
+        ck_assert_int_eq(sb_pool_create(p, &pp, "a/b c", 64, 1, NULL), -EINVAL);
+        ck_assert_int_eq(sb_client_code(p), SB_CODE_BAD_REQUEST);
+        ck_assert_int_eq(sb_pool_create(p, &pp, "ok", 64, 0, NULL), -EINVAL);   /* the daemon's refusal */
+        ck_assert_int_eq(sb_client_code(p), SB_CODE_BAD_REQUEST);
+        ck_assert_msg(strstr(sb_client_message(p), "\"slots\" must be"), "%s", sb_client_message(p));
         ck_assert_int_eq(sb_pool_create(p, &pp, "e", 64, 1, NULL), 0);
         ck_assert_int_eq(sb_pool_create(p, &pp, "e", 64, 1, NULL), -EEXIST);
         ck_assert_int_eq(sb_client_code(p), SB_CODE_POOL_EXISTS);
@@ -307,6 +317,48 @@ START_TEST(errors_carry_code_and_message) {
         ck_assert_int_eq(sb_client_code(c), SB_CODE_WRONG_ROLE);
         sb_client_free(c);
         sb_client_free(p);
+}
+END_TEST
+
+/* Pools opened without their segment: what administration needs (create, drop), and no
+ * slot or batch handed out, as there is no memory to point into. */
+START_TEST(unattached_pools_serve_administration) {
+        sb_client *a = connect_as(SB_ROLE_ADMIN, "admin"), *p = connect_as(SB_ROLE_PRODUCER, "p");
+        sb_client *c = connect_as(SB_ROLE_CONSUMER, "c");
+        sb_pool *ap, *pp, *cp, *bad = NULL;
+        sb_batch b;
+        uint32_t slot;
+        size_t cap;
+        void *ptr;
+
+        ck_assert_int_eq(sb_pool_create_unattached(a, &ap, "u", 10000, 2, NULL), 0);
+        ck_assert_ptr_null(sb_pool_base(ap));
+        ck_assert_str_eq(sb_pool_name(ap), "u");
+        ck_assert_int_ge(sb_pool_shmid(ap), 0);
+        ck_assert_uint_eq(sb_pool_slots(ap), 2);
+        ck_assert_uint_eq(sb_pool_slot_size(ap), 10000);
+        ck_assert_uint_eq(sb_pool_stride(ap) % (uint64_t)sysconf(_SC_PAGESIZE), 0);
+        ck_assert_int_eq(sb_pool_create_unattached(a, &bad, "no good", 1, 1, NULL), -EINVAL);
+        ck_assert_int_eq(sb_client_code(a), SB_CODE_BAD_REQUEST);
+        ck_assert_ptr_null(bad);
+
+        ck_assert_int_eq(sb_pool_open_unattached(p, &pp, "u"), 0);
+        ck_assert_int_eq(sb_pool_shmid(pp), sb_pool_shmid(ap));
+        ck_assert_int_eq(sb_acquire(pp, 0, &ptr, &slot, &cap), -EBADFD);
+        ck_assert_int_eq(sb_acquire_async(pp, 0, NULL, NULL), -EBADFD);
+        ck_assert_int_eq(sb_end(pp), 0);
+        ck_assert_int_eq(sb_pool_open_unattached(c, &cp, "u"), 0);
+        ck_assert_int_eq(sb_consume(cp, 0, &b), -EBADFD);
+        sb_pool_close(cp);
+        ck_assert_int_eq(sb_pool_open(c, &cp, "u"), 0);         /* attached, it consumes */
+        ck_assert_ptr_nonnull(sb_pool_base(cp));
+
+        ck_assert_int_eq(sb_drop(ap), 0);
+        sb_pool_close(ap);
+        ck_assert_int_eq(sb_pool_open_unattached(a, &ap, "u"), -ENOENT);
+        sb_client_free(c);
+        sb_client_free(p);
+        sb_client_free(a);
 }
 END_TEST
 
@@ -559,6 +611,7 @@ static Suite *lib_suite(void) {
         tcase_add_test(t, pipelined_steady_state_and_eof);
         tcase_add_test(t, many_batches_per_round_trip);
         tcase_add_test(t, errors_carry_code_and_message);
+        tcase_add_test(t, unattached_pools_serve_administration);
         tcase_add_test(t, connect_failures);
         tcase_add_test(t, async_requests_in_a_poll_loop);
         tcase_add_test(t, release_async_requeues_frees_and_reports_refusals);

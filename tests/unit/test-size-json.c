@@ -19,6 +19,11 @@ START_TEST(size_units) {
         ck_assert_uint_eq(v, 1024);
         ck_assert_int_eq(sb_parse_size("2TiB", &v), 0);
         ck_assert_uint_eq(v, UINT64_C(2) << 40);
+        /* Every unit sb_format_size() writes. */
+        ck_assert_int_eq(sb_parse_size("3PiB", &v), 0);
+        ck_assert_uint_eq(v, UINT64_C(3) << 50);
+        ck_assert_int_eq(sb_parse_size("15EiB", &v), 0);
+        ck_assert_uint_eq(v, UINT64_C(15) << 60);
 }
 END_TEST
 
@@ -32,6 +37,7 @@ START_TEST(size_rejects) {
         ck_assert_int_eq(sb_parse_size("MiB", &v), -EINVAL);
         ck_assert_int_eq(sb_parse_size("18446744073709551616", &v), -ERANGE);
         ck_assert_int_eq(sb_parse_size("16777216TiB", &v), -ERANGE);
+        ck_assert_int_eq(sb_parse_size("16EiB", &v), -ERANGE);     /* 2^64: too large, not malformed */
         ck_assert_uint_eq(v, 7);
 }
 END_TEST

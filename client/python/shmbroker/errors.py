@@ -9,16 +9,20 @@ class BrokerError(Exception):
     """The daemon refused a request, or the connection to it failed.
 
     ``code`` is the protocol's error code ("timeout", "no_such_pool", ...), or
-    "connection" when the daemon could not be reached or went away.
+    "connection" when the daemon could not be reached or went away. ``message`` is the
+    daemon's explanation as it gave it (what was wrong, and the rule or the limit), which
+    ``str()`` of the exception carries after what was asked.
     """
 
     code = "error"
 
-    def __init__(self, message: str, code: str | None = None, errno: int | None = None):
+    def __init__(self, message: str, code: str | None = None, errno: int | None = None,
+                 daemon_message: str | None = None):
         super().__init__(message)
         if code is not None:
             self.code = code
         self.errno = errno
+        self.message = daemon_message if daemon_message is not None else message
 
 
 class Timeout(BrokerError, TimeoutError):
@@ -86,7 +90,8 @@ def from_refusal(lib, code_num: int, message: bytes, rc: int, what: str) -> Brok
     (code 0: a local failure, -errno ``rc``)."""
     if code_num:
         code = lib.sb_code_name(code_num).decode()
-        return BY_CODE.get(code, BrokerError)(f"{what}: {(message or b'').decode(errors='replace')}", code, -rc)
+        text = (message or b"").decode(errors="replace")
+        return BY_CODE.get(code, BrokerError)(f"{what}: {text}", code, -rc, text)
     err = -rc
     if err in (_errno.ECONNRESET, _errno.ECONNREFUSED, _errno.ENOENT, _errno.EPIPE, _errno.ECONNABORTED,
                _errno.ENOTCONN):
