@@ -19,7 +19,8 @@ PYTHON ?= /usr/bin/python3
 
 # Debian packages the build and the tests need; `make deps` installs the missing ones.
 BUILD_DEPS := gcc make pkg-config libsystemd-dev libcjson-dev check
-TEST_DEPS := python3 python3-numpy python3-pytest python3-pip python3-venv python3-setuptools systemd procps util-linux binutils
+TEST_DEPS := python3 python3-numpy python3-pytest python3-pip python3-venv python3-setuptools systemd procps util-linux binutils \
+  python3-prometheus-client
 DEPS := $(BUILD_DEPS) $(TEST_DEPS)
 # make bench also draws plots and counts the daemon's instructions.
 BENCH_DEPS := $(DEPS) python3-matplotlib valgrind
@@ -171,7 +172,7 @@ build/libshmbroker.a: $(call obj,build/lib,$(LIB_SRC))
 	rm -f $@
 	ar rcs $@ $^
 
-build/shmbrokerctl: $(call obj,build,client/shmbrokerctl.c common/size.c) build/libshmbroker.a
+build/shmbrokerctl: $(call obj,build,client/shmbrokerctl.c client/shmbrokerctl-metrics.c common/size.c) build/libshmbroker.a
 	$(CC) $(CFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson)
 
 build/test-lib: $(call obj,build,tests/lib/test-lib.c) build/libshmbroker.a
