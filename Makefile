@@ -131,9 +131,14 @@ build/shmbroker.pc: client/shmbroker.pc.in FORCE
 build/shmbrokerd.service: systemd/shmbrokerd.service.in FORCE
 	sed -e 's|@SBINDIR@|$(SBINDIR)|; s|@SYSCONFDIR@|$(SYSCONFDIR)|' $< > $@
 
-install: all build/shmbroker.pc build/shmbrokerd.service ## install under PREFIX (default /usr/local) into DESTDIR
+build/shmbroker-metrics.service: systemd/shmbroker-metrics.service.in FORCE
+	sed -e 's|@BINDIR@|$(BINDIR)|' $< > $@
+
+install: all build/shmbroker.pc build/shmbrokerd.service build/shmbroker-metrics.service ## install under PREFIX (default /usr/local) into DESTDIR
 	install -D -m 0644 build/shmbrokerd.service $(DESTDIR)$(UNITDIR)/shmbrokerd.service
 	install -D -m 0644 systemd/shmbrokerd.socket $(DESTDIR)$(UNITDIR)/shmbrokerd.socket
+	install -D -m 0644 build/shmbroker-metrics.service $(DESTDIR)$(UNITDIR)/shmbroker-metrics.service
+	install -D -m 0644 systemd/shmbroker-metrics.timer $(DESTDIR)$(UNITDIR)/shmbroker-metrics.timer
 	install -D -m 0644 systemd/shmbroker.sysusers $(DESTDIR)$(SYSUSERSDIR)/shmbroker.conf
 	install -D -m 0644 docs/operations.md $(DESTDIR)$(PREFIX)/share/doc/shmbroker/operations.md
 	if [ -z "$(DESTDIR)" ] && [ -z "$(NO_SYSUSERS)" ] && [ "$$(id -u)" = 0 ]; then systemd-sysusers $(SYSUSERSDIR)/shmbroker.conf; fi
