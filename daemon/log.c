@@ -57,20 +57,23 @@ void log_set_max_priority(int max_priority) {
         log_max_priority = max_priority;
 }
 
-bool log_stderr_is_journal(void) {
-        static int cached = -1;
-        const char *e;
+bool log_stream_is(const char *journal_stream, int fd) {
         unsigned long long dev, ino;
         struct stat st;
         int n = 0;
 
-        if (cached >= 0)
-                return cached;
-        e = getenv("JOURNAL_STREAM");
         /* A daemon started from a shell of a service inherits the variable with another
          * stderr: only the very stream counts. */
-        cached = e && sscanf(e, "%llu:%llu%n", &dev, &ino, &n) == 2 && e[n] == 0 && fstat(STDERR_FILENO, &st) == 0 &&
-                 (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+        return journal_stream && sscanf(journal_stream, "%llu:%llu%n", &dev, &ino, &n) == 2 &&
+               journal_stream[n] == 0 && fstat(fd, &st) == 0 && (unsigned long long)st.st_dev == dev &&
+               (unsigned long long)st.st_ino == ino;
+}
+
+bool log_stderr_is_journal(void) {
+        static int cached = -1;
+
+        if (cached < 0)
+                cached = log_stream_is(getenv("JOURNAL_STREAM"), STDERR_FILENO);
         return cached;
 }
 

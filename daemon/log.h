@@ -81,5 +81,10 @@ typedef struct LogEntry {
 void log_entry_build(LogEntry *e, int priority, LogEvent event, const char *pool, const struct ucred *client,
                      const char *message);
 
-/* Whether stderr is the journal stream that JOURNAL_STREAM names (systemd.exec(5)). */
+/* Whether @fd is the stream that @journal_stream ("DEV:INODE", the value of
+ * JOURNAL_STREAM, or NULL) names. */
+bool log_stream_is(const char *journal_stream, int fd);
+
+/* Whether stderr is the journal's stream that JOURNAL_STREAM names (systemd.exec(5));
+ * looked at once. */
 bool log_stderr_is_journal(void);
