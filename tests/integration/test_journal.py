@@ -172,3 +172,9 @@ def test_plain_lines_when_stderr_is_not_the_journals_stream(daemon_factory):
                      r'\(discarded\), 0 being read \(requeued\)$', log, re.M), log
     # an ephemeral pool's removal at the level of its creation
     assert re.search(r'^<6>pool "e" removed: no users left$', log, re.M), log
+
+
+def test_operations_guide_lists_every_message_id():
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    section = guide[guide.index("## Logs"):guide.index("## Metrics")]
+    assert set(re.findall(r"`([0-9a-f]{32})`", section)) == set(event_ids().values())
