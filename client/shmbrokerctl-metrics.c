@@ -175,7 +175,7 @@ static void print_sample(const Family *f, const Sample *s, const char *scope_lab
         const char *sep = "{";
 
         fprintf(out, "%s%s", f->name, f->counter ? "_total" : "");
-        if (scope_label) {
+        if (scope_label && scope_value) {
                 fprintf(out, "%s%s=\"", sep, scope_label);
                 print_label_value(scope_value, out);
                 fputc('"', out);
