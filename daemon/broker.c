@@ -207,8 +207,8 @@ int broker_create_configured_pools(Broker *b, SbReason *why) {
                         sb_reason_prefix(why, "pool \"%s\"", spec.name);
                         return r > 0 ? -EINVAL : r;
                 }
-                log_event(LOG_INFO, LOG_EVENT_POOL_CREATED, spec.name, NULL, "pool \"%s\": %u slots of %llu bytes, shmid %d",
-                          spec.name, spec.slots,
+                log_event(LOG_INFO, LOG_EVENT_POOL_CREATED, spec.name, NULL,
+                          "pool \"%s\": %u slots of %llu bytes, shmid %d", spec.name, spec.slots,
                          (unsigned long long)spec.slot_size, p->seg.shmid);
         }
         return 0;

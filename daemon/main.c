@@ -145,7 +145,8 @@ static int setup_status_timer(Daemon *d) {
 
 static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         (void)userdata;
-        log_event(LOG_INFO, LOG_EVENT_STOPPING, NULL, NULL, "received %s, shutting down", strsignal((int)si->ssi_signo));
+        log_event(LOG_INFO, LOG_EVENT_STOPPING, NULL, NULL, "received %s, shutting down",
+                  strsignal((int)si->ssi_signo));
         (void)sd_notify(false, "STOPPING=1");
         return sd_event_exit(sd_event_source_get_event(s), 0);
 }

@@ -164,8 +164,8 @@ static int status_daemon(const Broker *b, uint64_t now, cJSON *reply) {
 
         if (!uids || quota_each_user(&b->quota, status_uid, uids) < 0 || status_limits(&b->config->limits, reply) < 0)
                 return -ENOMEM;
-        if (reply_add_uint(reply, "connections", b->n_sessions) < 0 || reply_add_uint(reply, "pool_count", b->n_pools) < 0 ||
-            reply_add_uint(reply, "pool_bytes", b->pool_bytes) < 0 ||
+        if (reply_add_uint(reply, "connections", b->n_sessions) < 0 ||
+            reply_add_uint(reply, "pool_count", b->n_pools) < 0 || reply_add_uint(reply, "pool_bytes", b->pool_bytes) < 0 ||
             reply_add_uint(reply, "dropped_pools", b->reaper.n) < 0 ||
             reply_add_uint(reply, "dropped_bytes", b->reaper.bytes) < 0 ||
             (rss && reply_add_uint(reply, "rss_bytes", rss) < 0) || reply_add_uint(reply, "buffered", b->buffered) < 0)

@@ -85,8 +85,9 @@ def test_openmetrics_counts_batches_bytes_waits_slots_and_clients(daemon):
     assert value(fams, "shmbroker_pool_producer_wait_seconds", pool="m") >= 0.2
     for name in ("batches_published", "published_bytes", "consumer_wait_seconds", "producer_wait_seconds"):
         assert fams[f"shmbroker_pool_{name}"].type == "counter"
-    units = {name: fams[name].unit for name in ("shmbroker_pool_published_bytes", "shmbroker_pool_consumer_wait_seconds",
-                                                 "shmbroker_uptime_seconds", "shmbroker_resident_memory_bytes")}
+    units = {name: fams[name].unit for name in ("shmbroker_pool_published_bytes",
+                                                 "shmbroker_pool_consumer_wait_seconds", "shmbroker_uptime_seconds",
+                                                 "shmbroker_resident_memory_bytes")}
     assert units == {"shmbroker_pool_published_bytes": "bytes", "shmbroker_pool_consumer_wait_seconds": "seconds",
                      "shmbroker_uptime_seconds": "seconds", "shmbroker_resident_memory_bytes": "bytes"}
 
@@ -134,7 +135,8 @@ def test_prometheus_text_for_node_exporter_has_the_same_figures(daemon):
     fams = families(text, "prometheus")
     # In the 0.0.4 format a counter's family is named with _total, and typed counter.
     m = fams["shmbroker_pool_batches_published"]
-    assert m.type == "counter" and [(x.name, x.value) for x in m.samples] == [("shmbroker_pool_batches_published_total", 1)]
+    assert m.type == "counter"
+    assert [(x.name, x.value) for x in m.samples] == [("shmbroker_pool_batches_published_total", 1)]
     assert "# TYPE shmbroker_pool_batches_published_total counter\n" in text
     assert value(fams, "shmbroker_pool_slots", pool="p", state="ready") == 1
     # every family the OpenMetrics output has, with the same samples
