@@ -22,7 +22,7 @@ BUILD_DEPS := gcc make pkg-config libsystemd-dev libcjson-dev check
 # python3-torch: shmbroker.DataLoader is tested against torch's DataLoader, and the examples
 # train with torch (on a fresh machine: ~160 MiB downloaded, 212 packages, about 30 s to install).
 TEST_DEPS := python3 python3-numpy python3-pytest python3-pip python3-venv python3-setuptools systemd procps util-linux binutils \
-  python3-torch
+  python3-torch python3-prometheus-client
 DEPS := $(BUILD_DEPS) $(TEST_DEPS)
 # make deb, and its test in make check (not make demo's: lintian alone brings a hundred packages).
 DEB_DEPS := debhelper dh-python lintian dpkg-dev
@@ -150,11 +150,16 @@ build/shmbroker.pc: client/shmbroker.pc.in FORCE
 build/shmbrokerd.service: systemd/shmbrokerd.service.in FORCE
 	sed -e 's|@SBINDIR@|$(SBINDIR)|; s|@SYSCONFDIR@|$(SYSCONFDIR)|' $< > $@
 
+build/shmbroker-metrics.service: systemd/shmbroker-metrics.service.in FORCE
+	sed -e 's|@BINDIR@|$(BINDIR)|' $< > $@
+
 # Without DESTDIR, as root: the users and groups (systemd-sysusers, unless NO_SYSUSERS), and
 # ldconfig at the end, so that programs find libshmbroker.so.1 in /usr/local/lib at once.
-install: all build/shmbroker.pc build/shmbrokerd.service ## install under PREFIX (default /usr/local) into DESTDIR
+install: all build/shmbroker.pc build/shmbrokerd.service build/shmbroker-metrics.service ## install under PREFIX (default /usr/local) into DESTDIR
 	install -D -m 0644 build/shmbrokerd.service $(DESTDIR)$(UNITDIR)/shmbrokerd.service
 	install -D -m 0644 systemd/shmbrokerd.socket $(DESTDIR)$(UNITDIR)/shmbrokerd.socket
+	install -D -m 0644 build/shmbroker-metrics.service $(DESTDIR)$(UNITDIR)/shmbroker-metrics.service
+	install -D -m 0644 systemd/shmbroker-metrics.timer $(DESTDIR)$(UNITDIR)/shmbroker-metrics.timer
 	install -D -m 0644 systemd/shmbroker.sysusers $(DESTDIR)$(SYSUSERSDIR)/shmbroker.conf
 	install -D -m 0644 docs/operations.md $(DESTDIR)$(PREFIX)/share/doc/shmbroker/operations.md
 	if [ -z "$(DESTDIR)" ] && [ -z "$(NO_SYSUSERS)" ] && [ "$$(id -u)" = 0 ]; then systemd-sysusers $(SYSUSERSDIR)/shmbroker.conf; fi
@@ -179,6 +184,7 @@ install: all build/shmbroker.pc build/shmbrokerd.service ## install under PREFIX
 # and groups stay, as packages leave them. Stop and disable the units first.
 uninstall: ## remove what make install installed (same PREFIX and DESTDIR)
 	rm -f $(DESTDIR)$(UNITDIR)/shmbrokerd.service $(DESTDIR)$(UNITDIR)/shmbrokerd.socket
+	rm -f $(DESTDIR)$(UNITDIR)/shmbroker-metrics.service $(DESTDIR)$(UNITDIR)/shmbroker-metrics.timer
 	rm -f $(DESTDIR)$(SYSUSERSDIR)/shmbroker.conf
 	rm -f $(DESTDIR)$(SBINDIR)/shmbrokerd $(DESTDIR)$(BINDIR)/shmbrokerctl
 	rm -f $(DESTDIR)$(LIBDIR)/libshmbroker.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libshmbroker.so.1 \
@@ -232,7 +238,7 @@ build/libshmbroker.a: $(call obj,build/lib,$(LIB_SRC))
 	rm -f $@
 	ar rcs $@ $^
 
-build/shmbrokerctl: $(call obj,build,client/shmbrokerctl.c common/size.c) build/libshmbroker.a
+build/shmbrokerctl: $(call obj,build,client/shmbrokerctl.c client/shmbrokerctl-metrics.c common/size.c) build/libshmbroker.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson)
 
 # The C example (examples/produce_consume.c), over the public header and library alone.

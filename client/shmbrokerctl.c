@@ -2,6 +2,7 @@
  * shmbrokerctl: inspect and drive shmbrokerd from the command line.
  *
  *   status [POOL] [--json] [--watch]      every pool and client at a glance
+ *   status [POOL] --format=openmetrics|prometheus   the same figures as metrics
  *   create POOL --slot-size SIZE --slots N [--ordered] [--mode MODE] [--group GROUP]
  *   drop POOL
  *   produce POOL --count N [--size BYTES]  publish batches filled with a pattern from their seq
@@ -29,6 +30,7 @@
 #include "sb-unix.h"
 #include "sb-utf8.h"
 #include "shmbroker.h"
+#include "shmbrokerctl-metrics.h"
 
 #define EXIT_DAEMON 1
 #define EXIT_USAGE 2
@@ -38,6 +40,8 @@ typedef struct Args {
         const char *name;
         const char *pool;
         bool json, watch, ordered, no_end, help, version;
+        bool metrics;            /* --format=openmetrics or prometheus, in metrics_format */
+        MetricsFormat metrics_format;
         uint64_t slot_size, size, count, slots, seq_start, seq_step;
         bool has_slot_size, has_slots, has_size;
         unsigned mode;
@@ -223,12 +227,36 @@ static void on_sigint(int sig) {
         interrupted = 1;
 }
 
+/* Once, whatever --watch says: a scraper asks again. A failed write must fail the run, so
+ * that the textfile timer keeps the last complete file (systemd/shmbroker-metrics.service). */
+static int status_metrics(sb_client *c, const Args *a) {
+        char *text = NULL;
+        int r = sb_status(c, a->pool, &text);
+
+        if (r < 0)
+                return fail(c, r, "status");
+        r = metrics_print(text, a->metrics_format, stdout);
+        free(text);
+        if (r < 0) {
+                fprintf(stderr, "shmbrokerctl: status: the daemon's reply is not a status\n");
+                return EXIT_DAEMON;
+        }
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+                fprintf(stderr, "shmbrokerctl: status: cannot write the metrics: %s\n", strerror(errno));
+                return EXIT_DAEMON;
+        }
+        return 0;
+}
+
 static int cmd_status(sb_client *c, const Args *a) {
         /* --watch redraws a terminal; into a pipe or a file it writes each snapshot after
          * the last, a blank line between them, without screen escapes. */
         bool redraw = a->watch && isatty(STDOUT_FILENO);
         cJSON *prev = NULL;
         double prev_t = 0;
+
+        if (a->metrics)
+                return status_metrics(c, a);
 
         signal(SIGINT, on_sigint);
         do {
@@ -547,11 +575,15 @@ static const struct {
         const char *usage;
         const char *help;
 } commands[] = {
-        { "status", cmd_status, SB_ROLE_ADMIN, false, "status [POOL] [--json] [--watch]",
+        { "status", cmd_status, SB_ROLE_ADMIN, false,
+          "status [POOL] [--json] [--watch] [--format=text|json|openmetrics|prometheus]",
           "Show every pool (segment, slots by state, batches and bytes passed, rates, how long producers\n"
           "waited for a free slot and consumers for a ready one) and every client (pid, uid, role, name,\n"
           "slots held and for how long). --json prints the daemon's reply; --watch redraws every second\n"
-          "(into a pipe or a file: a snapshot every second, a blank line between them)." },
+          "(into a pipe or a file: a snapshot every second, a blank line between them).\n"
+          "--format=openmetrics prints the figures, with the uids' quotas and the daemon's own, as\n"
+          "OpenMetrics text for Prometheus; --format=prometheus as Prometheus text 0.0.4 (node_exporter's\n"
+          "textfile collector)." },
         { "create", cmd_create, SB_ROLE_ADMIN, true,
           "create POOL --slot-size SIZE --slots N [--ordered] [--mode MODE] [--group GROUP]",
           "Create a persistent pool: it stays until dropped. Neither create nor drop attaches the segment:\n"
@@ -587,6 +619,17 @@ static int find_command(const char *name) {
         return -1;
 }
 
+static int parse_format(const char *s, Args *a) {
+        a->json = strcmp(s, "json") == 0;
+        a->metrics = strcmp(s, "openmetrics") == 0 || strcmp(s, "prometheus") == 0;
+        a->metrics_format = strcmp(s, "prometheus") == 0 ? METRICS_PROMETHEUS : METRICS_OPENMETRICS;
+        if (!a->json && !a->metrics && strcmp(s, "text") != 0) {
+                fprintf(stderr, "shmbrokerctl: --format: \"%s\" is none of text, json, openmetrics, prometheus\n", s);
+                return -EINVAL;
+        }
+        return 0;
+}
+
 /* The value @s of option @opt, from @min to @max: a number, or a size with a unit where
  * @size. A bad one gets one line that names the option and says what is wrong. */
 static int parse_number(const char *opt, const char *s, bool size, uint64_t min, uint64_t max, uint64_t *ret) {
@@ -614,7 +657,7 @@ static int parse_number(const char *opt, const char *s, bool size, uint64_t min,
  * mistake gets a line of its own; returns -EINVAL after any. */
 static int parse_args(int argc, char **argv, Args *a, int *cmd) {
         enum { O_SOCKET = 0x100, O_NAME, O_JSON, O_WATCH, O_SLOT_SIZE, O_SLOTS, O_ORDERED, O_MODE, O_GROUP,
-               O_COUNT, O_SIZE, O_SEQ_START, O_SEQ_STEP, O_NO_END, O_TIMEOUT, O_VERSION };
+               O_COUNT, O_SIZE, O_SEQ_START, O_SEQ_STEP, O_NO_END, O_TIMEOUT, O_VERSION, O_FORMAT };
         static const struct option opts[] = {
                 { "socket", required_argument, NULL, O_SOCKET }, { "name", required_argument, NULL, O_NAME },
                 { "json", no_argument, NULL, O_JSON }, { "watch", no_argument, NULL, O_WATCH },
@@ -625,6 +668,7 @@ static int parse_args(int argc, char **argv, Args *a, int *cmd) {
                 { "seq-step", required_argument, NULL, O_SEQ_STEP }, { "no-end", no_argument, NULL, O_NO_END },
                 { "timeout-ms", required_argument, NULL, O_TIMEOUT }, { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, O_VERSION },
+                { "format", required_argument, NULL, O_FORMAT },
                 { 0 }
         };
         bool bad = false;
@@ -680,6 +724,10 @@ static int parse_args(int argc, char **argv, Args *a, int *cmd) {
                         a->mode = (unsigned)m;
                         break;
                 }
+                case O_FORMAT:
+                        if (parse_format(optarg, a) < 0)
+                                return -EINVAL;
+                        break;
                 case 'h': a->help = true; break;
                 case O_VERSION: a->version = true; break;
                 default: bad = true; break;        /* getopt_long() said what */

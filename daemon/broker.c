@@ -175,7 +175,9 @@ void broker_drop_pool(Broker *b, Pool *p) {
 
 void broker_pool_gc(Broker *b, Pool *p) {
         if (!p->spec.persistent && pool_is_unused(p)) {
-                log_debug("pool \"%s\" has no users left: removing it", p->spec.name);
+                /* At the level of its creation: who reads that a pool came reads that it went. */
+                log_event(LOG_INFO, LOG_EVENT_POOL_REMOVED, p->spec.name, NULL, "pool \"%s\" removed: no users left",
+                          p->spec.name);
                 broker_drop_pool(b, p);
         }
 }
@@ -225,7 +227,8 @@ int broker_create_configured_pools(Broker *b, SbReason *why) {
                         sb_reason_prefix(why, "pool \"%s\"", spec.name);
                         return r > 0 ? -EINVAL : r;
                 }
-                log_info("pool \"%s\": %u slots of %llu bytes, shmid %d", spec.name, spec.slots,
+                log_event(LOG_INFO, LOG_EVENT_POOL_CREATED, spec.name, NULL,
+                          "pool \"%s\": %u slots of %llu bytes, shmid %d", spec.name, spec.slots,
                          (unsigned long long)spec.slot_size, p->seg.shmid);
         }
         return 0;

@@ -64,8 +64,9 @@ static void client_check_output(Client *c) {
         if (conn_pending_output(&c->conn) <= CLIENT_OUTPUT_MAX)
                 return;
         if (!c->dead)
-                log_warning("client %llu (pid %d) does not read its replies: disconnecting it",
-                            (unsigned long long)c->session.serial, (int)c->session.cred.pid);
+                log_event(LOG_WARNING, LOG_EVENT_LIMIT, NULL, &c->session.cred,
+                          "client %llu (pid %d) does not read its replies: disconnecting it",
+                          (unsigned long long)c->session.serial, (int)c->session.cred.pid);
         c->dead = true;
 }
 
@@ -157,13 +158,14 @@ int client_new(Client **ret, Broker *b, int fd) {
                 return -ENOMEM;
         }
         if (r == SB_E_LIMIT) {
-                log_warning("refusing a client of pid %d: %s", (int)cred.pid, why.text);
+                log_event(LOG_WARNING, LOG_EVENT_LIMIT, NULL, &cred, "refusing a client of pid %d: %s", (int)cred.pid,
+                          why.text);
                 client_send(c, reply_new_error(NULL, SB_E_LIMIT, why.text));
                 c->closing = true;
                 client_kick(c);
         }
-        log_debug("client %llu connected: pid %d uid %u gid %u", (unsigned long long)c->session.serial,
-                  (int)cred.pid, (unsigned)cred.uid, (unsigned)cred.gid);
+        log_event(LOG_DEBUG, LOG_EVENT_CLIENT_CONNECTED, NULL, &cred, "client %llu connected: pid %d uid %u gid %u",
+                  (unsigned long long)c->session.serial, (int)cred.pid, (unsigned)cred.uid, (unsigned)cred.gid);
         *ret = c;
         return 0;
 }
@@ -171,7 +173,8 @@ int client_new(Client **ret, Broker *b, int fd) {
 Client *client_free(Client *c) {
         if (!c)
                 return NULL;
-        log_debug("client %llu disconnected", (unsigned long long)c->session.serial);
+        log_event(LOG_DEBUG, LOG_EVENT_CLIENT_DISCONNECTED, NULL, &c->session.cred, "client %llu disconnected",
+                  (unsigned long long)c->session.serial);
         Broker *b = c->session.broker;
 
         session_clear(&c->session);
@@ -192,6 +195,8 @@ static void client_line_too_long(Client *c) {
 
         snprintf(msg, sizeof(msg), "request line longer than max_line (%llu bytes): closing the connection",
                  (unsigned long long)client_max_line(c));
+        log_event(LOG_WARNING, LOG_EVENT_LIMIT, NULL, &c->session.cred, "client %llu (pid %d): %s",
+                  (unsigned long long)c->session.serial, (int)c->session.cred.pid, msg);
         client_send(c, reply_new_error(NULL, SB_E_LIMIT, msg));
         c->closing = true;
 }

@@ -154,26 +154,44 @@ static const char *pool_label(const cJSON *obj, size_t i, char *buf, size_t size
         return buf;
 }
 
+/* The limits by their names in the file: the file is read by this table, and status
+ * reports the limits in force by it. */
+static const struct {
+        const char *name;
+        size_t offset;
+} limit_fields[] = {
+#define LIMIT(f) { #f, offsetof(ConfigLimits, f) }
+        LIMIT(max_pools), LIMIT(max_bytes), LIMIT(max_clients), LIMIT(max_line), LIMIT(max_meta),
+        LIMIT(max_meta_bytes), LIMIT(max_pools_per_uid), LIMIT(max_bytes_per_uid), LIMIT(max_clients_per_uid),
+        LIMIT(max_meta_bytes_per_uid), LIMIT(max_buffered),
+#undef LIMIT
+};
+
+static uint64_t *limit_field(ConfigLimits *l, size_t i) {
+        return (uint64_t *)(void *)((char *)l + limit_fields[i].offset);
+}
+
+const char *config_limit_at(const ConfigLimits *l, size_t i, uint64_t *value) {
+        if (i >= ELEMENTSOF(limit_fields))
+                return NULL;
+        *value = *(const uint64_t *)(const void *)((const char *)l + limit_fields[i].offset);
+        return limit_fields[i].name;
+}
+
 static int parse_limits(const cJSON *lim, Config *c, SbReason *why) {
-        static const char *const keys[] = { "max_pools", "max_bytes", "max_clients", "max_line", "max_meta",
-                                            "max_meta_bytes", "max_pools_per_uid", "max_bytes_per_uid",
-                                            "max_clients_per_uid", "max_meta_bytes_per_uid", "max_buffered" };
         ConfigLimits *l = &c->limits;
-        uint64_t *vals[] = { &l->max_pools, &l->max_bytes, &l->max_clients, &l->max_line, &l->max_meta,
-                             &l->max_meta_bytes, &l->max_pools_per_uid, &l->max_bytes_per_uid,
-                             &l->max_clients_per_uid, &l->max_meta_bytes_per_uid, &l->max_buffered };
         const cJSON *v;
 
         if (!cJSON_IsObject(lim))
                 return config_fail(c, why, "limits", -1, NULL, "\"limits\" must be an object");
         cJSON_ArrayForEach(v, lim) {
                 size_t i;
-                for (i = 0; i < ELEMENTSOF(keys); i++)
-                        if (strcmp(v->string, keys[i]) == 0)
+                for (i = 0; i < ELEMENTSOF(limit_fields); i++)
+                        if (strcmp(v->string, limit_fields[i].name) == 0)
                                 break;
-                if (i == ELEMENTSOF(keys))
+                if (i == ELEMENTSOF(limit_fields))
                         return config_fail(c, why, "limits", -1, NULL, "unknown limit \"%s\"", v->string);
-                if (sb_json_size(v, vals[i]) < 0 || *vals[i] == 0)
+                if (sb_json_size(v, limit_field(l, i)) < 0 || *limit_field(l, i) == 0)
                         return config_fail(c, why, "limits", -1, NULL,
                                           "limit \"%s\" must be a positive number (sizes may take a unit)", v->string);
         }

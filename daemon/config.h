@@ -36,6 +36,10 @@ typedef struct ConfigLimits {
         uint64_t max_meta_bytes_per_uid;
 } ConfigLimits;
 
+/* The name of the @i-th limit of @l as the file names it ("max_pools"), its value in
+ * *@value; NULL past the last. */
+const char *config_limit_at(const ConfigLimits *l, size_t i, uint64_t *value);
+
 typedef struct Config {
         char *path;              /* the file it was read from; NULL for text or the defaults */
         char *text;              /* that text, comments blanked: error messages find lines in it */

@@ -119,8 +119,14 @@ static void listener_accept(Listener *l) {
                         break;
                 }
                 if (b->n_sessions >= b->config->limits.max_clients) {
-                        log_warning("refusing a client: max_clients (%llu) reached",
-                                    (unsigned long long)b->config->limits.max_clients);
+                        struct ucred cred;
+                        socklen_t len = sizeof(cred);
+                        /* Who it was, for the journal's fields: whoever floods is named. */
+                        bool known = getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0;
+
+                        log_event(LOG_WARNING, LOG_EVENT_LIMIT, NULL, known ? &cred : NULL,
+                                  "refusing a client: max_clients (%llu) reached",
+                                  (unsigned long long)b->config->limits.max_clients);
                         refuse_client(b, cfd);
                         continue;
                 }

@@ -147,7 +147,8 @@ static int setup_status_timer(Daemon *d) {
 
 static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         (void)userdata;
-        log_info("received %s, shutting down", strsignal((int)si->ssi_signo));
+        log_event(LOG_INFO, LOG_EVENT_STOPPING, NULL, NULL, "received %s, shutting down",
+                  strsignal((int)si->ssi_signo));
         (void)sd_notify(false, "STOPPING=1");
         return sd_event_exit(sd_event_source_get_event(s), 0);
 }
@@ -178,9 +179,11 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
                 r = broker_reload(d->broker, config, &why);
         }
         if (r < 0) {
-                log_error("configuration not reloaded, the running one stays: %s", why.text);
+                log_event(LOG_ERR, LOG_EVENT_CONFIG_REFUSED, NULL, NULL,
+                          "configuration not reloaded, the running one stays: %s", why.text);
         } else {
-                log_info("configuration reloaded from %s", d->config_path);
+                log_event(LOG_INFO, LOG_EVENT_CONFIG_RELOADED, NULL, NULL, "configuration reloaded from %s",
+                          d->config_path);
                 if (socket_changed)
                         log_notice("the socket settings changed: they apply at the next start");
         }
@@ -243,7 +246,7 @@ static int open_listener(const Options *o, const Config *c, const char **path, b
         if (r > 0) {
                 *own = false;
                 *path = NULL;
-                log_info("listening on the socket passed by systemd");
+                log_event(LOG_INFO, LOG_EVENT_STARTED, NULL, NULL, "listening on the socket passed by systemd");
                 return fd;
         }
         *path = socket_path(o, c);
@@ -253,7 +256,7 @@ static int open_listener(const Options *o, const Config *c, const char **path, b
         if (r < 0)
                 return log_error_errno(r, "cannot listen on %s", *path);
         *own = true;
-        log_info("listening on %s", *path);
+        log_event(LOG_INFO, LOG_EVENT_STARTED, NULL, NULL, "listening on %s", *path);
         return fd;
 }
 

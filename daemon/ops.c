@@ -153,11 +153,15 @@ static int op_create(Session *s, Request *req, cJSON *reply) {
                         return r;
         }
         r = broker_create_pool(s->broker, &spec, &p, &req->why);
+        if (r == SB_E_LIMIT)
+                log_event(LOG_WARNING, LOG_EVENT_LIMIT, spec.name, &s->cred, "pool \"%s\" refused to pid %d uid %u: %s",
+                          spec.name, (int)s->cred.pid, (unsigned)s->cred.uid, req->why.text);
         if (r != 0)
                 return r;
-        log_info("pool \"%s\" created by pid %d uid %u: %u slots of %llu bytes%s", spec.name, (int)s->cred.pid,
-                 (unsigned)s->cred.uid, spec.slots, (unsigned long long)spec.slot_size,
-                 spec.persistent ? ", persistent" : "");
+        log_event(LOG_INFO, LOG_EVENT_POOL_CREATED, spec.name, &s->cred,
+                  "pool \"%s\" created by pid %d uid %u: %u slots of %llu bytes%s", spec.name, (int)s->cred.pid,
+                  (unsigned)s->cred.uid, spec.slots, (unsigned long long)spec.slot_size,
+                  spec.persistent ? ", persistent" : "");
         return join_and_describe(s, p, reply);
 }
 
@@ -475,7 +479,8 @@ static int op_drop(Session *s, Request *req, cJSON *reply) {
         if (s->cred.uid != 0 && s->cred.uid != p->spec.uid)
                 return request_fail(req, SB_E_PERMISSION_DENIED, "only its owner (uid %u) or root may drop pool \"%s\"",
                                     (unsigned)p->spec.uid, p->spec.name);
-        log_info("pool \"%s\" dropped by pid %d uid %u", p->spec.name, (int)s->cred.pid, (unsigned)s->cred.uid);
+        log_event(LOG_INFO, LOG_EVENT_POOL_DROPPED, p->spec.name, &s->cred, "pool \"%s\" dropped by pid %d uid %u",
+                  p->spec.name, (int)s->cred.pid, (unsigned)s->cred.uid);
         broker_drop_pool(s->broker, p);
         return 0;
 }

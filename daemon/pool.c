@@ -233,6 +233,8 @@ int pool_join(Pool *p, Role role, void *owner, Member **ret) {
         p->n_members++;
         if (role == ROLE_PRODUCER)
                 p->n_producers++;
+        else if (role == ROLE_CONSUMER)
+                p->n_consumers++;
         *ret = m;
         return 0;
 }
@@ -260,7 +262,8 @@ void member_leave(Member *m) {
                 p->n_producers--;
                 if (m->ended)
                         p->n_ended--;
-        }
+        } else if (m->role == ROLE_CONSUMER)
+                p->n_consumers--;
         sb_list_unlink(&m->pool_link);
         sb_list_unlink(&m->owner_link);
         p->n_members--;
@@ -489,6 +492,7 @@ int pool_consume_ready(Member *m, Slot **ret) {
         }
         slot_to_holder(p, s, m, SLOT_READING);
         p->stats.consumed++;
+        p->stats.bytes_consumed += s->nbytes;
         *ret = s;
         return 0;
 }
@@ -592,6 +596,7 @@ void pool_wait(PoolWaiter *w, Member *m, PoolWaitKind kind, uint32_t max, int64_
         w->since_usec = sb_now_usec();
         m->waiter = w;
         p->n_waiters[kind]++;
+        p->waiting_since[kind] += w->since_usec;
         sb_list_append(kind == WAIT_ACQUIRE ? &p->acquire_waiters : &p->consume_waiters, &w->link);
 }
 
@@ -609,8 +614,16 @@ void pool_unwait(PoolWaiter *w) {
                 p->stats.consumer_wait_usec += waited;
         sb_list_unlink(&w->link);
         p->n_waiters[w->kind]--;
+        p->waiting_since[w->kind] -= w->since_usec;
         w->member->waiter = NULL;
         w->member = NULL;
+}
+
+uint64_t pool_waited_usec(const Pool *p, PoolWaitKind kind, uint64_t now) {
+        uint64_t ended = kind == WAIT_ACQUIRE ? p->stats.producer_wait_usec : p->stats.consumer_wait_usec;
+
+        /* Each wait going on has lasted now - since: n * now - the sum of their starts. */
+        return ended + p->n_waiters[kind] * now - p->waiting_since[kind];
 }
 
 /* Answer the waiters of @queue, first come first served, while they can be answered. A

@@ -78,8 +78,9 @@ typedef struct PoolStats {
         uint64_t published;
         uint64_t consumed;
         uint64_t bytes_published;
-        uint64_t producer_wait_usec;   /* time producers waited for a free slot */
-        uint64_t consumer_wait_usec;   /* time consumers waited for a ready slot */
+        uint64_t bytes_consumed;       /* of every batch taken for reading (a requeued one again) */
+        uint64_t producer_wait_usec;   /* time producers waited for a free slot, waits that ended */
+        uint64_t consumer_wait_usec;   /* time consumers waited for a ready slot, waits that ended */
         uint64_t streams_ended;
 } PoolStats;
 
@@ -98,6 +99,7 @@ struct Pool {
         SbList members;
         uint32_t n_members;
         uint32_t n_producers;
+        uint32_t n_consumers;
         uint32_t n_ended;
         bool end_seen;
         uint64_t stream;         /* the stream producers publish into */
@@ -105,6 +107,7 @@ struct Pool {
         SbList acquire_waiters;
         SbList consume_waiters;
         uint32_t n_waiters[2];   /* by PoolWaitKind */
+        uint64_t waiting_since[2];   /* by PoolWaitKind: the start times of the waits going on, added up */
         uint32_t n_undeclared;   /* ordered: slots being written whose acquire named no seq */
         PoolStats stats;
         uint64_t created_usec;
@@ -210,5 +213,9 @@ void pool_wait(PoolWaiter *w, Member *m, PoolWaitKind kind, uint32_t max, int64_
 
 /* Leave the queue without being woken (timeout, cancel). */
 void pool_unwait(PoolWaiter *w);
+
+/* How long the waits of @kind in @p have lasted until @now (sb_now_usec()), the waits going
+ * on included, in O(1): a starved consumer's wait counts while it lasts. */
+uint64_t pool_waited_usec(const Pool *p, PoolWaitKind kind, uint64_t now);
 
 const char *slot_state_name(SlotState s);

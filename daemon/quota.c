@@ -51,6 +51,22 @@ static QuotaUser *quota_find(const Quota *q, uid_t uid) {
         return NULL;
 }
 
+int quota_each_user(const Quota *q, int (*fn)(const QuotaUsage *u, void *userdata), void *userdata) {
+        SbList *it;
+
+        sb_list_for_each(it, &q->users) {
+                const QuotaUser *u = sb_list_entry(it, QuotaUser, link);
+                QuotaUsage usage = { .uid = u->uid, .held = u->held };
+                int r;
+
+                memcpy(usage.used, u->used, sizeof(usage.used));
+                r = fn(&usage, userdata);
+                if (r != 0)
+                        return r;
+        }
+        return 0;
+}
+
 uint64_t quota_used(const Quota *q, uid_t uid, QuotaKind kind) {
         QuotaUser *u = quota_find(q, uid);
 

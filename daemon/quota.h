@@ -94,5 +94,16 @@ uint64_t quota_held_by(const QuotaCharge *payer);
 /* What @uid holds of @kind now. */
 uint64_t quota_used(const Quota *q, uid_t uid, QuotaKind kind);
 
+/* What a uid is charged now: @used by kind, and @held, its holds' bytes. */
+typedef struct QuotaUsage {
+        uid_t uid;
+        uint64_t used[_QUOTA_MAX];
+        uint64_t held;
+} QuotaUsage;
+
+/* Call @fn for every uid charged anything now (never an exempt one), the first charged
+ * first; the first nonzero return of @fn stops the walk and is returned. */
+int quota_each_user(const Quota *q, int (*fn)(const QuotaUsage *u, void *userdata), void *userdata);
+
 /* The name of a quota as configured ("max_pools_per_uid"). */
 const char *quota_limit_name(QuotaKind kind);

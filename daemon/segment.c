@@ -291,9 +291,10 @@ int segment_remove_orphans(void) {
                                           (int)ds.shm_cpid);
                         continue;
                 }
-                log_notice("removed segment %d (%llu bytes, key 0x%08x) orphaned by shmbrokerd pid %d, killed "
-                           "before it marked it for removal", shmid, (unsigned long long)ds.shm_segsz,
-                           (unsigned)ds.shm_perm.__key, (int)ds.shm_cpid);
+                log_event(LOG_NOTICE, LOG_EVENT_ORPHAN_REMOVED, NULL, NULL,
+                          "removed segment %d (%llu bytes, key 0x%08x) orphaned by shmbrokerd pid %d, killed before it "
+                          "marked it for removal", shmid, (unsigned long long)ds.shm_segsz,
+                          (unsigned)ds.shm_perm.__key, (int)ds.shm_cpid);
                 n++;
         }
         return n;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "sb-time.h"
 #include "session.h"
 
@@ -38,10 +39,30 @@ int session_init(Session *s, Broker *b, const struct ucred *cred, const gid_t *g
         return r;
 }
 
+/* Say what becomes of the slots a leaving client holds in @m (member_leave() reclaims
+ * them): an administrator looking for a lost batch finds it here. */
+static void log_reclaim(const Session *s, const Member *m) {
+        const Pool *p = m->pool;
+        uint32_t writing = 0, reading;
+        SbList *it;
+
+        if (m->n_held == 0)
+                return;
+        sb_list_for_each(it, &m->held)
+                writing += sb_list_entry(it, Slot, link)->state == SLOT_WRITING;
+        reading = m->n_held - writing;
+        log_event(LOG_INFO, LOG_EVENT_SLOTS_RECLAIMED, p->spec.name, &s->cred,
+                  "client %llu (pid %d uid %u) left pool \"%s\" holding %u slot%s: %u being written (discarded), %u "
+                  "being read (%s)", (unsigned long long)s->serial, (int)s->cred.pid, (unsigned)s->cred.uid,
+                  p->spec.name, m->n_held, m->n_held == 1 ? "" : "s", writing, reading,
+                  p->spec.on_consumer_death == POLICY_REQUEUE ? "requeued" : "freed");
+}
+
 void session_leave_all(Session *s) {
         while (!sb_list_is_empty(&s->members)) {
                 Member *m = sb_list_first_entry(&s->members, Member, owner_link);
                 Pool *p = m->pool;
+                log_reclaim(s, m);
                 member_leave(m);
                 broker_pool_gc(s->broker, p);
         }

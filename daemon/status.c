@@ -1,14 +1,20 @@
 /*
- * status.c: rendering the status reply.
+ * status.c: rendering the status reply: pools, clients, and the daemon's own figures (its
+ * connections, the uids' quotas, the limits in force, its memory) that a monitoring
+ * system scrapes through `shmbrokerctl status --format=openmetrics`.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "protocol.h"
 #include "sb-time.h"
 #include "status.h"
 
 static int status_pool(const Session *asker, const Pool *p, uint64_t now, cJSON *arr) {
+        uint64_t producer_wait = pool_waited_usec(p, WAIT_ACQUIRE, now);
+        uint64_t consumer_wait = pool_waited_usec(p, WAIT_CONSUME, now);
         cJSON *o = cJSON_CreateObject();
 
         if (!o || !cJSON_AddItemToArray(arr, o)) {
@@ -21,13 +27,18 @@ static int status_pool(const Session *asker, const Pool *p, uint64_t now, cJSON 
                 if (reply_add_uint(o, slot_state_name((SlotState)st), p->count[st]) < 0)
                         return -ENOMEM;
         if (reply_add_uint(o, "users", p->n_members) < 0 || reply_add_uint(o, "producers", p->n_producers) < 0 ||
+            reply_add_uint(o, "consumers", p->n_consumers) < 0 ||
+            reply_add_uint(o, "admins", p->n_members - p->n_producers - p->n_consumers) < 0 ||
             reply_add_uint(o, "stream", p->stream) < 0 || reply_add_uint(o, "acquired", p->stats.acquired) < 0 ||
             reply_add_uint(o, "published", p->stats.published) < 0 ||
             reply_add_uint(o, "consumed", p->stats.consumed) < 0 ||
             reply_add_uint(o, "bytes_published", p->stats.bytes_published) < 0 ||
+            reply_add_uint(o, "bytes_consumed", p->stats.bytes_consumed) < 0 ||
             reply_add_uint(o, "streams_ended", p->stats.streams_ended) < 0 ||
-            reply_add_uint(o, "producer_wait_ms", p->stats.producer_wait_usec / 1000) < 0 ||
-            reply_add_uint(o, "consumer_wait_ms", p->stats.consumer_wait_usec / 1000) < 0 ||
+            reply_add_uint(o, "producer_wait_ms", producer_wait / 1000) < 0 ||
+            reply_add_uint(o, "consumer_wait_ms", consumer_wait / 1000) < 0 ||
+            reply_add_uint(o, "producer_wait_us", producer_wait) < 0 ||
+            reply_add_uint(o, "consumer_wait_us", consumer_wait) < 0 ||
             reply_add_uint(o, "acquire_waiters", p->n_waiters[WAIT_ACQUIRE]) < 0 ||
             reply_add_uint(o, "consume_waiters", p->n_waiters[WAIT_CONSUME]) < 0 ||
             reply_add_uint(o, "age_ms", (now - p->created_usec) / 1000) < 0)
@@ -105,6 +116,63 @@ static int status_client(const Session *k, uint64_t now, uint32_t held_from, uin
         return status_held(k, now, held_from, held_max, o);
 }
 
+static int status_uid(const QuotaUsage *u, void *userdata) {
+        cJSON *o = cJSON_CreateObject();
+
+        if (!o || !cJSON_AddItemToArray(userdata, o)) {
+                cJSON_Delete(o);
+                return -ENOMEM;
+        }
+        if (reply_add_uint(o, "uid", u->uid) < 0 || reply_add_uint(o, "clients", u->used[QUOTA_CLIENTS]) < 0 ||
+            reply_add_uint(o, "pools", u->used[QUOTA_POOLS]) < 0 ||
+            reply_add_uint(o, "bytes", u->used[QUOTA_BYTES]) < 0 || reply_add_uint(o, "meta_bytes", u->held) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+static int status_limits(const ConfigLimits *l, cJSON *reply) {
+        cJSON *o = cJSON_AddObjectToObject(reply, "limits");
+        const char *name;
+        uint64_t v;
+
+        if (!o)
+                return -ENOMEM;
+        for (size_t i = 0; (name = config_limit_at(l, i, &v)); i++)
+                if (reply_add_uint(o, name, v) < 0)
+                        return -ENOMEM;
+        return 0;
+}
+
+/* The daemon's resident memory (the second figure of /proc/self/statm, in pages); 0 when
+ * it cannot be read. getrusage() would give only the peak. */
+static uint64_t resident_bytes(void) {
+        unsigned long long size, resident = 0;
+        FILE *f = fopen("/proc/self/statm", "re");
+
+        if (!f)
+                return 0;
+        if (fscanf(f, "%llu %llu", &size, &resident) != 2)
+                resident = 0;
+        fclose(f);
+        return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* The daemon as a whole, whichever pool the status is about. */
+static int status_daemon(const Broker *b, uint64_t now, cJSON *reply) {
+        cJSON *uids = cJSON_AddArrayToObject(reply, "uids");
+        uint64_t rss = resident_bytes();
+
+        if (!uids || quota_each_user(&b->quota, status_uid, uids) < 0 || status_limits(&b->config->limits, reply) < 0)
+                return -ENOMEM;
+        if (reply_add_uint(reply, "connections", b->n_sessions) < 0 ||
+            reply_add_uint(reply, "pool_count", b->n_pools) < 0 || reply_add_uint(reply, "pool_bytes", b->pool_bytes) < 0 ||
+            reply_add_uint(reply, "dropped_pools", b->reaper.n) < 0 ||
+            reply_add_uint(reply, "dropped_bytes", b->reaper.bytes) < 0 ||
+            (rss && reply_add_uint(reply, "rss_bytes", rss) < 0) || reply_add_uint(reply, "buffered", b->buffered) < 0)
+                return -ENOMEM;
+        return reply_add_uint(reply, "uptime_ms", (now - b->started_usec) / 1000);
+}
+
 int status_reply(const Session *asker, const char *pool, uint32_t held_from, uint32_t held_max, cJSON *reply,
                  SbReason *why) {
         Broker *b = asker->broker;
@@ -126,7 +194,5 @@ int status_reply(const Session *asker, const char *pool, uint32_t held_from, uin
                 if ((!pool || session_find_member(k, pool)) && status_client(k, now, held_from, held_max, clients) < 0)
                         return -ENOMEM;
         }
-        if (reply_add_uint(reply, "buffered", b->buffered) < 0)
-                return -ENOMEM;
-        return reply_add_uint(reply, "uptime_ms", (now - b->started_usec) / 1000);
+        return status_daemon(b, now, reply);
 }

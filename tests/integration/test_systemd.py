@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -12,18 +13,29 @@ from pathlib import Path
 from sbtest import DAEMON, ROOT, Client, listening, segments, wait_for
 
 
-def test_installed_units_verify(tmp_path):
-    prefix = tmp_path / "prefix"
+def make_install(prefix: Path) -> Path:
+    """`make install` under @prefix; the directory of the installed units."""
     subprocess.run(["make", "-C", str(ROOT), "-s", "--no-print-directory", "install", f"PREFIX={prefix}",
                     f"SYSCONFDIR={prefix}/etc", "NO_SYSUSERS=1"], check=True, capture_output=True)
-    units = prefix / "lib" / "systemd" / "system"
+    return prefix / "lib" / "systemd" / "system"
+
+
+def test_installed_units_verify(tmp_path):
+    prefix = tmp_path / "prefix"
+    units = make_install(prefix)
     service = (units / "shmbrokerd.service").read_text()
     assert f"ExecStart={prefix}/sbin/shmbrokerd --config {prefix}/etc/shmbroker/shmbroker.conf" in service
     assert f"ExecReload={prefix}/sbin/shmbrokerd --check-config {prefix}/etc/shmbroker/shmbroker.conf" in service
     assert "Type=notify" in service and "PrivateIPC" not in service.split("# Hardening")[1].split("\n", 2)[2]
     r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(units / "shmbrokerd.service"),
-                        str(units / "shmbrokerd.socket")], capture_output=True, text=True)
+                        str(units / "shmbrokerd.socket"), str(units / "shmbroker-metrics.service"),
+                        str(units / "shmbroker-metrics.timer")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+    # the metrics timer: installed, every 15 s, and left disabled (nothing links it into timers.target)
+    assert f"{prefix}/bin/shmbrokerctl " in (units / "shmbroker-metrics.service").read_text()
+    timer = (units / "shmbroker-metrics.timer").read_text()
+    assert "OnUnitActiveSec=15s\n" in timer and "WantedBy=timers.target\n" in timer
+    assert not list(units.glob("*.wants")) and not list(units.glob("*/*.timer"))
     # the daemon in a group of its own, its clients in the socket's group (test_kernel.py)
     sysusers = [line.split()[:2] for line in (prefix / "lib" / "sysusers.d" / "shmbroker.conf").read_text().splitlines()
                 if line and not line.startswith("#")]
@@ -121,3 +133,39 @@ def test_notify_ready_status_watchdog_reloading_stopping(tmp_path):
     ready_after_reload = [i for i, m in enumerate(n.messages) if "READY=1" in m]
     reload_at = next(i for i, m in enumerate(n.messages) if "RELOADING=1" in m)
     assert any(i > reload_at for i in ready_after_reload), n.messages
+
+
+def exec_start(unit: Path) -> list[str]:
+    """The command line of @unit's ExecStart= as systemd reads it: continued lines joined,
+    split into words with their quotes, "$$" an escaped "$"."""
+    text = unit.read_text().replace("\\\n", " ")
+    line = next(x for x in text.splitlines() if x.startswith("ExecStart="))
+    return [w.replace("$$", "$") for w in shlex.split(line[len("ExecStart="):])]
+
+
+def test_metrics_timer_writes_the_textfile_atomically(tmp_path, daemon):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    units = make_install(tmp_path / "prefix")
+    argv = exec_start(units / "shmbroker-metrics.service")
+    assert argv[:2] == ["/bin/sh", "-c"]
+    out = tmp_path / "textfile"
+    out.mkdir()
+    env = dict(os.environ, TEXTFILE_DIR=str(out), SHMBROKER_SOCKET=daemon.path)
+    c = daemon.pool_client("t", "producer", slot_size=64, slots=3)
+    for _ in range(2):
+        r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert sorted(p.name for p in out.iterdir()) == ["shmbroker.prom"]    # no temporary file left
+    fams = {m.name: m for m in text_string_to_metric_families((out / "shmbroker.prom").read_text())}
+    assert sum(s.value for s in fams["shmbroker_pool_slots"].samples) == 3
+    assert fams["shmbroker_pool_batches_published"].type == "counter"
+    c.close()
+    # Without a daemon, the file goes rather than stay frozen, and the run fails.
+    r = subprocess.run(argv, env=dict(env, SHMBROKER_SOCKET=str(tmp_path / "none.sock")), capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode != 0 and "cannot connect" in r.stderr
+    assert list(out.iterdir()) == []
+    r = subprocess.run(argv, env=dict(env, TEXTFILE_DIR=str(tmp_path / "missing")), capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode != 0 and "no such directory" in r.stderr

@@ -328,6 +328,36 @@ START_TEST(stream_end_wakes_every_waiting_consumer) {
 }
 END_TEST
 
+/* The waits are counted while they last, by kind, in O(1): the ended ones' total plus
+ * n * now minus the sum of the starts of those going on. Bytes and roles are counted. */
+START_TEST(waits_count_while_they_last) {
+        Pool *p = mkpool(1, false, POLICY_REQUEUE);
+        Member *prod = join(p, ROLE_PRODUCER), *c1 = join(p, ROLE_CONSUMER), *c2 = join(p, ROLE_CONSUMER);
+        TestWaiter w1 = { 0 }, w2 = { 0 };
+        uint64_t t0, t1;
+        Slot *s;
+
+        ck_assert_uint_eq(p->n_producers, 1);
+        ck_assert_uint_eq(p->n_consumers, 2);
+        pool_wait(&w1.w, c1, WAIT_CONSUME, 1, -1, on_wake);
+        pool_wait(&w2.w, c2, WAIT_CONSUME, 1, -1, on_wake);
+        t0 = w1.w.since_usec;
+        t1 = w2.w.since_usec;
+        ck_assert_uint_eq(pool_waited_usec(p, WAIT_CONSUME, t1 + 1000), (t1 + 1000 - t0) + 1000);
+        ck_assert_uint_eq(pool_waited_usec(p, WAIT_ACQUIRE, t1 + 1000), 0);
+        s = acquire(prod);
+        ck_assert_int_eq(publish1(prod, s->index, 77, true, 0), 0);
+        ck_assert_int_eq(w1.woken, 1);                 /* c1 ended its wait; c2's goes on */
+        ck_assert_uint_eq(pool_waited_usec(p, WAIT_CONSUME, t1 + 5000), p->stats.consumer_wait_usec + 5000);
+        ck_assert_uint_eq(p->stats.bytes_consumed, 77);
+        pool_unwait(&w2.w);
+        ck_assert_uint_eq(pool_waited_usec(p, WAIT_CONSUME, UINT64_MAX / 2), p->stats.consumer_wait_usec);
+        member_leave(c2);
+        ck_assert_uint_eq(p->n_consumers, 1);
+        pool_free(p);
+}
+END_TEST
+
 /* A many-slot waiter is handed, in one wake-up, the slot it waited for and as many more
  * as can be taken at that moment, up to its max: never more, never in two calls. */
 START_TEST(waiter_takes_up_to_its_max) {
@@ -575,6 +605,7 @@ Suite *suite_pool(void) {
         TCase *t = tcase_create("state machine");
 
         tcase_add_test(t, full_cycle_and_layout);
+        tcase_add_test(t, waits_count_while_they_last);
         tcase_add_test(t, roles_and_holders_are_enforced);
         tcase_add_test(t, exhaustion_and_publish_order);
         tcase_add_test(t, ordered_delivers_by_seq_and_refuses_duplicates);

@@ -134,6 +134,50 @@ START_TEST(holds_count_per_uid_and_in_total) {
 }
 END_TEST
 
+static int collect(const QuotaUsage *u, void *userdata) {
+        QuotaUsage *v = userdata;
+
+        while (v->uid != (uid_t)-1)
+                v++;
+        *v = *u;
+        v[1].uid = (uid_t)-1;
+        return u->uid == 1002 ? 7 : 0;
+}
+
+/* Status lists the charged uids, first charged first, with what each uses. */
+START_TEST(each_user_is_listed_with_its_use) {
+        QuotaUsage seen[4] = { { .uid = (uid_t)-1 } };
+        QuotaCharge a, b, c, root;
+        QuotaHold h;
+        QuotaKind over;
+        QuotaHoldLimit hover;
+        Quota q;
+
+        quota_init(&q, 0, 999);
+        ck_assert_int_eq(quota_charge(&q, &root, 0, ONE_CLIENT, &over), 0);
+        ck_assert_int_eq(quota_charge(&q, &a, 1001, ONE_POOL(4096), &over), 0);
+        ck_assert_int_eq(quota_charge(&q, &b, 1000, ONE_CLIENT, &over), 0);
+        ck_assert_int_eq(quota_charge(&q, &c, 1001, ONE_CLIENT, &over), 0);
+        ck_assert_int_eq(quota_hold(&q, &h, &c, 30, 100, 100, &hover), 0);
+        ck_assert_int_eq(quota_each_user(&q, collect, seen), 0);
+        ck_assert_uint_eq(seen[0].uid, 1001);          /* root is exempt: not listed */
+        ck_assert_uint_eq(seen[0].used[QUOTA_POOLS], 1);
+        ck_assert_uint_eq(seen[0].used[QUOTA_BYTES], 4096);
+        ck_assert_uint_eq(seen[0].used[QUOTA_CLIENTS], 1);
+        ck_assert_uint_eq(seen[0].held, 30);
+        ck_assert_uint_eq(seen[1].uid, 1000);
+        ck_assert_uint_eq(seen[1].used[QUOTA_CLIENTS], 1);
+        ck_assert_uint_eq(seen[2].uid, (uid_t)-1);
+        quota_unhold(&h);
+        quota_uncharge(&a);
+        quota_uncharge(&b);
+        quota_uncharge(&c);
+        ck_assert_int_eq(quota_charge(&q, &a, 1002, ONE_CLIENT, &over), 0);
+        ck_assert_int_eq(quota_each_user(&q, collect, seen), 7);   /* a nonzero return stops the walk */
+        quota_uncharge(&a);
+}
+END_TEST
+
 Suite *suite_quota(void) {
         Suite *s = suite_create("quota");
         TCase *t = tcase_create("charges");
@@ -143,6 +187,7 @@ Suite *suite_quota(void) {
         tcase_add_test(t, overflow_and_lowered_limits);
         tcase_add_test(t, a_charge_moves_into_its_object);
         tcase_add_test(t, holds_count_per_uid_and_in_total);
+        tcase_add_test(t, each_user_is_listed_with_its_use);
         suite_add_tcase(s, t);
         return s;
 }

@@ -1,7 +1,7 @@
 """Sizes with units ("16MiB"), read exactly as shmbrokerd, shmbrokerctl and the configuration
 read them (sb_parse_size() in common/size.c, which is not part of libshmbroker): a decimal
 number of bytes, then optional blanks, then optionally a unit, any case: B, K, KB, KiB, M, MB,
-MiB, G, GB, GiB, T, TB, TiB, all powers of 1024. tests/integration/test_python_packaging.py
+MiB, G, GB, GiB, T, TB, TiB, P, PB, PiB, E, EB, EiB, all powers of 1024. tests/integration/test_python_packaging.py
 holds the two to the same answers."""
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import re
 
 UINT64_MAX = 2**64 - 1
 _SHIFTS = {"": 0, "b": 0, "k": 10, "kb": 10, "kib": 10, "m": 20, "mb": 20, "mib": 20,
-           "g": 30, "gb": 30, "gib": 30, "t": 40, "tb": 40, "tib": 40}
+           "g": 30, "gb": 30, "gib": 30, "t": 40, "tb": 40, "tib": 40, "p": 50, "pb": 50, "pib": 50,
+           "e": 60, "eb": 60, "eib": 60}
 _FORM = re.compile(r"([0-9]+) *(.*)", re.S)
 
 
@@ -50,5 +51,6 @@ def size(value: int | str, what: str = "size") -> int:
         raise ValueError(f"{what}: {value!r} is too large (more than 64 bits)")
     if rc < 0:
         raise ValueError(f"{what}: {value!r} is not a size: a number of bytes, optionally followed by a unit "
-                         "(B, KiB, MiB, GiB, TiB; K, M, G, T and KB, MB, GB, TB are powers of 1024 too)")
+                         "(B, KiB, MiB, GiB, TiB, PiB, EiB; K, M, G, T, P, E and KB, MB, GB, TB, PB, EB are powers "
+                         "of 1024 too)")
     return n
