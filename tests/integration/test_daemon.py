@@ -153,7 +153,7 @@ def configuration_keys() -> dict[str, set[str]]:
         return set(re.findall(r'"(\w+)"', text[at:text.index("};", at)]))
     fields = spec_c[spec_c.index("spec_fields[] = {"):]
     limits_at = config_c.index("limit_fields[] = {")
-    limits = set(re.findall(r"LIMIT\((\w+)\)", config_c[limits_at:config_c.index("};", limits_at)]))
+    limits = set(re.findall(r"LIMIT\((max_\w+)\)", config_c[limits_at:config_c.index("};", limits_at)]))
     return {"top": strings(config_c, "top_keys[] = {"), "limits": limits,
             "pool": {"name"} | set(re.findall(r'\{ "(\w+)", offsetof', fields[:fields.index("};")]))}
 
