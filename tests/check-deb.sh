@@ -86,7 +86,8 @@ must_have() {
 }
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 must_have shmbroker /usr/sbin/shmbrokerd /usr/bin/shmbrokerctl /lib/systemd/system/shmbrokerd.service \
-        /lib/systemd/system/shmbrokerd.socket /usr/lib/sysusers.d/shmbroker.conf /etc/shmbroker/shmbroker.conf \
+        /lib/systemd/system/shmbrokerd.socket /lib/systemd/system/shmbroker-metrics.service \
+        /lib/systemd/system/shmbroker-metrics.timer /usr/lib/sysusers.d/shmbroker.conf /etc/shmbroker/shmbroker.conf \
         /usr/share/man/man8/shmbrokerd.8.gz /usr/share/man/man1/shmbrokerctl.1.gz /usr/share/doc/shmbroker/copyright
 must_have libshmbroker1 "/usr/lib/$multiarch/libshmbroker.so.1"
 must_have libshmbroker-dev /usr/include/shmbroker.h "/usr/lib/$multiarch/libshmbroker.so" "/usr/lib/$multiarch/libshmbroker.a" \
@@ -151,9 +152,13 @@ getent group shmbroker > /dev/null || fail "no group shmbroker"
 for u in shmbrokerd.socket shmbrokerd.service; do
         [ "$(systemctl is-enabled $u 2>&1)" = enabled ] || fail "systemctl is-enabled $u: $(systemctl is-enabled $u 2>&1)"
 done
+# The metrics timer ships disabled (the administrator enables it where node_exporter reads).
+[ "$(systemctl is-enabled shmbroker-metrics.timer 2>&1)" = disabled ] ||
+        fail "shmbroker-metrics.timer: $(systemctl is-enabled shmbroker-metrics.timer 2>&1), not disabled"
 # The installed units as systemd reads them: their syntax, ExecStart's binary, the manual
 # pages of Documentation=.
-systemd-analyze verify /lib/systemd/system/shmbrokerd.service /lib/systemd/system/shmbrokerd.socket > "$tmp/verify.log" 2>&1 ||
+systemd-analyze verify /lib/systemd/system/shmbrokerd.service /lib/systemd/system/shmbrokerd.socket \
+        /lib/systemd/system/shmbroker-metrics.service /lib/systemd/system/shmbroker-metrics.timer > "$tmp/verify.log" 2>&1 ||
         { cat "$tmp/verify.log"; fail "systemd-analyze verify of the installed units"; }
 # (/lib is /usr/lib on Debian 12: either path.)
 ldconfig -p | grep -qE "libshmbroker.so.1 .*=> (/usr)?/lib/$multiarch/libshmbroker.so.1" || fail "libshmbroker.so.1 is not in ld.so's cache"
