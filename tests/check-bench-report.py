@@ -4,7 +4,8 @@ benchmark run. Every verdict comes from the row it names against a like-for-like
 DataLoader's two rows each on its own, torch's faster sharing strategy, a ring with the same
 slots, a bare pair of the same shape); the figure shown never lands on the other side of
 the goal; no sentence of the page states a figure or a comparison that does not come from
-the figures; the page names the commit, date and machine.
+the figures; the page names the commit, date and machine; and the committed page is what
+the generator makes of the committed figures.
 
     /usr/bin/python3 tests/check-bench-report.py [-v]
 """
@@ -449,6 +450,14 @@ class FixedText(unittest.TestCase):
                     continue
                 self.assertIsNone(COMPARING.search(METHOD.sub("", line)), f"fixed text that compares: {line!r}")
             self.assertTrue(any(line.startswith("In this run") for line in set(prose(a)) - fixed))
+
+    def test_committed_page_is_made_from_committed_figures(self):
+        """docs/performance.md is what bench/report.py makes of docs/performance.json (after a
+        change to the report's wording: bench/run.py --replot)."""
+        page, figs = ROOT / "docs" / "performance.md", ROOT / "docs" / "performance.json"
+        d = json.loads(figs.read_text())
+        self.assertTrue("commit" in d, "docs/performance.json predates the recorded commit: run make bench")
+        self.assertEqual(page.read_text(), R.render(d))
 
 
 if __name__ == "__main__":
