@@ -138,7 +138,7 @@ integration: all ## run the pytest integration tests against the real daemon
 check: deps all build/test-unit build/test-lib build/asan/shmbrokerd build/asan/test-unit build/asan/test-lib $(addprefix build/asan/fuzz-,$(FUZZ_TARGETS)) ## run every test (CI runs this): unit, library, fuzz corpus, integration, each also under ASan
 	PYTHON=$(PYTHON) tests/run-all.sh
 
-bench-handoff: all ## one producer and one consumer handing off 64-byte batches against a bare socket round trip
+bench-handoff: all ## one producer and one consumer handing off 64-byte batches, beside a bare pair of the same shape (an echo server, two clients)
 	build/handoff-bench --daemon build/shmbrokerd
 
 # --- installing ---------------------------------------------------------------------------

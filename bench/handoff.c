@@ -1,17 +1,27 @@
 /*
- * handoff.c: handoffs per second of 64-byte batches through shmbrokerd, beside the
- * bound set by a bare Unix-socket request/reply round trip, measured in one run.
+ * handoff.c: handoffs per second of 64-byte batches through shmbrokerd, beside a bare
+ * Unix-socket bound of the same shape, measured in one run.
  *
  * Through the daemon: one producer process (acquire, write 64 bytes into the slot,
  * publish; the publish pipelined with the next acquire) and one consumer process
  * (consume, read the 64 bytes, release; the release pipelined with the next consume),
- * so each side pays one round trip per batch, as in steady state. The bare bound: one
- * process sends 64 bytes, the other answers 64 bytes, over a socketpair.
+ * so each side pays one round trip per batch, and the two sides' round trips overlap:
+ * a handoff costs one round trip of each of two clients through one server process.
  *
- * Usage: handoff-bench --daemon PATH [--seconds N]   (starts its own daemon)
- *        handoff-bench --socket PATH [--seconds N]   (uses a running daemon)
+ * The bound, of the same shape: one echo server process and two client processes, each
+ * client in a loop of one 64-byte request and its 64-byte reply over its own Unix socket,
+ * the server answering both (poll), so the two clients' round trips overlap as the
+ * producer's and the consumer's do. Its figure is round trips per second per client: the
+ * handoffs per second of a pair that needed nothing but one round trip each.
+ *
+ * The two are measured in alternate rounds (bare, daemon, bare, ...), so both see the
+ * same machine; each figure is the median of the rounds, with min and max.
+ *
+ * Usage: handoff-bench --daemon PATH [--seconds N] [--rounds N]   (starts its own daemon)
+ *        handoff-bench --socket PATH [--seconds N] [--rounds N]   (uses a running daemon)
  */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -101,41 +111,42 @@ static int expect_ok(Line *l, char *reply, size_t len) {
         return 0;
 }
 
-static int run_producer(const char *sock, double seconds) {
+static int run_producer(const char *sock, const char *pool, double seconds) {
         Line l = { .fd = connect_to(sock) };
-        char reply[4096], req[256];
-        long slot, shmid;
+        char reply[4096], req[512];
+        long slot, shmid, stride;
         char *base;
         double end;
 
         if (l.fd < 0)
                 return 1;
         snprintf(req, sizeof(req), "{\"op\":\"hello\",\"role\":\"producer\"}\n"
-                 "{\"op\":\"create\",\"pool\":\"handoff\",\"slot_size\":%d,\"slots\":4}\n"
-                 "{\"op\":\"acquire\",\"pool\":\"handoff\"}\n", BATCH);
+                 "{\"op\":\"create\",\"pool\":\"%s\",\"slot_size\":%d,\"slots\":4}\n"
+                 "{\"op\":\"acquire\",\"pool\":\"%s\"}\n", pool, BATCH, pool);
         if (send_all(l.fd, req, strlen(req)) < 0 || expect_ok(&l, reply, sizeof(reply)) < 0 ||
             expect_ok(&l, reply, sizeof(reply)) < 0)
                 return 1;
         shmid = field(reply, "shmid");
+        stride = field(reply, "stride");
         base = shmat((int)shmid, NULL, 0);
-        if (base == (void *)-1)
+        if (base == (void *)-1 || stride <= 0)
                 return 1;
         end = now_s() + seconds + 0.5;
         for (uint64_t n = 0;; n++) {
                 if (expect_ok(&l, reply, sizeof(reply)) < 0)
                         return 1;
                 slot = field(reply, "slot");
-                memset(base + slot * 4096, (int)(n & 0xff), BATCH);
+                memset(base + slot * stride, (int)(n & 0xff), BATCH);
                 if (now_s() > end) {
-                        snprintf(req, sizeof(req), "{\"op\":\"publish\",\"pool\":\"handoff\",\"slot\":%ld,\"nbytes\":%d}\n"
-                                 "{\"op\":\"end\",\"pool\":\"handoff\"}\n", slot, BATCH);
+                        snprintf(req, sizeof(req), "{\"op\":\"publish\",\"pool\":\"%s\",\"slot\":%ld,\"nbytes\":%d}\n"
+                                 "{\"op\":\"end\",\"pool\":\"%s\"}\n", pool, slot, BATCH, pool);
                         send_all(l.fd, req, strlen(req));
                         expect_ok(&l, reply, sizeof(reply));
                         expect_ok(&l, reply, sizeof(reply));
                         break;
                 }
-                snprintf(req, sizeof(req), "{\"op\":\"publish\",\"pool\":\"handoff\",\"slot\":%ld,\"nbytes\":%d}\n"
-                         "{\"op\":\"acquire\",\"pool\":\"handoff\"}\n", slot, BATCH);
+                snprintf(req, sizeof(req), "{\"op\":\"publish\",\"pool\":\"%s\",\"slot\":%ld,\"nbytes\":%d}\n"
+                         "{\"op\":\"acquire\",\"pool\":\"%s\"}\n", pool, slot, BATCH, pool);
                 if (send_all(l.fd, req, strlen(req)) < 0 || expect_ok(&l, reply, sizeof(reply)) < 0)
                         return 1;
         }
@@ -144,13 +155,14 @@ static int run_producer(const char *sock, double seconds) {
         return 0;
 }
 
-static double run_consumer(const char *sock, double seconds, uint64_t *count) {
+static double run_consumer(const char *sock, const char *pool, uint64_t *count) {
         Line l = { .fd = -1 };
-        char reply[4096], req[256];
+        char reply[4096], req[512];
         volatile char sink = 0;
         char *base = NULL;
         double t0 = 0, t1;
         uint64_t n = 0;
+        long stride;
 
         for (int i = 0; i < 200 && l.fd < 0; i++) {
                 l.fd = connect_to(sock);
@@ -161,8 +173,8 @@ static double run_consumer(const char *sock, double seconds, uint64_t *count) {
                 return -1;
         /* Wait for the producer to create the pool. */
         for (int i = 0; i < 200; i++) {
-                snprintf(req, sizeof(req), "%s{\"op\":\"open\",\"pool\":\"handoff\"}\n",
-                         i == 0 ? "{\"op\":\"hello\",\"role\":\"consumer\"}\n" : "");
+                snprintf(req, sizeof(req), "%s{\"op\":\"open\",\"pool\":\"%s\"}\n",
+                         i == 0 ? "{\"op\":\"hello\",\"role\":\"consumer\"}\n" : "", pool);
                 send_all(l.fd, req, strlen(req));
                 if (i == 0 && expect_ok(&l, reply, sizeof(reply)) < 0)
                         return -1;
@@ -172,10 +184,11 @@ static double run_consumer(const char *sock, double seconds, uint64_t *count) {
                         break;
                 usleep(10000);
         }
+        stride = field(reply, "stride");
         base = shmat((int)field(reply, "shmid"), NULL, SHM_RDONLY);
-        if (base == (void *)-1)
+        if (base == (void *)-1 || stride <= 0)
                 return -1;
-        snprintf(req, sizeof(req), "{\"op\":\"consume\",\"pool\":\"handoff\"}\n");
+        snprintf(req, sizeof(req), "{\"op\":\"consume\",\"pool\":\"%s\"}\n", pool);
         send_all(l.fd, req, strlen(req));
         for (;;) {
                 long slot;
@@ -185,17 +198,16 @@ static double run_consumer(const char *sock, double seconds, uint64_t *count) {
                         break;
                 slot = field(reply, "slot");
                 for (int i = 0; i < BATCH; i++)
-                        sink ^= base[slot * 4096 + i];
+                        sink ^= base[slot * stride + i];
                 n++;
                 if (n == 1000)
                         t0 = now_s();   /* after a warm-up */
-                snprintf(req, sizeof(req), "{\"op\":\"release\",\"pool\":\"handoff\",\"slot\":%ld}\n"
-                         "{\"op\":\"consume\",\"pool\":\"handoff\"}\n", slot);
+                snprintf(req, sizeof(req), "{\"op\":\"release\",\"pool\":\"%s\",\"slot\":%ld}\n"
+                         "{\"op\":\"consume\",\"pool\":\"%s\"}\n", pool, slot, pool);
                 if (send_all(l.fd, req, strlen(req)) < 0 || expect_ok(&l, reply, sizeof(reply)) < 0)
                         return -1;
         }
         t1 = now_s();
-        (void)seconds;
         (void)sink;     /* read once: the XOR above is the work measured, and clang wants a use */
         shmdt(base);
         close(l.fd);
@@ -203,59 +215,167 @@ static double run_consumer(const char *sock, double seconds, uint64_t *count) {
         return t1 - t0;
 }
 
-static double bare_round_trips(double seconds) {
-        int sv[2];
-        char buf[BATCH];
-        pid_t pid;
-        uint64_t n = 0;
-        double t0, t;
+/* One round through the daemon: handoffs/s of a producer and a consumer on pool @pool. */
+static double daemon_pair(const char *sock, const char *pool, double seconds) {
+        uint64_t count = 0;
+        pid_t ppid = fork();
+        double dt;
+        int status;
 
-        if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+        if (ppid < 0)
                 return -1;
-        pid = fork();
-        if (pid == 0) {
-                close(sv[0]);
-                for (;;) {
-                        size_t got = 0;
-                        while (got < BATCH) {
-                                ssize_t r = read(sv[1], buf + got, BATCH - got);
-                                if (r <= 0)
-                                        _exit(0);
-                                got += (size_t)r;
-                        }
-                        if (send_all(sv[1], buf, BATCH) < 0)
+        if (ppid == 0) {
+                for (int i = 0; i < 200; i++) {
+                        if (run_producer(sock, pool, seconds) == 0)
                                 _exit(0);
+                        usleep(10000);
+                }
+                _exit(1);
+        }
+        dt = run_consumer(sock, pool, &count);
+        waitpid(ppid, &status, 0);
+        if (dt <= 0 || count == 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                return -1;
+        return (double)count / dt;
+}
+
+static int read_full(int fd, char *buf, size_t n) {
+        for (size_t got = 0; got < n;) {
+                ssize_t r = read(fd, buf + got, n - got);
+                if (r <= 0)
+                        return -1;
+                got += (size_t)r;
+        }
+        return 0;
+}
+
+/* The echo server of the bare pair: answers each 64-byte request on either socket with
+ * 64 bytes, until both clients have closed. */
+_Noreturn static void echo_server(int fds[2]) {
+        struct pollfd p[2] = { { .fd = fds[0], .events = POLLIN }, { .fd = fds[1], .events = POLLIN } };
+        char buf[2][BATCH];
+        size_t got[2] = { 0, 0 };
+        int live = 2;
+
+        while (live > 0) {
+                if (poll(p, 2, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        _exit(1);
+                }
+                for (int i = 0; i < 2; i++) {
+                        if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                                continue;
+                        ssize_t r = read(p[i].fd, buf[i] + got[i], BATCH - got[i]);
+                        if (r <= 0) {
+                                close(p[i].fd);
+                                p[i].fd = -1;
+                                live--;
+                                continue;
+                        }
+                        got[i] += (size_t)r;
+                        if (got[i] == BATCH) {
+                                got[i] = 0;
+                                if (send_all(p[i].fd, buf[i], BATCH) < 0)
+                                        _exit(1);
+                        }
                 }
         }
-        close(sv[1]);
+        _exit(0);
+}
+
+/* One client of the bare pair: 1,000 round trips to warm up, then round trips for
+ * @seconds; returns round trips/s. */
+static double echo_client(int fd, double seconds) {
+        char buf[BATCH];
+        uint64_t n = 0;
+        double t0 = 0, t = 0;
+
         memset(buf, 1, sizeof(buf));
+        for (int i = 0; i < 1000; i++)
+                if (send_all(fd, buf, BATCH) < 0 || read_full(fd, buf, BATCH) < 0)
+                        return -1;
         t0 = now_s();
         do {
-                for (int i = 0; i < 1000; i++) {
-                        size_t got = 0;
-                        send_all(sv[0], buf, BATCH);
-                        while (got < BATCH) {
-                                ssize_t r = read(sv[0], buf + got, BATCH - got);
-                                if (r <= 0)
-                                        return -1;
-                                got += (size_t)r;
-                        }
-                }
-                n += 1000;
+                for (int i = 0; i < 256; i++)
+                        if (send_all(fd, buf, BATCH) < 0 || read_full(fd, buf, BATCH) < 0)
+                                return -1;
+                n += 256;
                 t = now_s();
         } while (t - t0 < seconds);
-        close(sv[0]);
-        waitpid(pid, NULL, 0);
         return (double)n / (t - t0);
 }
 
+/* One round of the bare pair: round trips/s per client, two clients through one echo
+ * server. */
+static double bare_pair(double seconds) {
+        int sv[2][2], res[2];
+        pid_t server, client[2];
+        double rate[2];
+
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv[0]) < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, sv[1]) < 0 ||
+            pipe(res) < 0)
+                return -1;
+        server = fork();
+        if (server == 0) {
+                int fds[2] = { sv[0][0], sv[1][0] };
+                close(sv[0][1]);
+                close(sv[1][1]);
+                close(res[0]);
+                close(res[1]);
+                echo_server(fds);
+        }
+        close(sv[0][0]);
+        close(sv[1][0]);
+        for (int c = 0; c < 2; c++) {
+                client[c] = fork();
+                if (client[c] == 0) {
+                        double r;
+                        close(sv[1 - c][1]);
+                        close(res[0]);
+                        r = echo_client(sv[c][1], seconds);
+                        if (write(res[1], &r, sizeof(r)) != (ssize_t)sizeof(r))
+                                _exit(1);
+                        _exit(0);
+                }
+        }
+        close(sv[0][1]);
+        close(sv[1][1]);
+        close(res[1]);
+        if (read_full(res[0], (char *)&rate[0], sizeof(rate[0])) < 0 ||
+            read_full(res[0], (char *)&rate[1], sizeof(rate[1])) < 0)
+                rate[0] = rate[1] = -1;
+        close(res[0]);
+        for (int c = 0; c < 2; c++)
+                if (client[c] > 0)
+                        waitpid(client[c], NULL, 0);
+        if (server > 0)
+                waitpid(server, NULL, 0);
+        if (rate[0] <= 0 || rate[1] <= 0)
+                return -1;
+        return (rate[0] + rate[1]) / 2;
+}
+
+static int by_value(const void *a, const void *b) {
+        double x = *(const double *)a, y = *(const double *)b;
+        return (x > y) - (x < y);
+}
+
+/* Sorts @v and returns its median. */
+static double median(double *v, int n) {
+        qsort(v, (size_t)n, sizeof(v[0]), by_value);
+        return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+#define MAX_ROUNDS 64
+
 int main(int argc, char **argv) {
         const char *daemon = NULL, *sock = NULL;
-        char path[108];
-        double seconds = 2, bare, dt;
-        pid_t dpid = -1, ppid;
-        uint64_t count = 0;
-        int status;
+        char path[108], pool[64];
+        double seconds = 2, bare[MAX_ROUNDS], pair[MAX_ROUNDS];
+        int rounds = 3;
+        pid_t dpid = -1;
+        int rc = 0;
 
         for (int i = 1; i + 1 < argc; i += 2) {
                 if (strcmp(argv[i], "--daemon") == 0)
@@ -264,9 +384,11 @@ int main(int argc, char **argv) {
                         sock = argv[i + 1];
                 else if (strcmp(argv[i], "--seconds") == 0)
                         seconds = atof(argv[i + 1]);
+                else if (strcmp(argv[i], "--rounds") == 0)
+                        rounds = atoi(argv[i + 1]);
         }
-        if (!daemon == !sock) {
-                fprintf(stderr, "usage: handoff-bench (--daemon PATH | --socket PATH) [--seconds N]\n");
+        if (!daemon == !sock || rounds < 1 || rounds > MAX_ROUNDS || !(seconds > 0)) {
+                fprintf(stderr, "usage: handoff-bench (--daemon PATH | --socket PATH) [--seconds N] [--rounds N]\n");
                 return 2;
         }
         if (daemon) {
@@ -278,28 +400,29 @@ int main(int argc, char **argv) {
                         _exit(127);
                 }
         }
-        bare = bare_round_trips(seconds);
-        ppid = fork();
-        if (ppid == 0) {
-                for (int i = 0; i < 200; i++) {
-                        if (run_producer(sock, seconds) == 0)
-                                _exit(0);
-                        usleep(10000);
+        for (int r = 0; r < rounds; r++) {
+                bare[r] = bare_pair(seconds);
+                snprintf(pool, sizeof(pool), "handoff-%d-%d", (int)getpid(), r);
+                pair[r] = daemon_pair(sock, pool, seconds);
+                if (bare[r] <= 0 || pair[r] <= 0) {
+                        fprintf(stderr, "handoff-bench: round %d failed (%s)\n", r + 1,
+                                bare[r] <= 0 ? "the bare pair" : "the pair through the daemon");
+                        rc = 1;
+                        break;
                 }
-                _exit(1);
         }
-        dt = run_consumer(sock, seconds, &count);
-        waitpid(ppid, &status, 0);
         if (dpid > 0) {
                 kill(dpid, SIGTERM);
                 waitpid(dpid, NULL, 0);
         }
-        if (dt <= 0 || count == 0) {
-                fprintf(stderr, "handoff-bench: the run through the daemon failed\n");
-                return 1;
-        }
-        printf("bare Unix-socket round trip (64 B):           %10.0f round trips/s\n", bare);
-        printf("shmbrokerd acquire/publish/consume/release:   %10.0f handoffs/s  (%.0f%% of the bare round trip)\n",
-               (double)count / dt, 100.0 * ((double)count / dt) / bare);
+        if (rc)
+                return rc;
+        double mb = median(bare, rounds), mp = median(pair, rounds);
+        printf("like for like: 2 clients, each one 64-byte round trip per handoff, overlapping, through one\n"
+               "server process; median (min-max) of %d alternate rounds of %g s\n", rounds, seconds);
+        printf("bare pair (echo server, 2 clients, Unix sockets): %8.0f round trips/s per client (%.0f-%.0f)\n",
+               mb, bare[0], bare[rounds - 1]);
+        printf("shmbrokerd pair (1 producer, 1 consumer, 4 slots): %8.0f handoffs/s (%.0f-%.0f), "
+               "%.0f%% of the bare pair\n", mp, pair[0], pair[rounds - 1], 100.0 * mp / mb);
         return 0;
 }
