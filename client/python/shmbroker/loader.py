@@ -550,8 +550,24 @@ _SHMBROKER_DOC = """
                     numpy views of the sample's rows of the batch.
 """
 
+class _Closing:
+    """close() and ``with`` for both classes of DataLoader."""
+
+    def close(self) -> None:
+        """Stop persistent workers now (they stop with the loader anyway)."""
+        it, self._iterator = self._iterator, None
+        if it is not None:
+            it._shutdown_workers()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 if torch is not None:
-    class DataLoader(_tud.DataLoader):
+    class DataLoader(_Closing, _tud.DataLoader):
         __doc__ = (_tud.DataLoader.__doc__ or "") + _SHMBROKER_DOC
 
         def __init__(self, dataset, batch_size=1, shuffle=None, sampler=None, batch_sampler=None,
@@ -571,19 +587,8 @@ if torch is not None:
             self.check_worker_number_rationality()
             return _ShmIter(self)
 
-        def close(self) -> None:
-            """Stop persistent workers now (they stop with the loader anyway)."""
-            it, self._iterator = self._iterator, None
-            if it is not None:
-                it._shutdown_workers()
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.close()
 else:
-    class DataLoader:       # type: ignore[no-redef]
+    class DataLoader(_Closing):       # type: ignore[no-redef]
         """torch.utils.data.DataLoader's constructor and behaviour, giving numpy arrays."""
 
         __doc__ = (__doc__ or "") + _SHMBROKER_DOC
@@ -686,17 +691,6 @@ else:
                 return length
             return len(self._index_sampler)
 
-        def close(self) -> None:
-            """Stop persistent workers now (they stop with the loader anyway)."""
-            it, self._iterator = self._iterator, None
-            if it is not None:
-                it._shutdown_workers()
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.close()
 
 
 # torch warns of every tensor made over a read-only mapping; once is enough.
