@@ -20,11 +20,13 @@ that from the saved figures), and this file draws the plots with matplotlib.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import platform
 import re
 import resource
+import shutil
 import signal
 import statistics
 import subprocess
@@ -33,12 +35,20 @@ import tempfile
 import time
 from pathlib import Path
 
+
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build"
 sys.path.insert(0, str(ROOT / "bench"))
 
 SIZES = [(64, "64 B", 20000), (64 << 10, "64 KiB", 5000), (1 << 20, "1 MiB", 1000), (16 << 20, "16 MiB", 200),
          (64 << 20, "64 MiB", 50)]
+
+
+def scratch(prefix: str) -> str:
+    """A temporary directory of this run, removed when the run ends (profiles, sockets)."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, path, True)
+    return path
 
 
 def move(mode: str, size: int, count: int, sock: str, slots: int = 4, batch: int = 16) -> float:
@@ -109,7 +119,7 @@ def client_instructions(quick: bool, sock: str) -> tuple:
     `move --mode many --slots 256 --batch 64`, from callgrind (the clients' share of a
     handoff, beside the daemon's)."""
     count = 4000 if quick else 40000
-    tmp = tempfile.mkdtemp(prefix="shmbroker-cgc-")
+    tmp = scratch("shmbroker-cgc-")
     subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.%p", str(BUILD / "move"),
                     "--mode", "many", "--size", "64", "--count", str(count), "--slots", "256", "--batch", "64",
                     "--socket", sock], capture_output=True, timeout=900, check=True)
@@ -127,7 +137,7 @@ def instructions_per_handoff(quick: bool, slots: int = 4, idle: int = 0, mode: s
     totals = []
     counts = (500, 1500) if quick else (2000, 6000)
     for count in counts:
-        tmp = tempfile.mkdtemp(prefix="shmbroker-cg-")
+        tmp = scratch("shmbroker-cg-")
         sock, out = os.path.join(tmp, "s.sock"), os.path.join(tmp, "cg.out")
         d = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                               str(BUILD / "shmbrokerd"), "--socket", sock, "--config", "/dev/null"],
@@ -229,7 +239,7 @@ def main() -> int:
     n = 3 if args.quick else 5
     scale = 0.25 if args.quick else 1.0
     trial_seconds = 0.08 if args.quick else 0.4
-    tmp = tempfile.mkdtemp(prefix="shmbroker-bench-")
+    tmp = scratch("shmbroker-bench-")
     sock = os.path.join(tmp, "s.sock")
     daemon = subprocess.Popen([str(BUILD / "shmbrokerd"), "--socket", sock, "--config", "/dev/null"],
                               stderr=subprocess.DEVNULL)

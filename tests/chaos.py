@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -181,6 +182,10 @@ def main() -> int:
     ok = (corrupt == 0 and duplicated == 0 and not unexplained and st["free"] == st["slots"] and not left
           and sum(consumed.values()) > 0)
     print("chaos: " + ("PASS" if ok else "FAIL"))
+    if ok:
+        shutil.rmtree(tmp, ignore_errors=True)      # the clients' logs: kept when they tell of a failure
+    else:
+        print(f"chaos: the clients' logs are in {tmp}")
     return 0 if ok else 1
 
 
