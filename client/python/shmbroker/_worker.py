@@ -207,7 +207,8 @@ class _WriteFetcher:
                     row[...] = leaf
                 continue
             self.dataset.write_sample(int(i), rows[0] if kind == "array" else
-                                      dict(zip(keys, rows)) if kind == "dict" else type_of(kind)(rows))
+                                      dict(zip(keys, rows)) if kind == "dict" else
+                                      tuple(rows) if kind == "tuple" else rows)
         torch = sys.modules.get("torch")
         leaves = [torch.from_numpy(a) for a in arrays] if torch is not None else arrays
         if kind == "array":
@@ -215,10 +216,6 @@ class _WriteFetcher:
         if kind == "dict":
             return dict(zip(keys, leaves))
         return leaves       # default_collate makes a list of a tuple or a list
-
-
-def type_of(kind: str):
-    return tuple if kind == "tuple" else list
 
 
 def _leaves(sample: Any) -> list:

@@ -65,13 +65,6 @@ class _Generation:
         self.client.close()
 
 
-class _Stop:
-    """A worker's iterable dataset is exhausted (torch's _IterableDatasetStopIteration)."""
-
-    def __init__(self, worker_id: int):
-        self.worker_id = worker_id
-
-
 class _Raise:
     """A worker's exception, to raise when its batch's turn comes."""
 
