@@ -1015,7 +1015,7 @@ static void publish_apply(Fp *f, FpMember *m, const FpPublish *e) {
         ST64(f, ST(f)->bytes_published, ST(f)->bytes_published + e->nbytes);
 }
 
-int fp_publish(Fp *f, uint32_t id, const FpPublish *v, size_t n, size_t *bad) {
+int fp_publish_check(Fp *f, uint32_t id, const FpPublish *v, size_t n, size_t *bad) {
         FpMember *m = live_member(f, id);
         uint64_t keys[FP_MANY_MAX];
         bool dup[FP_MANY_MAX];
@@ -1049,6 +1049,15 @@ int fp_publish(Fp *f, uint32_t id, const FpPublish *v, size_t n, size_t *bad) {
                                 return -EINVAL;
                         }
         }
+        return 0;
+}
+
+int fp_publish(Fp *f, uint32_t id, const FpPublish *v, size_t n, size_t *bad) {
+        int r = fp_publish_check(f, id, v, n, bad);
+        FpMember *m = fp_member(f, id);
+
+        if (r != 0)
+                return r;
         /* One step per batch: a member that dies half way has published the first ones. */
         for (size_t i = 0; i < n; i++) {
                 step_begin(f);

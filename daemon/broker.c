@@ -154,7 +154,8 @@ int broker_create_pool(Broker *b, const PoolSpec *spec, Pool **ret, SbReason *wh
                 r = broker_admit(b, spec->uid, layout.size, &charge, why);
         if (r != 0)
                 return r;
-        r = pool_new(&p, spec, &layout, why);
+        /* A pool has at most one member per connection. */
+        r = pool_new(&p, spec, &layout, lim->max_clients > UINT32_MAX ? UINT32_MAX : (uint32_t)lim->max_clients, why);
         if (r != 0)
                 return r;
         reaper_forget(&b->reaper, p->seg.shmid);

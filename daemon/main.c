@@ -112,7 +112,7 @@ static uint64_t total_published(Broker *b) {
         SbList *it;
 
         sb_list_for_each(it, &b->pools)
-                n += sb_list_entry(it, Pool, owner_link)->stats.published;
+                n += pool_stats(sb_list_entry(it, Pool, owner_link))->published;
         return n;
 }
 

@@ -123,11 +123,14 @@ static int resolve_group(Session *s, Request *req, const char *group, gid_t *gid
         return 0;
 }
 
-static int join_and_describe(Session *s, Pool *p, cJSON *reply) {
+static int join_and_describe(Session *s, Request *req, Pool *p, cJSON *reply) {
         Member *m;
         int r = session_join(s, p, &m);
 
-        if (r < 0)
+        if (r == SB_E_LIMIT)
+                return request_fail(req, r, "pool \"%s\" is open on %u connections, the most it takes (max_clients "
+                                    "when it was made)", p->spec.name, p->fp.g.member_cap);
+        if (r != 0)
                 return r;
         return reply_add_pool(reply, p, true);
 }
@@ -162,7 +165,7 @@ static int op_create(Session *s, Request *req, cJSON *reply) {
                   "pool \"%s\" created by pid %d uid %u: %u slots of %llu bytes%s", spec.name, (int)s->cred.pid,
                   (unsigned)s->cred.uid, spec.slots, (unsigned long long)spec.slot_size,
                   spec.persistent ? ", persistent" : "");
-        return join_and_describe(s, p, reply);
+        return join_and_describe(s, req, p, reply);
 }
 
 static int op_open(Session *s, Request *req, cJSON *reply) {
@@ -185,7 +188,7 @@ static int op_open(Session *s, Request *req, cJSON *reply) {
                                     "allow uid %u to %s", name, (unsigned)p->spec.uid, (unsigned)p->spec.gid,
                                     p->spec.mode, (unsigned)s->cred.uid,
                                     s->role == ROLE_PRODUCER ? "read and write" : "read");
-        return join_and_describe(s, p, reply);
+        return join_and_describe(s, req, p, reply);
 }
 
 /* One entry of a publish: the request itself, or an object of its "batches". Its meta,
@@ -366,7 +369,7 @@ static int request_acquire_seq(Request *req, PoolWaitKind kind, uint32_t max, in
 
 /* acquire and consume: take a slot now, or wait for one; with "max", up to that many. */
 static int op_take(Session *s, Request *req, cJSON *reply, PoolWaitKind kind) {
-        Slot *v[POOL_MANY_MAX];
+        SlotView v[POOL_MANY_MAX];
         uint64_t timeout;
         uint32_t max;
         int64_t seq;

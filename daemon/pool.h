@@ -16,16 +16,15 @@
 
 #include <cjson/cJSON.h>
 
-#include "order.h"
 #include "pool-spec.h"
 #include "quota.h"
 #include "sb-error.h"
+#include "sb-fastpool.h"
 #include "sb-list.h"
 #include "sb-names.h"
 #include "segment.h"
-#include "slot.h"
 
-#define POOL_MANY_MAX 1024     /* slots one request may take or give */
+#define POOL_MANY_MAX FP_MANY_MAX     /* slots one request may take or give */
 /* A many-slot consume takes batches while their metas (and about 128 bytes of fields
  * each) add up to at most this, the first batch whatever its size: its reply stays well
  * below what a client may leave unread (client.h), whatever the producers' metas are. */
@@ -36,53 +35,63 @@ typedef struct Pool Pool;
 typedef struct Member Member;
 typedef struct PoolWaiter PoolWaiter;
 
+typedef enum SlotState {
+        SLOT_FREE = FP_FREE,
+        SLOT_WRITING = FP_WRITING,
+        SLOT_READY = FP_READY,
+        SLOT_READING = FP_READING,
+        _SLOT_STATE_MAX = _FP_STATE_MAX,
+} SlotState;
+
 typedef enum PoolWaitKind {
-        WAIT_ACQUIRE,
-        WAIT_CONSUME,
+        WAIT_ACQUIRE = FP_WAIT_ACQUIRE,
+        WAIT_CONSUME = FP_WAIT_CONSUME,
 } PoolWaitKind;
 
+/* A slot as it is at one moment, read out of the control block. @meta (NULL: {}) stays
+ * valid while the slot is held by the member it was read for. */
+typedef struct SlotView {
+        uint32_t index;
+        SlotState state;
+        uint64_t offset;
+        uint64_t nbytes;
+        uint64_t seq;
+        uint64_t stream;
+        uint64_t since_usec;     /* when it entered its state */
+        const char *meta;
+        uint32_t meta_len;
+} SlotView;
+
+/* What the daemon keeps of a slot beside the block: the producer's meta, as it sent it. */
+typedef struct SlotMeta {
+        char *meta;              /* NULL: {}; while ready or reading */
+        QuotaHold meta_hold;     /* its bytes, held for the producer's uid while kept */
+} SlotMeta;
 
 /*
  * Called when a wait ends, the waiter already out of the queue: @result is 0 with the
  * @n slots the waiter now holds (@n == 0: end of stream, consume only), or
  * SB_E_NO_SUCH_POOL when the pool is going. The callback must not call back into the
- * pool: everything it needs is in its arguments (a slot's pool is slot->holder->pool).
+ * pool: everything it needs is in its arguments.
  */
-typedef void (*PoolWakeFn)(PoolWaiter *w, int result, Slot *const *slots, size_t n);
+typedef void (*PoolWakeFn)(PoolWaiter *w, int result, const SlotView *slots, size_t n);
 
 struct PoolWaiter {
-        SbList link;             /* in the pool's queue of its kind, first come first served */
         Member *member;          /* NULL while not waiting */
         PoolWaitKind kind;
-        uint32_t max;            /* slots to take at most when woken (at least 1) */
-        int64_t seq;             /* acquire: the seq it will publish, or -1 */
         PoolWakeFn fn;
-        uint64_t since_usec;
 };
 
+/* One client's opening of a pool: member @id of the pool's control block, where its role,
+ * its held slots, its stream and its wait are. */
 struct Member {
         Pool *pool;
         void *owner;             /* the connection; the pool never looks inside */
+        uint32_t id;
         SbList pool_link;
         SbList owner_link;       /* in the owner's list of opened pools */
-        SbList held;             /* Slot.link */
-        uint32_t n_held;
-        Role role;
-        bool ended;              /* producer: sent end in the current stream */
-        uint64_t stream;         /* consumer: the stream it is reading */
         PoolWaiter *waiter;      /* its wait, if any */
 };
-
-typedef struct PoolStats {
-        uint64_t acquired;
-        uint64_t published;
-        uint64_t consumed;
-        uint64_t bytes_published;
-        uint64_t bytes_consumed;       /* of every batch taken for reading (a requeued one again) */
-        uint64_t producer_wait_usec;   /* time producers waited for a free slot, waits that ended */
-        uint64_t consumer_wait_usec;   /* time consumers waited for a ready slot, waits that ended */
-        uint64_t streams_ended;
-} PoolStats;
 
 struct Pool {
         PoolSpec spec;
@@ -90,48 +99,37 @@ struct Pool {
         Segment seg;
         QuotaCharge charge;      /* to its owner: one pool, the segment's bytes */
         struct Leftover *leftover;   /* made with the pool: keeps the charge if the segment outlives it (reaper.h) */
-        Slot *slots;
-        SbList free_slots;
-        SbList ready;            /* unordered: publish order; both: requeued at the front */
-        SbList early;            /* unordered: batches of the next stream, published early */
-        OrderQueue order;        /* ordered: ready batches by (stream, seq) */
-        uint32_t count[_SLOT_STATE_MAX];
-        SbList members;
-        uint32_t n_members;
-        uint32_t n_producers;
-        uint32_t n_consumers;
-        uint32_t n_ended;
-        bool end_seen;
-        uint64_t stream;         /* the stream producers publish into */
-        uint64_t next_seq;       /* ordered: the next seq of the current stream */
-        SbList acquire_waiters;
-        SbList consume_waiters;
-        uint32_t n_waiters[2];   /* by PoolWaitKind */
-        uint64_t waiting_since[2];   /* by PoolWaitKind: the start times of the waits going on, added up */
-        uint32_t n_undeclared;   /* ordered: slots being written whose acquire named no seq */
-        PoolStats stats;
+        Fp fp;                   /* the slot state machine, on the control block */
+        void *block;             /* the control block (private memory) */
+        Member **members;        /* by member id - 1 */
+        SlotMeta *metas;         /* by slot */
+        uint32_t *meta_len;      /* by slot: what a many-slot consume counts against its reply */
+        SbList members_list;
         uint64_t created_usec;
-        uint64_t mark_gen;       /* finds a slot named twice in one request */
         SbList owner_link;       /* in the broker's list of pools */
 };
 
-/* Create a pool of @layout (pool_spec_layout()) and its segment. Returns 0, SB_E_LIMIT
- * (a kernel limit) or -errno, the reason in @why. */
-int pool_new(Pool **ret, const PoolSpec *spec, const PoolLayout *layout, SbReason *why);
+static inline const FpPool *pool_state(const Pool *p) {
+        return &fp_head(&p->fp)->pool;
+}
+
+static inline const FpStats *pool_stats(const Pool *p) {
+        return &fp_head(&p->fp)->stats;
+}
+
+/* Create a pool of @layout (pool_spec_layout()) and its segment, for at most @member_cap
+ * openings at a time. Returns 0, SB_E_LIMIT (a kernel limit) or -errno, the reason in @why. */
+int pool_new(Pool **ret, const PoolSpec *spec, const PoolLayout *layout, uint32_t member_cap, SbReason *why);
 
 /* Fail every wait with no_such_pool, free every member, give back the pool's charge,
  * free the pool; NULL-safe. */
 Pool *pool_free(Pool *p);
 
-static inline uint64_t slot_offset(const Pool *p, const Slot *s) {
-        return (uint64_t)s->index * p->stride;
-}
-
 static inline bool pool_is_unused(const Pool *p) {
-        return p->n_members == 0;
+        return pool_state(p)->n_members == 0;
 }
 
-/* Open @p for @owner in @role. Returns 0 or -ENOMEM. */
+/* Open @p for @owner in @role. Returns 0, -ENOMEM, or SB_E_LIMIT (member_cap openings). */
 int pool_join(Pool *p, Role role, void *owner, Member **ret);
 
 /* Close a member: reclaim its slots, drop its wait, count a producer as ended. */
@@ -144,14 +142,14 @@ void member_leave(Member *m);
  * then a producer that replaces a dead one can always fill the gap, and the stream never
  * wedges. 0, SB_E_WRONG_ROLE, -EAGAIN (none free) or -EBUSY (the last one is kept).
  */
-int pool_acquire_seq(Member *m, int64_t seq, Slot **ret);
+int pool_acquire_seq(Member *m, int64_t seq, SlotView *ret);
 
-static inline int pool_acquire(Member *m, Slot **ret) {
+static inline int pool_acquire(Member *m, SlotView *ret) {
         return pool_acquire_seq(m, -1, ret);
 }
 
 /* The lowest seq of the current stream of ordered pool @p not yet published. */
-uint64_t pool_lowest_unpublished(const Pool *p);
+uint64_t pool_lowest_unpublished(Pool *p);
 
 /*
  * Take up to @max (1 to POOL_MANY_MAX) slots of @kind: the first as pool_acquire_seq()
@@ -160,7 +158,7 @@ uint64_t pool_lowest_unpublished(const Pool *p);
  * yet) or -EBUSY (acquire: the last free slot is kept for a lower seq). Consumed batches
  * stop at POOL_TAKE_BYTES_MAX.
  */
-int pool_take(Member *m, PoolWaitKind kind, uint32_t max, int64_t seq, Slot **v, size_t *n);
+int pool_take(Member *m, PoolWaitKind kind, uint32_t max, int64_t seq, SlotView *v, size_t *n);
 
 /* Who pays for the meta of a publish: the producer's uid, through its own client charge
  * (@payer), within the limits in force; a refusal says which limit in @over. */
@@ -191,12 +189,9 @@ typedef struct PoolPublish {
  * payer) or -ENOMEM; nothing changed. */
 int pool_publish(Member *m, const PoolPublish *v, size_t n, size_t *bad);
 
-/* Take the next ready slot for reading: 0 with *ret a slot, or NULL for end of stream;
+/* Take the next ready slot for reading: 0 with *ret a slot, or *eof for end of stream;
  * SB_E_WRONG_ROLE; -EAGAIN when nothing is ready yet. */
-int pool_consume(Member *m, Slot **ret);
-
-/* Take the next ready slot if there is one, never the end of stream: 0 or -EAGAIN. */
-int pool_consume_ready(Member *m, Slot **ret);
+int pool_consume(Member *m, SlotView *ret, bool *eof);
 
 /* Give back @n held slots, all or none: free them, or (being read, @requeue) put them
  * back first in line, the first listed first. 0; or, nothing changed, the first bad
@@ -209,7 +204,7 @@ int pool_end(Member *m);
 
 /* Queue @w to be woken by @fn when a take of @kind by @m can be answered: then the
  * pool takes up to @max slots for it (pool_take(), with @seq) and hands them to @fn. */
-void pool_wait(PoolWaiter *w, Member *m, PoolWaitKind kind, uint32_t max, int64_t seq, PoolWakeFn fn);
+int pool_wait(PoolWaiter *w, Member *m, PoolWaitKind kind, uint32_t max, int64_t seq, PoolWakeFn fn);
 
 /* Leave the queue without being woken (timeout, cancel). */
 void pool_unwait(PoolWaiter *w);
@@ -217,5 +212,15 @@ void pool_unwait(PoolWaiter *w);
 /* How long the waits of @kind in @p have lasted until @now (sb_now_usec()), the waits going
  * on included, in O(1): a starved consumer's wait counts while it lasts. */
 uint64_t pool_waited_usec(const Pool *p, PoolWaitKind kind, uint64_t now);
+
+/* Slot @index of @p as it is now (index < slots). */
+void pool_slot_view(const Pool *p, uint32_t index, SlotView *ret);
+
+/* The member's role, and its held slots: their number, and a walk (first, then next until
+ * FP_NONE) over them in the order they were taken. */
+Role member_role(const Member *m);
+uint32_t member_n_held(const Member *m);
+uint32_t member_held_first(const Member *m);
+uint32_t member_held_next(const Member *m, uint32_t index);
 
 const char *slot_state_name(SlotState s);

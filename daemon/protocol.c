@@ -261,10 +261,8 @@ int reply_add_pool(cJSON *o, const Pool *p, bool with_shmid) {
 
 /* The fields of one slot just taken, and so held: by a producer (its place) or by a
  * consumer (the batch in it). */
-static int add_one_taken(cJSON *o, PoolWaitKind kind, const Slot *s) {
-        const Pool *p = s->holder->pool;
-
-        if (reply_add_uint(o, "slot", s->index) < 0 || reply_add_uint(o, "offset", slot_offset(p, s)) < 0)
+static int add_one_taken(cJSON *o, PoolWaitKind kind, const SlotView *s) {
+        if (reply_add_uint(o, "slot", s->index) < 0 || reply_add_uint(o, "offset", s->offset) < 0)
                 return -ENOMEM;
         if (kind == WAIT_ACQUIRE)
                 return 0;
@@ -276,11 +274,11 @@ static int add_one_taken(cJSON *o, PoolWaitKind kind, const Slot *s) {
         return cJSON_AddRawToObject(o, "meta", s->meta_len ? s->meta : "{}") ? 0 : -ENOMEM;
 }
 
-int reply_add_taken(cJSON *reply, PoolWaitKind kind, Slot *const *v, size_t n, bool many) {
+int reply_add_taken(cJSON *reply, PoolWaitKind kind, const SlotView *v, size_t n, bool many) {
         cJSON *arr;
 
         if (!many)
-                return n == 0 ? (cJSON_AddTrueToObject(reply, "eof") ? 0 : -ENOMEM) : add_one_taken(reply, kind, v[0]);
+                return n == 0 ? (cJSON_AddTrueToObject(reply, "eof") ? 0 : -ENOMEM) : add_one_taken(reply, kind, &v[0]);
         arr = cJSON_AddArrayToObject(reply, kind == WAIT_ACQUIRE ? "slots" : "batches");
         if (!arr)
                 return -ENOMEM;
@@ -292,7 +290,7 @@ int reply_add_taken(cJSON *reply, PoolWaitKind kind, Slot *const *v, size_t n, b
                         cJSON_Delete(o);
                         return -ENOMEM;
                 }
-                if (add_one_taken(o, kind, v[i]) < 0)
+                if (add_one_taken(o, kind, &v[i]) < 0)
                         return -ENOMEM;
         }
         return 0;

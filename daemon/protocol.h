@@ -95,4 +95,4 @@ int reply_add_pool(cJSON *o, const Pool *p, bool with_shmid);
  * stream). The one-slot form (@many false) puts the slot's fields in the reply itself;
  * the many-slot form puts an array "slots" (acquire) or "batches" (consume). 0 or -ENOMEM.
  */
-int reply_add_taken(cJSON *reply, PoolWaitKind kind, Slot *const *v, size_t n, bool many);
+int reply_add_taken(cJSON *reply, PoolWaitKind kind, const SlotView *v, size_t n, bool many);

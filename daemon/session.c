@@ -43,18 +43,20 @@ int session_init(Session *s, Broker *b, const struct ucred *cred, const gid_t *g
  * them): an administrator looking for a lost batch finds it here. */
 static void log_reclaim(const Session *s, const Member *m) {
         const Pool *p = m->pool;
-        uint32_t writing = 0, reading;
-        SbList *it;
+        uint32_t writing = 0, reading, n = member_n_held(m);
+        SlotView v;
 
-        if (m->n_held == 0)
+        if (n == 0)
                 return;
-        sb_list_for_each(it, &m->held)
-                writing += sb_list_entry(it, Slot, link)->state == SLOT_WRITING;
-        reading = m->n_held - writing;
+        for (uint32_t i = member_held_first(m); i != FP_NONE; i = member_held_next(m, i)) {
+                pool_slot_view(p, i, &v);
+                writing += v.state == SLOT_WRITING;
+        }
+        reading = n - writing;
         log_event(LOG_INFO, LOG_EVENT_SLOTS_RECLAIMED, p->spec.name, &s->cred,
                   "client %llu (pid %d uid %u) left pool \"%s\" holding %u slot%s: %u being written (discarded), %u "
                   "being read (%s)", (unsigned long long)s->serial, (int)s->cred.pid, (unsigned)s->cred.uid,
-                  p->spec.name, m->n_held, m->n_held == 1 ? "" : "s", writing, reading,
+                  p->spec.name, n, n == 1 ? "" : "s", writing, reading,
                   p->spec.on_consumer_death == POLICY_REQUEUE ? "requeued" : "freed");
 }
 
@@ -83,7 +85,7 @@ void session_clear(Session *s) {
 int session_join(Session *s, Pool *p, Member **ret) {
         int r = pool_join(p, s->role, s, ret);
 
-        if (r < 0)
+        if (r != 0)
                 return r;
         sb_list_append(&s->members, &(*ret)->owner_link);
         return 0;

@@ -15,6 +15,8 @@
 static int status_pool(const Session *asker, const Pool *p, uint64_t now, cJSON *arr) {
         uint64_t producer_wait = pool_waited_usec(p, WAIT_ACQUIRE, now);
         uint64_t consumer_wait = pool_waited_usec(p, WAIT_CONSUME, now);
+        const FpPool *ps = pool_state(p);
+        const FpStats *stats = pool_stats(p);
         cJSON *o = cJSON_CreateObject();
 
         if (!o || !cJSON_AddItemToArray(arr, o)) {
@@ -24,23 +26,22 @@ static int status_pool(const Session *asker, const Pool *p, uint64_t now, cJSON 
         if (reply_add_pool(o, p, session_may_access(asker, p, false)) < 0)
                 return -ENOMEM;
         for (int st = 0; st < _SLOT_STATE_MAX; st++)
-                if (reply_add_uint(o, slot_state_name((SlotState)st), p->count[st]) < 0)
+                if (reply_add_uint(o, slot_state_name((SlotState)st), ps->count[st]) < 0)
                         return -ENOMEM;
-        if (reply_add_uint(o, "users", p->n_members) < 0 || reply_add_uint(o, "producers", p->n_producers) < 0 ||
-            reply_add_uint(o, "consumers", p->n_consumers) < 0 ||
-            reply_add_uint(o, "admins", p->n_members - p->n_producers - p->n_consumers) < 0 ||
-            reply_add_uint(o, "stream", p->stream) < 0 || reply_add_uint(o, "acquired", p->stats.acquired) < 0 ||
-            reply_add_uint(o, "published", p->stats.published) < 0 ||
-            reply_add_uint(o, "consumed", p->stats.consumed) < 0 ||
-            reply_add_uint(o, "bytes_published", p->stats.bytes_published) < 0 ||
-            reply_add_uint(o, "bytes_consumed", p->stats.bytes_consumed) < 0 ||
-            reply_add_uint(o, "streams_ended", p->stats.streams_ended) < 0 ||
+        if (reply_add_uint(o, "users", ps->n_members) < 0 || reply_add_uint(o, "producers", ps->n_producers) < 0 ||
+            reply_add_uint(o, "consumers", ps->n_consumers) < 0 ||
+            reply_add_uint(o, "admins", ps->n_members - ps->n_producers - ps->n_consumers) < 0 ||
+            reply_add_uint(o, "stream", ps->stream) < 0 || reply_add_uint(o, "acquired", stats->acquired) < 0 ||
+            reply_add_uint(o, "published", stats->published) < 0 || reply_add_uint(o, "consumed", stats->consumed) < 0 ||
+            reply_add_uint(o, "bytes_published", stats->bytes_published) < 0 ||
+            reply_add_uint(o, "bytes_consumed", stats->bytes_consumed) < 0 ||
+            reply_add_uint(o, "streams_ended", stats->streams_ended) < 0 ||
             reply_add_uint(o, "producer_wait_ms", producer_wait / 1000) < 0 ||
             reply_add_uint(o, "consumer_wait_ms", consumer_wait / 1000) < 0 ||
             reply_add_uint(o, "producer_wait_us", producer_wait) < 0 ||
             reply_add_uint(o, "consumer_wait_us", consumer_wait) < 0 ||
-            reply_add_uint(o, "acquire_waiters", p->n_waiters[WAIT_ACQUIRE]) < 0 ||
-            reply_add_uint(o, "consume_waiters", p->n_waiters[WAIT_CONSUME]) < 0 ||
+            reply_add_uint(o, "acquire_waiters", ps->n_waiters[WAIT_ACQUIRE]) < 0 ||
+            reply_add_uint(o, "consume_waiters", ps->n_waiters[WAIT_CONSUME]) < 0 ||
             reply_add_uint(o, "age_ms", (now - p->created_usec) / 1000) < 0)
                 return -ENOMEM;
         return 0;
@@ -58,25 +59,26 @@ static const char *waiting_name(const Session *s) {
 static int status_held(const Session *k, uint64_t now, uint32_t from, uint32_t max, cJSON *o) {
         cJSON *held = cJSON_AddArrayToObject(o, "held");
         uint64_t count = 0, end = (uint64_t)from + max;
-        SbList *it, *jt;
+        SbList *it;
 
         if (!held)
                 return -ENOMEM;
         sb_list_for_each(it, &k->members) {
                 const Member *m = sb_list_entry(it, Member, owner_link);
-                uint64_t next = count + m->n_held;
+                uint64_t next = count + member_n_held(m);
 
                 if (next <= from || count >= end) {
                         count = next;
                         continue;
                 }
-                sb_list_for_each(jt, &m->held) {
-                        const Slot *s = sb_list_entry(jt, Slot, link);
+                for (uint32_t i = member_held_first(m); i != FP_NONE; i = member_held_next(m, i)) {
+                        SlotView sv, *s = &sv;
                         cJSON *h;
                         if (count >= end)
                                 break;
                         if (count++ < from)
                                 continue;
+                        pool_slot_view(m->pool, i, &sv);
                         h = cJSON_CreateObject();
                         if (!h || !cJSON_AddItemToArray(held, h)) {
                                 cJSON_Delete(h);

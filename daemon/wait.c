@@ -10,7 +10,6 @@
 
 void wait_init(Wait *w, sd_event *event, WaitDoneFn done) {
         *w = (Wait){ .event = event, .done = done };
-        sb_list_init(&w->waiter.link);
 }
 
 /* The wait is over (answered, timed out or cancelled): forget its request. */
@@ -21,7 +20,7 @@ static void wait_finish(Wait *w) {
                 (void)sd_event_source_set_enabled(w->timer, SD_EVENT_OFF);
 }
 
-static void on_wake(PoolWaiter *pw, int result, Slot *const *slots, size_t n) {
+static void on_wake(PoolWaiter *pw, int result, const SlotView *slots, size_t n) {
         Wait *w = sb_container_of(pw, Wait, waiter);
         cJSON *reply;
 
@@ -81,8 +80,10 @@ int wait_begin(Wait *w, Member *m, PoolWaitKind kind, const cJSON *id, uint64_t 
                 return -ENOMEM;
         }
         w->many = max > 0;
-        pool_wait(&w->waiter, m, kind, max, seq, on_wake);
-        return 0;
+        r = pool_wait(&w->waiter, m, kind, max, seq, on_wake);
+        if (r < 0)
+                wait_finish(w);
+        return r;
 }
 
 void wait_cancel(Wait *w) {

@@ -150,7 +150,11 @@ def main() -> int:
         for f in tmp.glob(f"{role}-*.log"):
             ident = int(f.stem.split("-")[1])
             last = None
-            for line in f.read_text().splitlines():
+            text = f.read_text()
+            lines = text.splitlines()
+            if text and not text.endswith("\n") and (role, ident) in killed:
+                lines.pop()     # a line the SIGKILL cut short (the next write would have ended it)
+            for line in lines:
                 word, _, rest = line.partition(" ")
                 if word == "CORRUPT":
                     corrupt += 1

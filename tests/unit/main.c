@@ -10,7 +10,6 @@ int main(void) {
         srunner_add_suite(sr, suite_json());
         srunner_add_suite(sr, suite_protocol());
         srunner_add_suite(sr, suite_config());
-        srunner_add_suite(sr, suite_order());
         srunner_add_suite(sr, suite_pool());
         srunner_add_suite(sr, suite_common());
         srunner_add_suite(sr, suite_conn());

@@ -11,6 +11,49 @@
 #include "sb-error.h"
 #include "unit.h"
 
+/* A slot as the tests hold it: its view when it was taken (the state now is state_of()). */
+typedef SlotView Slot;
+
+static Slot views[512];
+static unsigned n_views;
+
+static Slot *keep(const SlotView *v) {
+        Slot *s = &views[n_views++ % 512];
+        *s = *v;
+        return s;
+}
+
+static SlotView view_of(Pool *p, const Slot *s) {
+        SlotView v;
+        pool_slot_view(p, s->index, &v);
+        return v;
+}
+
+static SlotState state_of(Pool *p, const Slot *s) {
+        return view_of(p, s).state;
+}
+
+/* pool_acquire_seq that holds what it got in *ret. */
+static int try_acquire_seq(Member *m, int64_t seq, Slot **ret) {
+        SlotView v;
+        int r = pool_acquire_seq(m, seq, &v);
+
+        *ret = r == 0 ? keep(&v) : NULL;
+        return r;
+}
+
+/* pool_consume that holds what it got: 0 with *ret, or *ret NULL for end of stream. */
+static int consume_ready(Member *m, Slot **ret) {
+        SlotView v;
+        bool eof;
+        int r = pool_consume(m, &v, &eof);
+
+        if (r == 0 && eof)
+                return -EAGAIN;
+        *ret = r == 0 ? keep(&v) : NULL;
+        return r;
+}
+
 static Pool *mkpool(uint32_t slots, bool ordered, PoolPolicy policy) {
         PoolSpec spec = { .slot_size = 100, .slots = slots, .ordered = ordered, .on_consumer_death = policy,
                           .mode = 0600, .uid = getuid(), .gid = getgid() };
@@ -20,7 +63,7 @@ static Pool *mkpool(uint32_t slots, bool ordered, PoolPolicy policy) {
 
         strcpy(spec.name, "t");
         ck_assert_msg(pool_spec_layout(&spec, &layout, &why) == 0, "%s", why.text);
-        ck_assert_msg(pool_new(&p, &spec, &layout, &why) == 0, "%s", why.text);
+        ck_assert_msg(pool_new(&p, &spec, &layout, 16, &why) == 0, "%s", why.text);
         return p;
 }
 
@@ -31,10 +74,10 @@ static Member *join(Pool *p, Role role) {
 }
 
 static Slot *acquire(Member *m) {
-        Slot *s = NULL;
-        ck_assert_int_eq(pool_acquire(m, &s), 0);
-        ck_assert_int_eq(s->state, SLOT_WRITING);
-        return s;
+        SlotView v;
+        ck_assert_int_eq(pool_acquire(m, &v), 0);
+        ck_assert_int_eq(v.state, SLOT_WRITING);
+        return keep(&v);
 }
 
 static int publish1(Member *m, uint32_t index, uint64_t nbytes, bool has_seq, uint64_t seq) {
@@ -56,23 +99,26 @@ static void publish(Member *m, Slot *s, uint64_t seq) {
 
 /* Consume and return the seq, -1 for end of stream, -2 when nothing is ready. */
 static long consume_seq(Member *m, uint32_t *index) {
-        Slot *s = NULL;
-        int r = pool_consume(m, &s);
+        SlotView s;
+        bool eof;
+        int r = pool_consume(m, &s, &eof);
 
         if (r == -EAGAIN)
                 return -2;
         ck_assert_int_eq(r, 0);
-        if (!s)
+        if (eof)
                 return -1;
         if (index)
-                *index = s->index;
-        return (long)s->seq;
+                *index = s.index;
+        return (long)s.seq;
 }
 
 static void check_counts(Pool *p) {
+        const char *why = NULL;
+        ck_assert_msg(fp_check(&p->fp, &why) == 0, "%s", why);
         uint32_t sum = 0;
         for (int i = 0; i < _SLOT_STATE_MAX; i++)
-                sum += p->count[i];
+                sum += pool_state(p)->count[i];
         ck_assert_uint_eq(sum, p->spec.slots);
 }
 
@@ -88,15 +134,15 @@ START_TEST(full_cycle_and_layout) {
         mem = shmat(p->seg.shmid, NULL, 0);
         ck_assert(mem != (void *)-1);
         s = acquire(prod);
-        memcpy(mem + slot_offset(p, s), "hello", 5);
-        ck_assert_int_eq(p->count[SLOT_WRITING], 1);
+        memcpy(mem + s->offset, "hello", 5);
+        ck_assert_int_eq(pool_state(p)->count[SLOT_WRITING], 1);
         publish(prod, s, 7);
-        ck_assert_int_eq(p->count[SLOT_READY], 1);
+        ck_assert_int_eq(pool_state(p)->count[SLOT_READY], 1);
         ck_assert_int_eq(consume_seq(cons, &idx), 7);
-        ck_assert_int_eq(memcmp(mem + slot_offset(p, &p->slots[idx]), "hello", 5), 0);
-        ck_assert_int_eq(p->count[SLOT_READING], 1);
+        ck_assert_int_eq(memcmp(mem + (uint64_t)idx * p->stride, "hello", 5), 0);
+        ck_assert_int_eq(pool_state(p)->count[SLOT_READING], 1);
         ck_assert_int_eq(release1(cons, idx, false), 0);
-        ck_assert_int_eq(p->count[SLOT_FREE], 3);
+        ck_assert_int_eq(pool_state(p)->count[SLOT_FREE], 3);
         check_counts(p);
         shmdt(mem);
         pool_free(p);
@@ -108,8 +154,8 @@ START_TEST(roles_and_holders_are_enforced) {
         Member *a = join(p, ROLE_PRODUCER), *b = join(p, ROLE_PRODUCER), *c = join(p, ROLE_CONSUMER);
         Slot *s = NULL;
 
-        ck_assert_int_eq(pool_acquire(c, &s), SB_E_WRONG_ROLE);
-        ck_assert_int_eq(pool_consume(a, &s), SB_E_WRONG_ROLE);
+        ck_assert_int_eq(try_acquire_seq(c, -1, &s), SB_E_WRONG_ROLE);
+        ck_assert_int_eq(consume_ready(a, &s), SB_E_WRONG_ROLE);
         ck_assert_int_eq(pool_end(c), SB_E_WRONG_ROLE);
         s = acquire(a);
         ck_assert_int_eq(publish1(b, s->index, 1, false, 0), SB_E_NOT_HOLDER);
@@ -119,7 +165,7 @@ START_TEST(roles_and_holders_are_enforced) {
         ck_assert_int_eq(release1(a, s->index, true), SB_E_BAD_REQUEST);
         /* a producer gives a slot back unpublished */
         ck_assert_int_eq(release1(a, s->index, false), 0);
-        ck_assert_int_eq(p->count[SLOT_FREE], 2);
+        ck_assert_int_eq(pool_state(p)->count[SLOT_FREE], 2);
         ck_assert_int_eq(consume_seq(c, NULL), -2);
         pool_free(p);
 }
@@ -128,7 +174,8 @@ END_TEST
 START_TEST(exhaustion_and_publish_order) {
         Pool *p = mkpool(3, false, POLICY_REQUEUE);
         Member *prod = join(p, ROLE_PRODUCER), *cons = join(p, ROLE_CONSUMER);
-        Slot *s[3], *none = NULL;
+        Slot *s[3];
+        SlotView none;
 
         for (int i = 0; i < 3; i++)
                 s[i] = acquire(prod);
@@ -206,7 +253,7 @@ START_TEST(stream_ends_when_every_producer_ended_or_left) {
         ck_assert_int_eq(consume_seq(c2, NULL), -1);
         ck_assert_int_eq(consume_seq(c1, NULL), 100);  /* ... then the next stream */
         ck_assert_int_eq(consume_seq(c2, NULL), -2);
-        ck_assert_uint_eq(p->stats.streams_ended, 1);
+        ck_assert_uint_eq(pool_stats(p)->streams_ended, 1);
         /* a consumer that comes after the end starts with the next stream: no eof for it */
         ck_assert_int_eq(pool_end(a), 0);
         Member *late = join(p, ROLE_CONSUMER);
@@ -226,15 +273,15 @@ START_TEST(dying_consumer_requeues_to_front) {
         w = acquire(prod);                   /* being written */
         ck_assert_int_eq(consume_seq(c1, NULL), 1);
         member_leave(c1);
-        ck_assert_int_eq(p->count[SLOT_READY], 2);
+        ck_assert_int_eq(pool_state(p)->count[SLOT_READY], 2);
         ck_assert_int_eq(consume_seq(c2, NULL), 1);   /* the requeued batch comes first */
         ck_assert_int_eq(consume_seq(c2, NULL), 2);
         member_leave(prod);                           /* a writing slot is discarded */
-        ck_assert_int_eq(w->state, SLOT_FREE);
-        ck_assert_int_eq(p->count[SLOT_FREE], 2);
+        ck_assert_int_eq(state_of(p, w), SLOT_FREE);
+        ck_assert_int_eq(pool_state(p)->count[SLOT_FREE], 2);
         member_leave(c2);                             /* both its batches wait for the next consumer */
-        ck_assert_int_eq(p->count[SLOT_READY], 2);
-        ck_assert_int_eq(p->count[SLOT_FREE], 2);
+        ck_assert_int_eq(pool_state(p)->count[SLOT_READY], 2);
+        ck_assert_int_eq(pool_state(p)->count[SLOT_FREE], 2);
         ck_assert(pool_is_unused(p));
         pool_free(p);
 }
@@ -247,7 +294,7 @@ START_TEST(dying_consumer_frees_by_policy) {
         publish(prod, acquire(prod), 1);
         ck_assert_int_eq(consume_seq(c1, NULL), 1);
         member_leave(c1);
-        ck_assert_int_eq(p->count[SLOT_FREE], 2);
+        ck_assert_int_eq(pool_state(p)->count[SLOT_FREE], 2);
         pool_free(p);
 }
 END_TEST
@@ -274,14 +321,17 @@ typedef struct TestWaiter {
         int woken;
         int result;
         Slot *slot;              /* the first slot handed over; NULL for end of stream */
+        Slot first;
         size_t n;
 } TestWaiter;
 
-static void on_wake(PoolWaiter *w, int result, Slot *const *slots, size_t n) {
+static void on_wake(PoolWaiter *w, int result, const SlotView *slots, size_t n) {
         TestWaiter *t = (TestWaiter *)w;
         t->woken++;
         t->result = result;
-        t->slot = n ? slots[0] : NULL;
+        if (n)
+                t->first = slots[0];
+        t->slot = n ? &t->first : NULL;
         t->n = n;
 }
 
@@ -295,7 +345,7 @@ START_TEST(waiters_first_come_first_served) {
         pool_wait(&wk.w, cons, WAIT_CONSUME, 1, -1, on_wake);
         pool_wait(&wb.w, b, WAIT_ACQUIRE, 1, -1, on_wake);
         pool_wait(&wc.w, c, WAIT_ACQUIRE, 1, -1, on_wake);
-        ck_assert_uint_eq(p->n_waiters[WAIT_ACQUIRE], 2);
+        ck_assert_uint_eq(pool_state(p)->n_waiters[WAIT_ACQUIRE], 2);
         publish(a, s, 5);
         ck_assert_int_eq(wk.woken, 1);                 /* the consumer got the batch */
         ck_assert_int_eq(wk.slot->seq, 5);
@@ -303,11 +353,11 @@ START_TEST(waiters_first_come_first_served) {
         release1(cons, wk.slot->index, false);
         ck_assert_int_eq(wb.woken, 1);                 /* b asked first */
         ck_assert_int_eq(wc.woken, 0);
-        ck_assert_ptr_eq(wb.slot->holder, b);
+        ck_assert_uint_eq(member_held_first(b), wb.slot->index);
         member_leave(b);                               /* b dies writing: c gets the slot */
         ck_assert_int_eq(wc.woken, 1);
-        ck_assert_ptr_eq(wc.slot->holder, c);
-        ck_assert_uint_eq(p->n_waiters[WAIT_ACQUIRE], 0);
+        ck_assert_uint_eq(member_held_first(c), wc.slot->index);
+        ck_assert_uint_eq(pool_state(p)->n_waiters[WAIT_ACQUIRE], 0);
         pool_free(p);
 }
 END_TEST
@@ -337,23 +387,23 @@ START_TEST(waits_count_while_they_last) {
         uint64_t t0, t1;
         Slot *s;
 
-        ck_assert_uint_eq(p->n_producers, 1);
-        ck_assert_uint_eq(p->n_consumers, 2);
+        ck_assert_uint_eq(pool_state(p)->n_producers, 1);
+        ck_assert_uint_eq(pool_state(p)->n_consumers, 2);
         pool_wait(&w1.w, c1, WAIT_CONSUME, 1, -1, on_wake);
         pool_wait(&w2.w, c2, WAIT_CONSUME, 1, -1, on_wake);
-        t0 = w1.w.since_usec;
-        t1 = w2.w.since_usec;
+        t0 = fp_member(&p->fp, c1->id)->since_usec;
+        t1 = fp_member(&p->fp, c2->id)->since_usec;
         ck_assert_uint_eq(pool_waited_usec(p, WAIT_CONSUME, t1 + 1000), (t1 + 1000 - t0) + 1000);
         ck_assert_uint_eq(pool_waited_usec(p, WAIT_ACQUIRE, t1 + 1000), 0);
         s = acquire(prod);
         ck_assert_int_eq(publish1(prod, s->index, 77, true, 0), 0);
         ck_assert_int_eq(w1.woken, 1);                 /* c1 ended its wait; c2's goes on */
-        ck_assert_uint_eq(pool_waited_usec(p, WAIT_CONSUME, t1 + 5000), p->stats.consumer_wait_usec + 5000);
-        ck_assert_uint_eq(p->stats.bytes_consumed, 77);
+        ck_assert_uint_eq(pool_waited_usec(p, WAIT_CONSUME, t1 + 5000), pool_stats(p)->wait_usec[WAIT_CONSUME] + 5000);
+        ck_assert_uint_eq(pool_stats(p)->bytes_consumed, 77);
         pool_unwait(&w2.w);
-        ck_assert_uint_eq(pool_waited_usec(p, WAIT_CONSUME, UINT64_MAX / 2), p->stats.consumer_wait_usec);
+        ck_assert_uint_eq(pool_waited_usec(p, WAIT_CONSUME, UINT64_MAX / 2), pool_stats(p)->wait_usec[WAIT_CONSUME]);
         member_leave(c2);
-        ck_assert_uint_eq(p->n_consumers, 1);
+        ck_assert_uint_eq(pool_state(p)->n_consumers, 1);
         pool_free(p);
 }
 END_TEST
@@ -378,22 +428,22 @@ START_TEST(waiter_takes_up_to_its_max) {
         ck_assert_int_eq(pool_publish(prod, v, 4, &bad), 0);
         ck_assert_int_eq(wk.woken, 1);
         ck_assert_uint_eq(wk.n, 3);                    /* 4 ready, max 3 */
-        ck_assert_uint_eq(p->count[SLOT_READING], 3);
-        ck_assert_uint_eq(p->count[SLOT_READY], 1);
-        ck_assert_ptr_eq(wk.slot->holder, cons);
+        ck_assert_uint_eq(pool_state(p)->count[SLOT_READING], 3);
+        ck_assert_uint_eq(pool_state(p)->count[SLOT_READY], 1);
+        ck_assert_uint_eq(member_held_first(cons), wk.slot->index);
         ck_assert_int_eq(wa.woken, 0);                 /* nothing free yet */
         ck_assert_int_eq(pool_release(cons, held, 3, false, &bad), 0);   /* the first three published */
         ck_assert_int_eq(wa.woken, 1);
         ck_assert_uint_eq(wa.n, 3);                    /* every free slot, under its max of 8 */
-        ck_assert_uint_eq(p->count[SLOT_WRITING], 3);
-        ck_assert_uint_eq(p->n_waiters[WAIT_ACQUIRE] + p->n_waiters[WAIT_CONSUME], 0);
+        ck_assert_uint_eq(pool_state(p)->count[SLOT_WRITING], 3);
+        ck_assert_uint_eq(pool_state(p)->n_waiters[WAIT_ACQUIRE] + pool_state(p)->n_waiters[WAIT_CONSUME], 0);
         pool_free(p);
 }
 END_TEST
 
 static Slot *acquire_seq(Member *m, int64_t seq) {
         Slot *s = NULL;
-        ck_assert_int_eq(pool_acquire_seq(m, seq, &s), 0);
+        ck_assert_int_eq(try_acquire_seq(m, seq, &s), 0);
         return s;
 }
 
@@ -411,7 +461,7 @@ START_TEST(ordered_pool_keeps_a_slot_for_the_lowest_missing_seq) {
         (void)acquire(a);                              /* says no seq: it may be writing 0 */
         for (int seq = 1; seq <= 3; seq++)
                 publish(b, acquire_seq(b, seq), (uint64_t)seq);
-        ck_assert_int_eq(pool_acquire_seq(b, 4, &s), -EAGAIN);  /* none free */
+        ck_assert_int_eq(try_acquire_seq(b, 4, &s), -EAGAIN);  /* none free */
         pool_wait(&wb.w, b, WAIT_ACQUIRE, 1, 4, on_wake);
         c = join(p, ROLE_PRODUCER);                    /* the replacement, queued behind b */
         pool_wait(&wc.w, c, WAIT_ACQUIRE, 1, 0, on_wake);
@@ -426,7 +476,7 @@ START_TEST(ordered_pool_keeps_a_slot_for_the_lowest_missing_seq) {
         }
         ck_assert_int_eq(wb.woken, 1);                 /* then seq 4 got one */
         ck_assert_uint_eq(pool_lowest_unpublished(p), 4);
-        ck_assert_int_eq(pool_acquire_seq(c, 9, &s), 0);        /* three free: no reason to keep one */
+        ck_assert_int_eq(try_acquire_seq(c, 9, &s), 0);        /* three free: no reason to keep one */
         pool_free(p);
 }
 END_TEST
@@ -440,12 +490,12 @@ START_TEST(slot_kept_only_while_nobody_may_write_the_gap) {
 
         s0 = acquire(a);                               /* no seq said: it may be writing 0 */
         publish(b, acquire_seq(b, 1), 1);
-        ck_assert_int_eq(pool_acquire_seq(b, 2, &s), 0);        /* the last slot: allowed */
+        ck_assert_int_eq(try_acquire_seq(b, 2, &s), 0);        /* the last slot: allowed */
         ck_assert_int_eq(release1(b, s->index, false), 0);
         ck_assert_int_eq(release1(a, s0->index, false), 0);     /* nobody may write 0 now */
-        ck_assert_int_eq(pool_acquire_seq(b, 2, &s), 0);        /* two free: fine */
-        ck_assert_int_eq(pool_acquire_seq(b, 3, &s), -EBUSY);   /* the last one is 0's */
-        ck_assert_int_eq(pool_acquire(b, &s), 0);               /* saying nothing still takes it */
+        ck_assert_int_eq(try_acquire_seq(b, 2, &s), 0);        /* two free: fine */
+        ck_assert_int_eq(try_acquire_seq(b, 3, &s), -EBUSY);   /* the last one is 0's */
+        ck_assert_int_eq(try_acquire_seq(b, -1, &s), 0);               /* saying nothing still takes it */
         pool_free(p);
 }
 END_TEST
@@ -459,7 +509,7 @@ START_TEST(free_fails_waiters_and_unwait_leaves_quietly) {
         pool_wait(&wb.w, b, WAIT_ACQUIRE, 1, -1, on_wake);
         pool_wait(&wk.w, cons, WAIT_CONSUME, 1, -1, on_wake);
         pool_unwait(&wk.w);
-        ck_assert_uint_eq(p->n_waiters[WAIT_CONSUME], 0);
+        ck_assert_uint_eq(pool_state(p)->n_waiters[WAIT_CONSUME], 0);
         pool_free(p);
         ck_assert_int_eq(wb.woken, 1);
         ck_assert_int_eq(wb.result, SB_E_NO_SUCH_POOL);
@@ -482,33 +532,33 @@ START_TEST(many_slots_all_or_none) {
         /* seq 1 twice: refused, nothing published, the bad entry named */
         ck_assert_int_eq(pool_publish(prod, v, 3, &bad), SB_E_BAD_REQUEST);
         ck_assert_uint_eq(bad, 2);
-        ck_assert_uint_eq(p->count[SLOT_WRITING], 3);
+        ck_assert_uint_eq(pool_state(p)->count[SLOT_WRITING], 3);
         /* a slot twice */
         v[2].slot = b->index;
         v[2].seq = 2;
         ck_assert_int_eq(pool_publish(prod, v, 3, &bad), SB_E_NOT_HOLDER);
         ck_assert_uint_eq(bad, 2);
-        ck_assert_uint_eq(p->count[SLOT_READY], 0);
+        ck_assert_uint_eq(pool_state(p)->count[SLOT_READY], 0);
         v[2].slot = c->index;
         ck_assert_int_eq(pool_publish(prod, v, 3, &bad), 0);
-        ck_assert_uint_eq(p->count[SLOT_READY], 3);
+        ck_assert_uint_eq(pool_state(p)->count[SLOT_READY], 3);
         for (uint64_t seq = 0; seq < 3; seq++) {
-                ck_assert_int_eq(pool_consume_ready(cons, &s), 0);
+                ck_assert_int_eq(consume_ready(cons, &s), 0);
                 ck_assert_uint_eq(s->seq, seq);
                 held[seq] = s->index;
         }
-        ck_assert_uint_eq(b->meta_len, 7);
-        ck_assert_str_eq(b->meta, "{\"k\":1}");
-        ck_assert_int_eq(pool_consume_ready(cons, &s), -EAGAIN);
+        ck_assert_uint_eq(view_of(p, b).meta_len, 7);
+        ck_assert_str_eq(view_of(p, b).meta, "{\"k\":1}");
+        ck_assert_int_eq(consume_ready(cons, &s), -EAGAIN);
         /* release: a slot not held makes the whole request fail */
         held[1] = 3;
         ck_assert_int_eq(pool_release(cons, held, 3, false, &bad), SB_E_NOT_HOLDER);
         ck_assert_uint_eq(bad, 1);
-        ck_assert_uint_eq(p->count[SLOT_READING], 3);
+        ck_assert_uint_eq(pool_state(p)->count[SLOT_READING], 3);
         held[1] = b->index;
         /* requeued in the order listed: first listed, first consumed again */
         ck_assert_int_eq(pool_release(cons, held, 3, true, &bad), 0);
-        ck_assert_int_eq(pool_consume_ready(cons, &s), 0);
+        ck_assert_int_eq(consume_ready(cons, &s), 0);
         ck_assert_uint_eq(s->index, held[0]);
         ck_assert_int_eq(pool_release(cons, &held[0], 1, false, &bad), 0);
         check_counts(p);
@@ -537,22 +587,22 @@ START_TEST(meta_held_until_the_slot_is_freed) {
         ck_assert_uint_eq(bad, 2);
         ck_assert_int_eq(payer.over, QUOTA_HOLD_PER_UID);
         ck_assert_uint_eq(q.held, 0);
-        ck_assert_ptr_null(a->meta);
-        ck_assert_uint_eq(p->count[SLOT_WRITING], 3);
+        ck_assert_ptr_null(view_of(p, a).meta);
+        ck_assert_uint_eq(pool_state(p)->count[SLOT_WRITING], 3);
         v[2].meta_len = 9;
         ck_assert_int_eq(pool_publish(prod, v, 3, &bad), 0);
         ck_assert_uint_eq(q.held, 24);
         ck_assert_uint_eq(quota_held_by(&client), 24);
-        ck_assert_str_eq(c->meta, "{\"k\":333}");
+        ck_assert_str_eq(view_of(p, c).meta, "{\"k\":333}");
         /* being read still holds; released, freed */
-        ck_assert_int_eq(pool_consume_ready(cons, &s), 0);
-        ck_assert_ptr_eq(s, a);
+        ck_assert_int_eq(consume_ready(cons, &s), 0);
+        ck_assert_uint_eq(s->index, a->index);
         ck_assert_uint_eq(q.held, 24);
         ck_assert_int_eq(release1(cons, a->index, false), 0);
         ck_assert_uint_eq(q.held, 17);
-        ck_assert_ptr_null(a->meta);
+        ck_assert_ptr_null(view_of(p, a).meta);
         /* a consumer that dies reading (policy free) */
-        ck_assert_int_eq(pool_consume_ready(cons, &s), 0);
+        ck_assert_int_eq(consume_ready(cons, &s), 0);
         member_leave(cons);
         ck_assert_uint_eq(q.held, 9);
         /* the producer goes: its ready batch keeps its hold, and the uid its entry */

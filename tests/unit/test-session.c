@@ -90,14 +90,14 @@ START_TEST(status_shows_pools_and_clients_as_the_asker_may_see_them) {
         Pool *p = mkpool(b, "train", 2, 0600), *q = mkpool(b, "other", 1, 0600);
         Session admin, prod, stranger;
         const cJSON *pools, *clients, *held;
-        Slot *s;
+        SlotView sv, *s = &sv;
         cJSON *st;
         int r;
 
         mksession(&admin, b, getuid(), ROLE_ADMIN, NULL, NULL);
         mksession(&prod, b, getuid(), ROLE_PRODUCER, "loader-0", p);
         mksession(&stranger, b, 4242, ROLE_ADMIN, "x", NULL);
-        ck_assert_int_eq(pool_acquire(session_find_member(&prod, "train"), &s), 0);
+        ck_assert_int_eq(pool_acquire(session_find_member(&prod, "train"), s), 0);
 
         st = status_of(&admin, NULL, &r);
         ck_assert_int_eq(r, 0);
@@ -137,7 +137,7 @@ START_TEST(status_shows_pools_and_clients_as_the_asker_may_see_them) {
         (void)q;
 
         session_clear(&prod);                          /* its slot comes back */
-        ck_assert_uint_eq(p->count[SLOT_FREE], 2);
+        ck_assert_uint_eq(pool_state(p)->count[SLOT_FREE], 2);
         session_clear(&stranger);
         session_clear(&admin);
         broker_free(b);
@@ -151,15 +151,15 @@ START_TEST(wait_answered_by_another_session) {
         cJSON *id = cJSON_CreateNumber(7);
         PoolPublish v[2] = { 0 };
         size_t bad;
-        Slot *s;
+        SlotView sv, *s = &sv;
 
         mksession(&prod, b, getuid(), ROLE_PRODUCER, NULL, p);
         mksession(&cons, b, getuid(), ROLE_CONSUMER, NULL, p);
         begin_wait(&cons, WAIT_CONSUME, id, UINT64_MAX, 2);
         ck_assert(session_is_waiting(&cons));
-        ck_assert_uint_eq(p->n_waiters[WAIT_CONSUME], 1);
+        ck_assert_uint_eq(pool_state(p)->n_waiters[WAIT_CONSUME], 1);
         for (int i = 0; i < 2; i++) {
-                ck_assert_int_eq(pool_acquire(session_find_member(&prod, "train"), &s), 0);
+                ck_assert_int_eq(pool_acquire(session_find_member(&prod, "train"), s), 0);
                 v[i] = (PoolPublish){ .slot = s->index, .nbytes = 3, .meta = "{\"k\":1}", .meta_len = 7 };
         }
         ck_assert_int_eq(pool_publish(session_find_member(&prod, "train"), v, 2, &bad), 0);
@@ -167,10 +167,10 @@ START_TEST(wait_answered_by_another_session) {
         ck_assert(!session_is_waiting(&cons));
         ck_assert_ptr_nonnull(strstr(last_reply, "\"id\":7,\"ok\":true,\"batches\":[{"));
         ck_assert_ptr_nonnull(strstr(last_reply, "\"meta\":{\"k\":1}}]"));
-        ck_assert_uint_eq(p->count[SLOT_READING], 2);
+        ck_assert_uint_eq(pool_state(p)->count[SLOT_READING], 2);
         cJSON_Delete(id);
         session_clear(&cons);                          /* requeued, by policy */
-        ck_assert_uint_eq(p->count[SLOT_READY], 2);
+        ck_assert_uint_eq(pool_state(p)->count[SLOT_READY], 2);
         session_clear(&prod);
         broker_free(b);
 }
@@ -180,19 +180,19 @@ START_TEST(wait_times_out_on_the_event_loop) {
         Broker *b = mkbroker();
         Pool *p = mkpool(b, "train", 1, 0600);
         Session prod, other;
-        Slot *s;
+        SlotView sv, *s = &sv;
 
         mksession(&prod, b, getuid(), ROLE_PRODUCER, NULL, p);
         mksession(&other, b, getuid(), ROLE_PRODUCER, NULL, p);
-        ck_assert_int_eq(pool_acquire(session_find_member(&prod, "train"), &s), 0);
+        ck_assert_int_eq(pool_acquire(session_find_member(&prod, "train"), s), 0);
         begin_wait(&other, WAIT_ACQUIRE, NULL, 20000, 0);
         for (int i = 0; i < 100 && n_replies == 0; i++)
                 ck_assert_int_ge(sd_event_run(b->event, 100000), 0);
         ck_assert_int_eq(n_replies, 1);
         ck_assert_str_eq(last_reply, "{\"ok\":false,\"error\":\"timeout\",\"message\":\"no slot became free\"}");
         ck_assert(!session_is_waiting(&other));
-        ck_assert_uint_eq(p->n_waiters[WAIT_ACQUIRE], 0);
-        ck_assert_uint_ge(p->stats.producer_wait_usec, 20000);   /* the wait was counted */
+        ck_assert_uint_eq(pool_state(p)->n_waiters[WAIT_ACQUIRE], 0);
+        ck_assert_uint_ge(pool_stats(p)->wait_usec[WAIT_ACQUIRE], 20000);   /* the wait was counted */
         session_clear(&other);
         session_clear(&prod);
         broker_free(b);
@@ -208,7 +208,7 @@ START_TEST(wait_cancelled_or_failed_by_a_drop) {
         begin_wait(&cons, WAIT_CONSUME, NULL, 1000000, 0);
         wait_cancel(&cons.wait);                       /* its client went away: no reply */
         ck_assert(!session_is_waiting(&cons));
-        ck_assert_uint_eq(p->n_waiters[WAIT_CONSUME], 0);
+        ck_assert_uint_eq(pool_state(p)->n_waiters[WAIT_CONSUME], 0);
         ck_assert_int_eq(sd_event_run(b->event, 0), 0);  /* and no timer left armed */
         ck_assert_int_eq(n_replies, 0);
 

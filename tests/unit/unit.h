@@ -7,7 +7,6 @@ Suite *suite_size(void);
 Suite *suite_json(void);
 Suite *suite_protocol(void);
 Suite *suite_config(void);
-Suite *suite_order(void);
 Suite *suite_pool(void);
 Suite *suite_common(void);
 Suite *suite_conn(void);
