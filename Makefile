@@ -223,7 +223,7 @@ deb: deps-deb ## build the Debian packages (debian/) into build/deb/: dpkg-build
 
 # --- the client library ----------------------------------------------------------------
 
-LIB_SRC := client/connection.c client/pool.c client/wire.c common/error.c common/names.c common/unix.c common/bytes.c \
+LIB_SRC := client/connection.c client/fast.c client/pool.c client/wire.c common/fastpool.c common/error.c common/names.c common/unix.c common/bytes.c \
   common/json-text.c
 LIB_CFLAGS := -fPIC -fvisibility=hidden
 build/lib/obj/%.o: %.c | deps-build

@@ -300,7 +300,7 @@ _public_ int sb_connect(sb_client **ret, const char *path, sb_role role, const c
         if (r < 0)
                 return r;  // cppcheck-suppress memleak
         c->fd = r;
-        r = sb_conn_call_one(c, sb_wire_hello(sb_conn_begin(c), role, name), &reply);
+        r = sb_conn_call_one(c, sb_wire_hello(sb_conn_begin(c), role, name, sb_fast_wanted()), &reply);
         if (r < 0)
                 return r;
         c->pid = (int64_t)sb_wire_u64(reply, "pid");

@@ -17,16 +17,64 @@
 #include <cjson/cJSON.h>
 
 #include "sb-bytes.h"
+#include "sb-fastpool.h"
 #include "sb-macro.h"
 #include "sb-names.h"
 #include "shmbroker.h"
+
+/* A pool's control block as its client runs operations on it (fast.c). */
+typedef struct FastPool {
+        Fp fp;                   /* fp.mem NULL: the pool goes through the socket */
+        uint32_t member;         /* our member id in the block */
+        uint64_t fork_gen;       /* the process's fork generation when attached (fast.c) */
+        uint32_t *woken;         /* members served by our operation, woken after it */
+        uint32_t n_woken;
+} FastPool;
+
+struct sb_pool {
+        sb_client *client;
+        sb_pool *next;
+        char name[SB_POOL_NAME_MAX + 1];
+        int shmid;
+        uint64_t slot_size, stride;
+        uint32_t slots;
+        uint8_t *base;           /* NULL when opened without attaching */
+        char **meta;             /* per slot, while a consumed batch is held */
+        FastPool fast;
+};
+
+/* --- fast.c: operations on the control block ----------------------------------------------
+ * Each returns 0, a refusal (as the daemon would refuse the request, sb_conn_refuse()),
+ * -ECONNRESET (the daemon is gone), or SB_FAST_NO: not on the block this time, send the
+ * request on the socket instead (nothing was done). */
+#define SB_FAST_NO (-EXDEV)
+
+typedef struct WirePool WirePool;
+
+/* Whether this process asks for control blocks (SHMBROKER_FASTPATH is not "0"). */
+bool sb_fast_wanted(void);
+/* Attach the control block the reply @w gave @p, when it checks out; else leave @p on the
+ * socket. 0 or -ENOMEM. */
+int sb_fast_attach(sb_pool *p, const WirePool *w);
+void sb_fast_detach(sb_pool *p);
+/* @seq -1: none; @max 0: one slot (out[0]). */
+int sb_fast_acquire(sb_pool *p, int64_t seq, int timeout_ms, size_t max, sb_slot *out, size_t *n_got);
+int sb_fast_consume(sb_pool *p, int timeout_ms, size_t max, sb_batch *out, size_t *n_got);
+int sb_fast_publish(sb_pool *p, const sb_publish_item *v, size_t n);
+int sb_fast_release(sb_pool *p, const uint32_t *slots, size_t n, bool requeue);
+int sb_fast_end(sb_pool *p);
 
 /* --- wire.c: request lines ------------------------------------------------------------
  * Each appends one request line (with its '\n') to @out and returns 0 or -errno; on failure
  * part of the line may be there already (connection.c takes it back). Pool names are
  * printed as they are: valid ones need no quoting (sb_pool_name_valid()). */
 
-int sb_wire_hello(SbBytes *out, sb_role role, const char *name);
+/* @fast: say that this client can run its own operations on a pool's control block. */
+int sb_wire_hello(SbBytes *out, sb_role role, const char *name, bool fast);
+
+/* @meta as one line of strict JSON, to free() (NULL stays NULL, meaning {}); -EINVAL for a
+ * meta that is not a JSON object. */
+int sb_wire_meta_text(const char *meta, char **ret);
 int sb_wire_create(SbBytes *out, const char *pool, uint64_t slot_size, uint32_t slots, const sb_pool_options *o);
 int sb_wire_open(SbBytes *out, const char *pool);
 /* acquire/consume: a timeout_ms unless @timeout_ms < 0 (wait forever), a "max" if @max > 0. */
@@ -56,12 +104,17 @@ int sb_wire_code_errno(sb_code code);
 uint64_t sb_wire_u64(const cJSON *o, const char *key);
 
 /* What a create or open reply says of the pool. */
-typedef struct WirePool {
+struct WirePool {
         char name[SB_POOL_NAME_MAX + 1];
         int shmid;
         uint64_t slot_size, stride;
         uint32_t slots;
-} WirePool;
+        bool ordered, requeue;   /* on_consumer_death "requeue" */
+        /* Its "fast" object, when the daemon gave us the control block (fast_shmid >= 0). */
+        int fast_shmid;
+        uint64_t fast_size;
+        uint32_t fast_member, fast_member_cap, fast_meta_inline, fast_version;
+};
 
 /* -EPROTO when the reply describes no pool that could be attached and cut into slots
  * (its segment's "size" smaller than its slots). */

@@ -17,16 +17,6 @@
 #include "internal.h"
 #include "sb-macro.h"
 
-struct sb_pool {
-        sb_client *client;
-        sb_pool *next;
-        char name[SB_POOL_NAME_MAX + 1];
-        int shmid;
-        uint64_t slot_size, stride;
-        uint32_t slots;
-        uint8_t *base;           /* NULL when opened without attaching */
-        char **meta;             /* per slot, while a consumed batch is held */
-};
 
 /* --- pools ---------------------------------------------------------------------------- */
 
@@ -72,6 +62,13 @@ static int pool_from_reply(sb_client *c, const cJSON *reply, bool attach, sb_poo
                 return r;  // cppcheck-suppress memleak
         }
         p->base = base;
+        r = sb_fast_attach(p, &w);
+        if (r < 0) {
+                if (base)
+                        (void)shmdt(base);
+                free(p->meta);
+                return r;  // cppcheck-suppress memleak
+        }
         p->next = c->pools;
         c->pools = p;
         *ret = steal_ptr(p);
@@ -163,6 +160,7 @@ _public_ sb_pool *sb_pool_close(sb_pool *p) {
                         break;
                 }
         sb_conn_orphan(p->client, p);
+        sb_fast_detach(p);
         if (p->base)
                 shmdt(p->base);
         for (uint32_t i = 0; i < p->slots; i++)
@@ -326,24 +324,54 @@ static int acquire_call(sb_pool *p, int written, void **ptr, uint32_t *slot, siz
         return r;
 }
 
+/* An acquire of one slot on the block: SB_FAST_NO when it must go through the socket. */
+static int acquire_fast(sb_pool *p, int64_t seq, int timeout_ms, void **ptr, uint32_t *slot, size_t *capacity) {
+        sb_slot s;
+        size_t n;
+        int r = sb_fast_acquire(p, seq, timeout_ms, 0, &s, &n);
+
+        if (r == 0) {
+                if (ptr)
+                        *ptr = s.data;
+                if (slot)
+                        *slot = s.slot;
+                if (capacity)
+                        *capacity = s.capacity;
+        }
+        return r;
+}
+
 _public_ int sb_acquire(sb_pool *p, int timeout_ms, void **ptr, uint32_t *slot, size_t *capacity) {
+        int r;
+
         if (need_attached(p) < 0)
                 return need_attached(p);
+        r = acquire_fast(p, -1, timeout_ms, ptr, slot, capacity);
+        if (r != SB_FAST_NO)
+                return r;
         return acquire_call(p, sb_wire_acquire(sb_conn_begin(p->client), p->name, timeout_ms, 0), ptr, slot, capacity);
 }
 
 _public_ int sb_acquire_seq(sb_pool *p, uint64_t seq, int timeout_ms, void **ptr, uint32_t *slot, size_t *capacity) {
+        int r;
+
         if (seq > INT64_MAX)
                 return -EINVAL;
         if (need_attached(p) < 0)
                 return need_attached(p);
+        r = acquire_fast(p, (int64_t)seq, timeout_ms, ptr, slot, capacity);
+        if (r != SB_FAST_NO)
+                return r;
         return acquire_call(p, sb_wire_acquire_seq(sb_conn_begin(p->client), p->name, timeout_ms, (int64_t)seq), ptr,
                             slot, capacity);
 }
 
 _public_ int sb_publish(sb_pool *p, uint32_t slot, size_t nbytes, int64_t seq, const char *meta) {
         const sb_publish_item e = { .slot = slot, .nbytes = nbytes, .seq = seq, .meta = meta };
+        int r = sb_fast_publish(p, &e, 1);
 
+        if (r != SB_FAST_NO)
+                return r;
         return sb_conn_call_one(p->client, sb_wire_publish(sb_conn_begin(p->client), p->name, &e, 1), NULL);
 }
 
@@ -356,6 +384,9 @@ _public_ int sb_publish_acquire(sb_pool *p, uint32_t slot, size_t nbytes, int64_
 
         if (r < 0)
                 return r;
+        r = sb_fast_publish(p, &e, 1);
+        if (r != SB_FAST_NO)
+                return r < 0 ? r : sb_acquire(p, timeout_ms, ptr, next_slot, capacity);
         out = sb_conn_begin(p->client);
         r = sb_wire_publish(out, p->name, &e, 1);
         if (r == 0)
@@ -377,6 +408,15 @@ _public_ int sb_publish_acquire_many(sb_pool *p, const sb_publish_item *pub, siz
                 return -EINVAL;
         if (max && need_attached(p) < 0)
                 return need_attached(p);
+        r = n_pub ? sb_fast_publish(p, pub, n_pub) : 0;
+        if (r != SB_FAST_NO) {
+                if (r < 0 || !max)
+                        return r;
+                r = sb_fast_acquire(p, -1, timeout_ms, max, slots, n_got);
+                if (r != SB_FAST_NO)
+                        return r;
+                n_pub = 0;      /* published already: the socket only acquires */
+        }
         out = sb_conn_begin(p->client);
         r = n_pub ? sb_wire_publish(out, p->name, pub, n_pub) : 0;
         if (r == 0 && max)
@@ -393,6 +433,9 @@ _public_ int sb_consume(sb_pool *p, int timeout_ms, sb_batch *batch) {
 
         if (r < 0)
                 return r;
+        r = sb_fast_consume(p, timeout_ms, 0, batch, &(size_t){ 0 });
+        if (r != SB_FAST_NO)
+                return r;
         r = sb_conn_call_one(p->client, sb_wire_consume(sb_conn_begin(p->client), p->name, timeout_ms, 0), &reply);
         if (r == 0)
                 r = batch_from_reply(p, reply, batch);
@@ -401,7 +444,14 @@ _public_ int sb_consume(sb_pool *p, int timeout_ms, sb_batch *batch) {
 }
 
 _public_ int sb_release(sb_pool *p, uint32_t slot, bool requeue) {
-        int r = sb_conn_call_one(p->client, sb_wire_release(sb_conn_begin(p->client), p->name, slot, requeue), NULL);
+        int r = sb_fast_release(p, &slot, 1, requeue);
+
+        if (r != SB_FAST_NO) {
+                if (r == 0)
+                        forget_meta(p, slot);
+                return r;
+        }
+        r = sb_conn_call_one(p->client, sb_wire_release(sb_conn_begin(p->client), p->name, slot, requeue), NULL);
 
         if (r == 0)
                 forget_meta(p, slot);
@@ -416,6 +466,13 @@ _public_ int sb_release_consume(sb_pool *p, sb_batch *batch, int timeout_ms) {
 
         if (batch->eof || need_attached(p) < 0)
                 return sb_consume(p, timeout_ms, batch);
+        r = sb_fast_release(p, &old, 1, false);
+        if (r != SB_FAST_NO) {
+                if (r < 0)
+                        return r;
+                forget_meta(p, old);
+                return sb_consume(p, timeout_ms, batch);
+        }
         out = sb_conn_begin(p->client);
         r = sb_wire_release(out, p->name, old, false);
         if (r == 0)
@@ -426,6 +483,22 @@ _public_ int sb_release_consume(sb_pool *p, sb_batch *batch, int timeout_ms) {
         if (x.take == 0)
                 x.take = batch_from_reply(p, x.reply, batch);
         return exchange_result(&x);
+}
+
+/* The release of the batches of @rel that are not eof, on the block. */
+static int release_fast(sb_pool *p, const sb_batch *rel, size_t n_rel) {
+        uint32_t v[SB_MANY_MAX] = { 0 };
+        size_t n = 0;
+        int r;
+
+        for (size_t i = 0; i < n_rel; i++)
+                if (!rel[i].eof)
+                        v[n++] = rel[i].slot;
+        r = sb_fast_release(p, v, n, false);
+        if (r == 0)
+                for (size_t i = 0; i < n; i++)
+                        forget_meta(p, v[i]);
+        return r;
 }
 
 _public_ int sb_release_consume_many(sb_pool *p, const sb_batch *rel, size_t n_rel, int timeout_ms,
@@ -442,6 +515,15 @@ _public_ int sb_release_consume_many(sb_pool *p, const sb_batch *rel, size_t n_r
                 return need_attached(p);
         for (size_t i = 0; i < n_rel; i++)
                 held += !rel[i].eof;
+        r = held ? release_fast(p, rel, n_rel) : 0;
+        if (r != SB_FAST_NO) {
+                if (r < 0 || !max)
+                        return r;
+                r = sb_fast_consume(p, timeout_ms, max, batches, n_got);
+                if (r != SB_FAST_NO)
+                        return r;
+                held = 0;       /* released already: the socket only consumes */
+        }
         out = sb_conn_begin(p->client);
         r = held ? sb_wire_release_many(out, p->name, rel, n_rel) : 0;
         if (r == 0 && max)
@@ -458,6 +540,10 @@ _public_ int sb_release_consume_many(sb_pool *p, const sb_batch *rel, size_t n_r
 }
 
 _public_ int sb_end(sb_pool *p) {
+        int r = sb_fast_end(p);
+
+        if (r != SB_FAST_NO)
+                return r;
         return sb_conn_call_one(p->client, sb_wire_end(sb_conn_begin(p->client), p->name), NULL);
 }
 

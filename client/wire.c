@@ -86,7 +86,7 @@ static char *json_quote(const char *s) {
  * allocate), else it must be a JSON object in strict JSON. Its text goes as it is, numbers
  * and escapes included (a re-print through cJSON would round integers past 2^53); only
  * line breaks, which in strict JSON can only be blanks between tokens, become spaces. */
-static int meta_line(const char *meta, char **ret) {
+int sb_wire_meta_text(const char *meta, char **ret) {
         const char *end, *start, *stop;
         cJSON *m;
         char *t;
@@ -158,13 +158,13 @@ int sb_wire_keep_meta(cJSON *reply, const char *line, size_t len) {
         return r;
 }
 
-int sb_wire_hello(SbBytes *out, sb_role role, const char *name) {
+int sb_wire_hello(SbBytes *out, sb_role role, const char *name, bool fast) {
         _cleanup_(freep) char *qname = NULL;
 
         if (name && !(qname = json_quote(name)))
                 return -ENOMEM;
-        return out_printf(out, "{\"op\":\"hello\",\"role\":\"%s\"%s%s}\n", sb_role_name((Role)role),
-                          qname ? ",\"name\":" : "", qname ? qname : "");
+        return out_printf(out, "{\"op\":\"hello\",\"role\":\"%s\"%s%s%s}\n", sb_role_name((Role)role),
+                          qname ? ",\"name\":" : "", qname ? qname : "", fast ? ",\"fast\":true" : "");
 }
 
 int sb_wire_create(SbBytes *out, const char *pool, uint64_t slot_size, uint32_t slots, const sb_pool_options *o) {
@@ -229,7 +229,7 @@ int sb_wire_consume(SbBytes *out, const char *pool, int timeout_ms, size_t max) 
 static int publish_fields(SbBytes *out, const sb_publish_item *e) {
         _cleanup_(freep) char *m = NULL;
         char seqs[32] = "";
-        int r = meta_line(e->meta, &m);
+        int r = sb_wire_meta_text(e->meta, &m);
 
         if (r < 0)
                 return r;
@@ -297,6 +297,18 @@ int sb_wire_pool(const cJSON *reply, WirePool *ret) {
                 .stride = sb_wire_u64(reply, "stride"),
                 .slots = (uint32_t)sb_wire_u64(reply, "slots"),
         };
+        const cJSON *fast = cJSON_GetObjectItemCaseSensitive(reply, "fast");
+        const cJSON *policy = cJSON_GetObjectItemCaseSensitive(reply, "on_consumer_death");
+        const cJSON *fshmid = cJSON_GetObjectItemCaseSensitive(fast, "shmid");
+
+        ret->ordered = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "ordered"));
+        ret->requeue = !cJSON_IsString(policy) || strcmp(policy->valuestring, "free") != 0;
+        ret->fast_shmid = cJSON_IsObject(fast) && cJSON_IsNumber(fshmid) ? (int)fshmid->valuedouble : -1;
+        ret->fast_size = sb_wire_u64(fast, "size");
+        ret->fast_member = (uint32_t)sb_wire_u64(fast, "member");
+        ret->fast_member_cap = (uint32_t)sb_wire_u64(fast, "member_cap");
+        ret->fast_meta_inline = (uint32_t)sb_wire_u64(fast, "meta_inline");
+        ret->fast_version = (uint32_t)sb_wire_u64(fast, "version");
         snprintf(ret->name, sizeof(ret->name), "%s", cJSON_IsString(name) ? name->valuestring : "");
         if (ret->shmid < 0 || ret->stride < ret->slot_size || sb_wire_u64(reply, "size") < ret->stride * ret->slots)
                 return -EPROTO;

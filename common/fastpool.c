@@ -18,8 +18,13 @@
  * before the step's commit. Then an undone step was seen by nobody, and a committed one
  * stands.
  */
+#include <limits.h>
+#include <linux/futex.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "sb-fastpool.h"
 
@@ -34,6 +39,14 @@ _Static_assert(sizeof(FpSlot) == 64, "FpSlot is one line");
 _Static_assert(sizeof(FpBlockHead) % 64 == 0, "the head is whole lines");
 
 #define LINE 64u
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#elif defined(__aarch64__)
+        __asm__ volatile("yield");
+#endif
+}
 
 static FpPool *P(const Fp *f) {
         return &fp_head(f)->pool;
@@ -78,13 +91,15 @@ static size_t round_line(size_t n) {
         return (n + LINE - 1) & ~(size_t)(LINE - 1);
 }
 
-int fp_geom(FpGeom *g, uint32_t slots, uint32_t member_cap, uint64_t slot_size, uint64_t stride, uint32_t flags) {
+int fp_geom(FpGeom *g, uint32_t slots, uint32_t member_cap, uint64_t slot_size, uint64_t stride, uint32_t flags,
+            uint32_t meta_inline) {
         size_t at;
 
-        if (slots == 0 || slots > FP_SLOTS_MAX || member_cap == 0 || member_cap > FP_MEMBERS_MAX)
+        if (slots == 0 || slots > FP_SLOTS_MAX || member_cap == 0 || member_cap > FP_MEMBERS_MAX ||
+            meta_inline % LINE || meta_inline > (1u << 16))
                 return -E2BIG;
         *g = (FpGeom){ .slots = slots, .member_cap = member_cap, .flags = flags, .slot_size = slot_size,
-                       .stride = stride };
+                       .stride = stride, .meta_inline = meta_inline };
         at = round_line(sizeof(FpBlockHead));
         g->off_members = (uint32_t)at;
         at += (size_t)member_cap * LINE;
@@ -103,8 +118,28 @@ int fp_geom(FpGeom *g, uint32_t slots, uint32_t member_cap, uint64_t slot_size, 
                 g->off_buckets = (uint32_t)at;
                 at += round_line((size_t)nb * sizeof(uint32_t));
         }
+        g->off_meta = (uint32_t)at;
+        at += (size_t)slots * meta_inline;
+        if (at > UINT32_MAX)
+                return -E2BIG;
         g->size = at;
         return 0;
+}
+
+bool fp_header_matches(const void *mem, const FpGeom *g) {
+        const FpHeader *h = mem;
+
+        return h->magic == FP_MAGIC && h->version == FP_VERSION && h->slots == g->slots &&
+                h->member_cap == g->member_cap && h->slot_size == g->slot_size && h->stride == g->stride &&
+                h->meta_inline == g->meta_inline && h->flags == g->flags && h->off_members == g->off_members &&
+                h->off_slots == g->off_slots && h->off_heap == g->off_heap && h->off_buckets == g->off_buckets &&
+                h->nbuckets == g->nbuckets && h->off_meta == g->off_meta;
+}
+
+uint8_t *fp_meta_area(const Fp *f, uint32_t index) {
+        if (index >= f->g.slots || f->g.meta_inline == 0)
+                return NULL;
+        return f->mem + f->g.off_meta + (size_t)index * f->g.meta_inline;
 }
 
 void fp_format(Fp *f, void *mem, const FpGeom *g, uint32_t self) {
@@ -115,7 +150,8 @@ void fp_format(Fp *f, void *mem, const FpGeom *g, uint32_t self) {
         h->header = (FpHeader){ .magic = FP_MAGIC, .version = FP_VERSION, .slots = g->slots,
                                 .member_cap = g->member_cap, .slot_size = g->slot_size, .stride = g->stride,
                                 .flags = g->flags, .off_members = g->off_members, .off_slots = g->off_slots,
-                                .off_heap = g->off_heap, .off_buckets = g->off_buckets, .nbuckets = g->nbuckets };
+                                .off_heap = g->off_heap, .off_buckets = g->off_buckets, .nbuckets = g->nbuckets,
+                                .meta_inline = g->meta_inline, .off_meta = g->off_meta };
         h->pool.free_head = FP_NONE;
         h->pool.ready_head = h->pool.ready_tail = FP_NONE;
         h->pool.early_head = h->pool.early_tail = FP_NONE;
@@ -144,14 +180,69 @@ int fp_trylock(Fp *f, uint32_t *owner) {
         return -ENOLCK;
 }
 
+/* Shared futexes, never FUTEX_PRIVATE_FLAG: the words are in memory other processes map. */
+static int futex_wait(_Atomic uint32_t *word, uint32_t v, int timeout_ms) {
+        struct timespec ts = { .tv_sec = timeout_ms / 1000, .tv_nsec = (long)(timeout_ms % 1000) * 1000000L };
+
+        return (int)syscall(SYS_futex, word, FUTEX_WAIT, v, timeout_ms >= 0 ? &ts : NULL, NULL, 0);
+}
+
+static void futex_wake(_Atomic uint32_t *word, int n) {
+        (void)syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
+}
+
+/*
+ * The lock is Drepper's mutex with the owner's id for "locked" (Futexes Are Tricky, mutex
+ * 2): free 0; held: the owner's id; held with sleepers: the id | FP_LOCK_WAITERS. The id
+ * is what lets the daemon tell a dead owner from a live one, and so what lets it steal.
+ */
+int fp_lock(Fp *f, int slice_ms) {
+        _Atomic uint32_t *word = &fp_head(f)->lock.word;
+        uint32_t c = 0;
+
+        if (atomic_compare_exchange_strong_explicit(word, &c, f->self, memory_order_acquire, memory_order_relaxed))
+                return 0;
+        /* Held for about a microsecond: a short spin usually finds it free. */
+        for (int i = 0; i < 100; i++) {
+                cpu_relax();
+                c = 0;
+                if (atomic_load_explicit(word, memory_order_relaxed) == 0 &&
+                    atomic_compare_exchange_strong_explicit(word, &c, f->self, memory_order_acquire,
+                                                            memory_order_relaxed))
+                        return 0;
+        }
+        for (;;) {
+                c = atomic_load_explicit(word, memory_order_relaxed);
+                if (c == 0) {
+                        /* Others may sleep: take it marked, so that our unlock wakes one. */
+                        if (atomic_compare_exchange_strong_explicit(word, &c, f->self | FP_LOCK_WAITERS,
+                                                                    memory_order_acquire, memory_order_relaxed))
+                                return 0;
+                        continue;
+                }
+                if (!(c & FP_LOCK_WAITERS) &&
+                    !atomic_compare_exchange_strong_explicit(word, &c, c | FP_LOCK_WAITERS, memory_order_relaxed,
+                                                             memory_order_relaxed))
+                        continue;
+                if (futex_wait(word, c | FP_LOCK_WAITERS, slice_ms) < 0 && errno == ETIMEDOUT)
+                        return -ETIMEDOUT;
+        }
+}
+
 void fp_unlock(Fp *f) {
-        atomic_store_explicit(&fp_head(f)->lock.word, 0, memory_order_release);
+        _Atomic uint32_t *word = &fp_head(f)->lock.word;
+
+        if (atomic_exchange_explicit(word, 0, memory_order_release) & FP_LOCK_WAITERS)
+                futex_wake(word, 1);
 }
 
 int fp_steal(Fp *f, uint32_t owner) {
-        uint32_t expected = owner;
+        _Atomic uint32_t *word = &fp_head(f)->lock.word;
+        uint32_t c = atomic_load_explicit(word, memory_order_acquire);
 
-        if (!atomic_compare_exchange_strong_explicit(&fp_head(f)->lock.word, &expected, f->self, memory_order_acquire,
+        /* Keep the sleepers' mark: the unlock after the repair wakes them. */
+        if ((c & FP_LOCK_OWNER) != owner || owner == 0 ||
+            !atomic_compare_exchange_strong_explicit(word, &c, f->self | FP_LOCK_WAITERS, memory_order_acquire,
                                                      memory_order_relaxed))
                 return -ENOLCK;
         return fp_undo(f);
@@ -541,14 +632,15 @@ static void to_holder(Fp *f, FpSlot *s, FpMember *m, FpSlotState state) {
         if (m->n_held >= f->g.slots)
                 return (void)corrupt(f);
         ST32(f, m->n_held, m->n_held + 1);
-        set_state(f, s, state, 0);
+        /* A batch being read keeps the mark of where its meta is; a slot to write has none. */
+        set_state(f, s, state, state == FP_READING ? s->flags & FP_S_META_FLAGS : 0);
         list_append(f, &m->held_head, &m->held_tail, s);
 }
 
 /* A batch being read goes back, ahead of everything ready, for the next consumer. */
 static void requeue(Fp *f, FpSlot *s) {
         unhold(f, s);
-        set_state(f, s, FP_READY, 0);
+        set_state(f, s, FP_READY, s->flags & FP_S_META_FLAGS);
         list_prepend(f, &P(f)->ready_head, &P(f)->ready_tail, s);
 }
 
@@ -666,9 +758,10 @@ int fp_unwait(Fp *f, uint32_t id) {
         return step_end(f);
 }
 
-int fp_wait(Fp *f, uint32_t id, FpWaitKind kind, uint32_t max, int64_t seq) {
+int fp_wait(Fp *f, uint32_t id, FpWaitKind kind, uint32_t max, int64_t seq, bool proxy, uint32_t *wake_v) {
         FpPool *p = P(f);
         FpMember *m, *t;
+        int r;
 
         step_begin(f);
         m = live_member(f, id);
@@ -676,7 +769,8 @@ int fp_wait(Fp *f, uint32_t id, FpWaitKind kind, uint32_t max, int64_t seq) {
                 corrupt(f);
         if (m && !f->err) {
                 uint32_t tail = p->wq_tail[kind];
-                st_member_word(f, m, m->flags, m->role, (uint8_t)kind);
+                st_member_word(f, m, (uint16_t)((m->flags & ~FP_M_PROXY) | (proxy ? FP_M_PROXY : 0)), m->role,
+                               (uint8_t)kind);
                 ST32(f, m->wmax, max ? (max > FP_MANY_MAX ? FP_MANY_MAX : max) : 1);
                 ST64(f, m->wseq, (uint64_t)seq);
                 ST64(f, m->since_usec, f->now);
@@ -696,7 +790,47 @@ int fp_wait(Fp *f, uint32_t id, FpWaitKind kind, uint32_t max, int64_t seq) {
                 ST32(f, p->n_waiters[kind], p->n_waiters[kind] + 1);
                 ST64(f, p->waiting_since[kind], p->waiting_since[kind] + f->now);
         }
-        return step_end(f);
+        r = step_end(f);
+        /* The wake word is not the step's: only its counter matters, and a waker moves it
+         * after its own commit (the sleep bit is cleared here, under the lock). */
+        if (r == 0 && wake_v)
+                *wake_v = atomic_fetch_and_explicit(&m->wake, ~1u, memory_order_relaxed) & ~1u;
+        return r;
+}
+
+int fp_wake_wait(Fp *f, uint32_t id, uint32_t v, int slice_ms) {
+        FpMember *m = fp_member(f, id);
+        uint32_t c = v;
+
+        if (!m)
+                return 0;
+        /* A waker that comes first moves the counter: then the sleep bit is never set. */
+        for (int i = 0; i < 100; i++) {
+                if (atomic_load_explicit(&m->wake, memory_order_acquire) != v)
+                        return 0;
+                cpu_relax();
+        }
+        if (!atomic_compare_exchange_strong_explicit(&m->wake, &c, v | 1, memory_order_acquire, memory_order_acquire))
+                return 0;
+        if (futex_wait(&m->wake, v | 1, slice_ms) < 0 && errno == ETIMEDOUT)
+                return -ETIMEDOUT;
+        return 0;
+}
+
+void fp_wake(Fp *f, uint32_t id) {
+        FpMember *m = fp_member(f, id);
+
+        if (m && atomic_fetch_add_explicit(&m->wake, 2, memory_order_release) & 1)
+                futex_wake(&m->wake, 1);
+}
+
+void fp_wake_all(Fp *f) {
+        for (uint32_t id = 1; id <= f->g.member_cap; id++) {
+                FpMember *m = fp_member(f, id);
+                atomic_fetch_add_explicit(&m->wake, 2, memory_order_release);
+                futex_wake(&m->wake, INT_MAX);
+        }
+        futex_wake(&fp_head(f)->lock.word, INT_MAX);
 }
 
 uint64_t fp_waited_usec(const Fp *f, FpWaitKind kind, uint64_t now) {
@@ -870,6 +1004,8 @@ static int consume_ready(Fp *f, FpMember *m, uint32_t *ret) {
         s = next_deliverable(f, m->stream);
         if (!s)
                 return f->err ? step_end(f) : -EAGAIN;
+        if (f->local_metas && (s->flags & FP_S_META_OUTSIDE))
+                return -EREMOTE;
         if (s->flags & FP_S_IN_HEAP) {
                 order_pop(f, s);
                 if (s->stream == p->stream)
@@ -1001,11 +1137,13 @@ static void publish_apply(Fp *f, FpMember *m, const FpPublish *e) {
         ST64(f, s->nbytes, e->nbytes);
         ST64(f, s->stream, stream);
         ST64(f, s->seq, ordered(f) || e->has_seq ? e->seq : ST(f)->published);
+        uint8_t meta = (uint8_t)((e->meta_at_daemon ? FP_S_META_AT_DAEMON : 0) | (e->meta_outside ? FP_S_META_OUTSIDE : 0));
+
         if (ordered(f)) {
-                set_state(f, s, FP_READY, FP_S_IN_HEAP);
+                set_state(f, s, FP_READY, FP_S_IN_HEAP | meta);
                 order_push(f, s);
         } else {
-                set_state(f, s, FP_READY, 0);
+                set_state(f, s, FP_READY, meta);
                 if (stream == p->stream)
                         list_append(f, &p->ready_head, &p->ready_tail, s);
                 else

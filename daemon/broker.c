@@ -58,6 +58,7 @@ Broker *broker_free(Broker *b) {
         while ((p = sb_list_first_entry(&b->pools, Pool, owner_link)))
                 broker_drop_pool(b, p);
         reaper_clear(&b->reaper);
+        sd_event_source_disable_unref(b->poll);
         sd_event_unref(b->event);
         config_free(b->config);
         free(b);
@@ -127,6 +128,8 @@ int broker_create_pool(Broker *b, const PoolSpec *spec, Pool **ret, SbReason *wh
         const ConfigLimits *lim = &b->config->limits;
         _cleanup_(quota_uncharge) QuotaCharge charge = QUOTA_CHARGE_NULL;
         PoolLayout layout;
+        uint32_t member_cap;
+        uint64_t bytes;
         Pool *p;
         int r;
 
@@ -147,31 +150,70 @@ int broker_create_pool(Broker *b, const PoolSpec *spec, Pool **ret, SbReason *wh
         r = pool_spec_layout(spec, &layout, why);
         if (r != 0)
                 return r;
-        r = broker_admit(b, spec->uid, layout.size, &charge, why);
+        /* A pool has at most one member per connection. Its control block counts in its
+         * bytes. */
+        member_cap = lim->max_clients > UINT32_MAX ? UINT32_MAX : (uint32_t)lim->max_clients;
+        bytes = layout.size + pool_block_size(spec, &layout, member_cap);
+        r = broker_admit(b, spec->uid, bytes, &charge, why);
         /* What stands in the way may be dropped pools whose last user has just detached:
          * look now rather than at the reaper's next round. */
         if (r == SB_E_LIMIT && reaper_reap(&b->reaper) > 0)
-                r = broker_admit(b, spec->uid, layout.size, &charge, why);
+                r = broker_admit(b, spec->uid, bytes, &charge, why);
         if (r != 0)
                 return r;
-        /* A pool has at most one member per connection. */
-        r = pool_new(&p, spec, &layout, lim->max_clients > UINT32_MAX ? UINT32_MAX : (uint32_t)lim->max_clients, why);
+        r = pool_new(&p, spec, &layout, member_cap, true, why);
         if (r != 0)
                 return r;
         reaper_forget(&b->reaper, p->seg.shmid);
         quota_charge_move(&p->charge, &charge);
         sb_list_append(&b->pools, &p->owner_link);
         b->n_pools++;
-        b->pool_bytes += p->seg.size;
+        b->pool_bytes += p->seg.size + p->block_seg.size;
         *ret = p;
         return 0;
 }
 
 void broker_drop_pool(Broker *b, Pool *p) {
         b->n_pools--;
-        b->pool_bytes -= p->seg.size;
+        b->pool_bytes -= p->seg.size + p->block_seg.size;
         reaper_drop_segment(&b->reaper, &p->seg, p->spec.uid, &p->charge, &p->leftover);
         pool_free(p);
+}
+
+static int broker_on_poll(sd_event_source *s, uint64_t usec, void *userdata) {
+        Broker *b = userdata;
+        SbList *it, *tmp;
+        bool again = false;
+
+        (void)s;
+        (void)usec;
+        sb_list_for_each_safe(it, tmp, &b->pools) {
+                Pool *p = sb_list_entry(it, Pool, owner_link);
+                if (!pool_needs_poll(p))
+                        continue;
+                pool_poll(p);
+                if (pool_needs_poll(p))
+                        again = true;
+                else
+                        broker_pool_gc(b, p);
+        }
+        if (again)
+                broker_poll_soon(b);
+        return 0;
+}
+
+void broker_poll_soon(Broker *b) {
+        int enabled = SD_EVENT_OFF;
+
+        if (!b->poll && sd_event_add_time_relative(b->event, &b->poll, CLOCK_MONOTONIC, 1000, 500, broker_on_poll,
+                                                   b) < 0) {
+                log_error_errno(-ENOMEM, "cannot schedule a look at the pools");
+                return;
+        }
+        if (sd_event_source_get_enabled(b->poll, &enabled) >= 0 && enabled != SD_EVENT_OFF)
+                return;
+        (void)sd_event_source_set_time_relative(b->poll, 1000);
+        (void)sd_event_source_set_enabled(b->poll, SD_EVENT_ONESHOT);
 }
 
 void broker_pool_gc(Broker *b, Pool *p) {

@@ -31,6 +31,7 @@ typedef struct Broker {
         uint32_t n_sessions;
         uint64_t buffered;       /* the clients' connection buffers, added up (max_buffered) */
         SbList held_back;        /* clients held back while buffered is over max_buffered */
+        sd_event_source *poll;   /* a look at the pools that need one (pool_needs_poll()) */
         uint64_t next_serial;
         uint64_t started_usec;
         uid_t uid;
@@ -88,6 +89,10 @@ void broker_drop_pool(Broker *b, Pool *p);
 
 /* Remove @p if it is ephemeral and nobody has it open any more. */
 void broker_pool_gc(Broker *b, Pool *p);
+
+/* Look at the pools that need it (pool_needs_poll()) in a millisecond, and every
+ * millisecond while one does. */
+void broker_poll_soon(Broker *b);
 
 /*
  * Apply a new configuration (taken, also on failure), all or nothing. It must pass

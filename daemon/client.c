@@ -89,6 +89,22 @@ static void client_kick(Client *c) {
         (void)sd_event_source_set_enabled(c->defer, SD_EVENT_ONESHOT);
 }
 
+static int client_on_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+        (void)usec;
+        return client_on_defer(s, userdata);
+}
+
+static void client_retry_soon(Client *c) {
+        if (!c->retry &&
+            sd_event_add_time_relative(c->session.broker->event, &c->retry, CLOCK_MONOTONIC, 1000, 500,
+                                       client_on_retry, c) < 0) {
+                c->dead = true;
+                return;
+        }
+        (void)sd_event_source_set_time_relative(c->retry, 1000);
+        (void)sd_event_source_set_enabled(c->retry, SD_EVENT_ONESHOT);
+}
+
 /* Once the clients' buffers are back within max_buffered, the held-back clients go on. */
 static void resume_held_back(Broker *b) {
         Client *k;
@@ -182,6 +198,7 @@ Client *client_free(Client *c) {
         b->buffered -= c->charged;
         sd_event_source_disable_unref(c->io);
         sd_event_source_disable_unref(c->defer);
+        sd_event_source_disable_unref(c->retry);
         conn_clear(&c->conn);
         free(c);
         resume_held_back(b);
@@ -206,6 +223,7 @@ static void client_process(Client *c) {
         size_t max_line = client_max_line(c);
 
         c->paused = false;
+        c->retrying = false;
         while (!session_is_waiting(&c->session) && !c->closing && !c->dead) {
                 const char *line;
                 size_t len;
@@ -224,13 +242,22 @@ static void client_process(Client *c) {
                         break;
                 }
 
-                if (ops_handle_line(&c->session, line, len, &c->conn.out) < 0)
+                r = ops_handle_line(&c->session, line, len, &c->conn.out);
+                if (r == OPS_RETRY) {
+                        /* Its pool's lock is held by a member for a moment: the same line
+                         * again in a millisecond, and nothing after it before. */
+                        conn_put_back(&c->conn);
+                        client_retry_soon(c);
+                        c->retrying = true;
+                        break;
+                }
+                if (r < 0)
                         c->dead = true;
                 client_check_output(c);
         }
         /* At the end of its input a client is answered what can be answered at once; a
          * request that would wait is abandoned, and everything it holds reclaimed. */
-        if (c->conn.eof)
+        if (c->conn.eof && !c->retrying)
                 c->closing = true;
         if (c->closing) {
                 wait_cancel(&c->session.wait);

@@ -26,8 +26,10 @@ typedef struct Client {
         Session session;
         sd_event_source *io;
         sd_event_source *defer;  /* resumes the client after another one woke its wait */
+        sd_event_source *retry;  /* resumes it after its request found its pool busy */
         uint64_t charged;        /* its buffers' bytes in broker->buffered */
         SbList held_back_link;   /* in broker->held_back while held back */
+        bool retrying;           /* a line waits for its pool's lock (client_retry_soon()) */
         bool paused;             /* its lines wait: its unread replies are too many for now */
         bool closing;            /* answer what is queued, then close */
         bool dead;               /* the socket failed, or the client does not read: close now */

@@ -53,12 +53,14 @@ int conn_next_line(Conn *c, size_t max_line, const char **line, size_t *len) {
                 if (n > max_line)
                         return -E2BIG;
                 sb_bytes_consume(&c->in, n + 1);
+                c->taken = n + 1;
         } else if (pending > max_line) {
                 return -E2BIG;
         } else if (c->eof && pending > 0) {
                 l = c->in.data + c->in.off;    /* the last line lacks its newline */
                 n = pending;
                 sb_bytes_consume(&c->in, n);
+                c->taken = n;
         } else {
                 return 0;
         }
@@ -66,6 +68,12 @@ int conn_next_line(Conn *c, size_t max_line, const char **line, size_t *len) {
         *line = l;
         *len = n;
         return 1;
+}
+
+void conn_put_back(Conn *c) {
+        /* Consuming moves no bytes (conn_next_line()): the line is still where it was. */
+        c->in.off -= c->taken;
+        c->taken = 0;
 }
 
 void conn_discard_input(Conn *c) {

@@ -22,6 +22,7 @@ typedef struct Conn {
         SbBytes in;              /* received, not yet taken as lines */
         SbBytes out;             /* queued, not yet sent */
         bool eof;                /* the peer will send no more */
+        size_t taken;            /* the bytes conn_next_line() took last */
 } Conn;
 
 /* A connection on socket @fd (taken: conn_clear() closes it; -1 for none). */
@@ -40,6 +41,10 @@ int conn_read(Conn *c, size_t max_line);
  * a line longer than @max_line (the input cannot go on).
  */
 int conn_next_line(Conn *c, size_t max_line, const char **line, size_t *len);
+
+/* Give back the line conn_next_line() took last, to be taken again (nothing was read
+ * since). */
+void conn_put_back(Conn *c);
 
 /* Drop all pending input (a closing connection answers nothing more). */
 void conn_discard_input(Conn *c);

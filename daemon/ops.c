@@ -82,6 +82,7 @@ static int fail_role(Request *req, Session *s, Role needed) {
 
 static int op_hello(Session *s, Request *req, cJSON *reply) {
         const char *role, *name;
+        bool fast = false;
         int r, role_id;
 
         if (s->hello)
@@ -89,6 +90,8 @@ static int op_hello(Session *s, Request *req, cJSON *reply) {
         r = request_string(req, "role", true, &role);
         if (r == 0)
                 r = request_string(req, "name", false, &name);
+        if (r == 0)
+                r = request_bool(req, "fast", &fast);
         if (r != 0)
                 return r;
         role_id = sb_role_from_name(role);
@@ -102,6 +105,7 @@ static int op_hello(Session *s, Request *req, cJSON *reply) {
         if (name && !(s->name = strdup(name)))
                 return -ENOMEM;
         s->role = (Role)role_id;
+        s->fast = fast;
         s->hello = true;
         if (!cJSON_AddNumberToObject(reply, "version", PROTOCOL_VERSION) ||
             !cJSON_AddStringToObject(reply, "server", "shmbrokerd " SHMBROKER_VERSION) ||
@@ -131,6 +135,15 @@ static int join_and_describe(Session *s, Request *req, Pool *p, cJSON *reply) {
                 return request_fail(req, r, "pool \"%s\" is open on %u connections, the most it takes (max_clients "
                                     "when it was made)", p->spec.name, p->fp.g.member_cap);
         if (r != 0)
+                return r;
+        /* A client that can run its own operations gets the control block when it may
+         * write the pool: then the kernel lets it attach the block too (its mode). */
+        if (s->fast && p->block_seg.addr && s->role != ROLE_ADMIN && session_may_access(s, p, true)) {
+                member_set_fast(m);
+                if (p->n_proxy)
+                        broker_poll_soon(s->broker);
+        }
+        if (m->fast && (r = reply_add_fast(reply, m)) < 0)
                 return r;
         return reply_add_pool(reply, p, true);
 }
@@ -178,7 +191,7 @@ static int op_open(Session *s, Request *req, cJSON *reply) {
                 return r;
         m = session_find_member(s, name);
         if (m)
-                return reply_add_pool(reply, m->pool, true);
+                return reply_add_pool(reply, m->pool, true) < 0 || (m->fast && reply_add_fast(reply, m) < 0) ? -ENOMEM : 0;
         p = broker_find_pool(s->broker, name);
         if (!p)
                 return request_fail(req, SB_E_NO_SUCH_POOL, "no pool \"%s\"", name);
@@ -394,8 +407,13 @@ static int op_take(Session *s, Request *req, cJSON *reply, PoolWaitKind kind) {
                                     "published", (unsigned long long)pool_lowest_unpublished(m->pool));
         if ((r == -EAGAIN || r == -EBUSY) && !forever && timeout == 0)
                 return request_fail(req, SB_E_TIMEOUT, kind == WAIT_ACQUIRE ? "no slot is free" : "no batch is ready");
-        if (r == -EAGAIN || r == -EBUSY)
-                return wait_begin(&s->wait, m, kind, req->id, forever ? UINT64_MAX : timeout, max, seq);
+        if (r == -EAGAIN || r == -EBUSY) {
+                r = wait_begin(&s->wait, m, kind, req->id, forever ? UINT64_MAX : timeout, max, seq);
+                /* A member that runs its own operations may be the one to serve it. */
+                if (r == 0 && m->pool->n_fast)
+                        broker_poll_soon(s->broker);
+                return r;
+        }
         return reply_add_taken(reply, kind, v, n, max > 0);
 }
 
@@ -544,6 +562,11 @@ static int handle_line(Session *s, const char *line, size_t len, SbBytes *out) {
         if (r == 0) {
                 reply = reply_new(req.id);
                 r = reply ? ops_dispatch(s, &req, reply) : -ENOMEM;
+        }
+        if (r == POOL_BUSY) {
+                arena_json_delete(reply);
+                request_done(&req);
+                return OPS_RETRY;
         }
         if (r == 0 && session_is_waiting(s)) {
                 /* Answered later, by the wait. */

@@ -30,6 +30,13 @@
  * below what a client may leave unread (client.h), whatever the producers' metas are. */
 #define POOL_TAKE_BYTES_MAX (1u << 20)
 #define POOL_TAKE_BATCH_BYTES 128
+/* An operation found the block's lock held by a live member (for about a microsecond,
+ * unless it was descheduled or stopped there): nothing was done, try again shortly. */
+#define POOL_BUSY (-EINPROGRESS)
+/* Meta bytes per slot in the control block, for metas the clients write themselves: at
+ * most this, and at most POOL_META_AREA_MAX over all slots. */
+#define POOL_META_INLINE 1024u
+#define POOL_META_AREA_MAX (8u << 20)
 
 typedef struct Pool Pool;
 typedef struct Member Member;
@@ -88,6 +95,8 @@ struct Member {
         Pool *pool;
         void *owner;             /* the connection; the pool never looks inside */
         uint32_t id;
+        bool fast;               /* its client has the block: it runs its own operations */
+        bool gone;               /* its client is gone: it holds nothing the daemon must wait for */
         SbList pool_link;
         SbList owner_link;       /* in the owner's list of opened pools */
         PoolWaiter *waiter;      /* its wait, if any */
@@ -100,8 +109,15 @@ struct Pool {
         QuotaCharge charge;      /* to its owner: one pool, the segment's bytes */
         struct Leftover *leftover;   /* made with the pool: keeps the charge if the segment outlives it (reaper.h) */
         Fp fp;                   /* the slot state machine, on the control block */
-        void *block;             /* the control block (private memory) */
+        void *block;             /* the control block: block_seg's, or private memory */
+        Segment block_seg;       /* the block as a segment its writers may attach (SEGMENT_NULL: none) */
         Member **members;        /* by member id - 1 */
+        uint32_t *woken;         /* members served during the operation under way, to wake after it */
+        uint32_t n_woken;
+        uint32_t n_fast;         /* members whose clients have the block */
+        uint32_t n_proxy;        /* daemon waits under way (requests on a socket) */
+        bool repaired;           /* the last lock was taken from a dead member and its step undone */
+        bool broken;             /* the block broke its invariants: a member wrote garbage into it */
         SlotMeta *metas;         /* by slot */
         uint32_t *meta_len;      /* by slot: what a many-slot consume counts against its reply */
         SbList members_list;
@@ -118,22 +134,47 @@ static inline const FpStats *pool_stats(const Pool *p) {
 }
 
 /* Create a pool of @layout (pool_spec_layout()) and its segment, for at most @member_cap
- * openings at a time. Returns 0, SB_E_LIMIT (a kernel limit) or -errno, the reason in @why. */
-int pool_new(Pool **ret, const PoolSpec *spec, const PoolLayout *layout, uint32_t member_cap, SbReason *why);
+ * openings at a time, with its control block in a segment of its own when @shared (else in
+ * private memory: every operation then comes through the daemon). Returns 0, SB_E_LIMIT (a
+ * kernel limit) or -errno, the reason in @why. */
+int pool_new(Pool **ret, const PoolSpec *spec, const PoolLayout *layout, uint32_t member_cap, bool shared,
+             SbReason *why);
+
+/* The bytes of the control block of a pool of @spec and @layout for @member_cap members. */
+uint64_t pool_block_size(const PoolSpec *spec, const PoolLayout *layout, uint32_t member_cap);
+
+/* The mode of a pool's control block: read and write for exactly the classes that may
+ * write the pool, nothing for the others (a reader of the block could not be trusted with
+ * it either: it decides which batch goes to whom). */
+unsigned pool_block_mode(unsigned mode);
 
 /* Fail every wait with no_such_pool, free every member, give back the pool's charge,
  * free the pool; NULL-safe. */
 Pool *pool_free(Pool *p);
 
 static inline bool pool_is_unused(const Pool *p) {
-        return pool_state(p)->n_members == 0;
+        return sb_list_is_empty(&p->members_list);
 }
 
-/* Open @p for @owner in @role. Returns 0, -ENOMEM, or SB_E_LIMIT (member_cap openings). */
+/* Open @p for @owner in @role. Returns 0, -ENOMEM, POOL_BUSY, or SB_E_LIMIT (member_cap
+ * openings). */
 int pool_join(Pool *p, Role role, void *owner, Member **ret);
 
-/* Close a member: reclaim its slots, drop its wait, count a producer as ended. */
-void member_leave(Member *m);
+/* Close a member: reclaim its slots, drop its wait, count a producer as ended, and free
+ * it: 0; or POOL_BUSY, when a live member holds the block's lock: then the member is
+ * marked gone, keeps its place, and member_leave() must be called again shortly. */
+int member_leave(Member *m);
+
+/* Whether the pool has members that left and wait for the lock to be reclaimed, or waits
+ * that members who run their own operations may have answered: the daemon looks again
+ * (pool_poll()) shortly. */
+bool pool_needs_poll(const Pool *p);
+
+/* Finish the leaves that waited, and answer the daemon's waits that a member served. */
+void pool_poll(Pool *p);
+
+/* Give member @m the block: its client runs its own operations from now on. */
+void member_set_fast(Member *m);
 
 /*
  * Take a free slot for writing the batch of @seq (-1: not said). An ordered pool keeps
@@ -206,8 +247,12 @@ int pool_end(Member *m);
  * pool takes up to @max slots for it (pool_take(), with @seq) and hands them to @fn. */
 int pool_wait(PoolWaiter *w, Member *m, PoolWaitKind kind, uint32_t max, int64_t seq, PoolWakeFn fn);
 
-/* Leave the queue without being woken (timeout, cancel). */
-void pool_unwait(PoolWaiter *w);
+/* Leave the queue without being woken (timeout, cancel): 0, or POOL_BUSY (try again). With
+ * @force, the daemon forgets the wait whatever the block says (its client is leaving). */
+int pool_unwait(PoolWaiter *w, bool force);
+
+/* The block was found broken, or the pool is going: tell its fast members to stop. */
+void pool_retire_block(Pool *p);
 
 /* How long the waits of @kind in @p have lasted until @now (sb_now_usec()), the waits going
  * on included, in O(1): a starved consumer's wait counts while it lasts. */

@@ -259,6 +259,18 @@ int reply_add_pool(cJSON *o, const Pool *p, bool with_shmid) {
         return 0;
 }
 
+int reply_add_fast(cJSON *o, const Member *m) {
+        const Pool *p = m->pool;
+        cJSON *f = cJSON_AddObjectToObject(o, "fast");
+
+        if (!f || reply_add_uint(f, "shmid", (uint64_t)p->block_seg.shmid) < 0 ||
+            reply_add_uint(f, "size", p->fp.g.size) < 0 || reply_add_uint(f, "member", m->id) < 0 ||
+            reply_add_uint(f, "member_cap", p->fp.g.member_cap) < 0 ||
+            reply_add_uint(f, "meta_inline", p->fp.g.meta_inline) < 0 || reply_add_uint(f, "version", FP_VERSION) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
 /* The fields of one slot just taken, and so held: by a producer (its place) or by a
  * consumer (the batch in it). */
 static int add_one_taken(cJSON *o, PoolWaitKind kind, const SlotView *s) {

@@ -90,6 +90,10 @@ int reply_add_uint(cJSON *o, const char *key, uint64_t v);
 /* The fields of pool @p (as create and open answer), with its "shmid" if @with_shmid. */
 int reply_add_pool(cJSON *o, const Pool *p, bool with_shmid);
 
+/* The "fast" object of an open or create reply: what member @m's client needs to attach
+ * the pool's control block and run its own operations on it (docs/protocol.md). */
+int reply_add_fast(cJSON *o, const Member *m);
+
 /*
  * The fields of what a take (acquire or consume) gave: @n held slots (n == 0: end of
  * stream). The one-slot form (@many false) puts the slot's fields in the reply itself;

@@ -65,7 +65,10 @@ void session_leave_all(Session *s) {
                 Member *m = sb_list_first_entry(&s->members, Member, owner_link);
                 Pool *p = m->pool;
                 log_reclaim(s, m);
-                member_leave(m);
+                /* Its slots are reclaimed now, or, while a member holds the block's lock,
+                 * by the broker's next look at the pool. */
+                if (member_leave(m) == POOL_BUSY)
+                        broker_poll_soon(s->broker);
                 broker_pool_gc(s->broker, p);
         }
 }

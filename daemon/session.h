@@ -32,6 +32,7 @@ typedef struct Session {
         gid_t groups[SESSION_GROUPS_MAX];  /* supplementary groups (SO_PEERGROUPS) */
         int n_groups;
         bool hello;
+        bool fast;               /* its hello said it can run its own operations on a control block */
         Role role;               /* ROLE_ADMIN until hello says otherwise */
         char *name;
         SbList members;          /* Member.owner_link: the pools it has open */

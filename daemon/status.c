@@ -42,7 +42,10 @@ static int status_pool(const Session *asker, const Pool *p, uint64_t now, cJSON 
             reply_add_uint(o, "consumer_wait_us", consumer_wait) < 0 ||
             reply_add_uint(o, "acquire_waiters", ps->n_waiters[WAIT_ACQUIRE]) < 0 ||
             reply_add_uint(o, "consume_waiters", ps->n_waiters[WAIT_CONSUME]) < 0 ||
-            reply_add_uint(o, "age_ms", (now - p->created_usec) / 1000) < 0)
+            reply_add_uint(o, "age_ms", (now - p->created_usec) / 1000) < 0 ||
+            reply_add_uint(o, "fast_members", p->n_fast) < 0 ||
+            reply_add_uint(o, "block_bytes", p->block_seg.size) < 0 ||
+            !cJSON_AddBoolToObject(o, "broken", p->broken))
                 return -ENOMEM;
         return 0;
 }

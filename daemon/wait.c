@@ -35,6 +35,8 @@ static void on_wake(PoolWaiter *pw, int result, const SlotView *slots, size_t n)
         w->done(w, reply);
 }
 
+static int wait_arm_timer(Wait *w, uint64_t timeout_usec);
+
 static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         Wait *w = userdata;
         const char *what = w->waiter.kind == WAIT_ACQUIRE ? "no slot became free" : "no batch became ready";
@@ -42,7 +44,11 @@ static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
 
         (void)s;
         (void)usec;
-        pool_unwait(&w->waiter);
+        /* The pool's lock is held for a moment: look again in a millisecond. */
+        if (pool_unwait(&w->waiter, false) == POOL_BUSY) {
+                (void)wait_arm_timer(w, 1000);
+                return 0;
+        }
         reply = reply_new_error(w->id, SB_E_TIMEOUT, what);
         wait_finish(w);
         w->done(w, reply);
@@ -89,7 +95,7 @@ int wait_begin(Wait *w, Member *m, PoolWaitKind kind, const cJSON *id, uint64_t 
 void wait_cancel(Wait *w) {
         if (!wait_is_active(w))
                 return;
-        pool_unwait(&w->waiter);
+        (void)pool_unwait(&w->waiter, true);
         wait_finish(w);
 }
 

@@ -62,8 +62,22 @@ enum {
         FP_ORDERED = 1u << 0,         /* FpHeader.flags */
         FP_REQUEUE_ON_DEATH = 1u << 1,
         FP_M_LIVE = 1u << 0,          /* FpMember.flags */
+        FP_M_PROXY = 1u << 1,         /* its wait is the daemon's, for a request on its socket */
         FP_S_IN_HEAP = 1u << 0,       /* FpSlot.flags: ready, in the ordered heap (not a list) */
+        FP_S_META_AT_DAEMON = 1u << 1,/* its batch came through the daemon, which keeps its meta */
+        FP_S_META_OUTSIDE = 1u << 2,  /* its meta is not in the slot's meta area: ask the daemon */
+        FP_S_META_FLAGS = FP_S_META_AT_DAEMON | FP_S_META_OUTSIDE,
 };
+
+/* FpControl.mode: whether clients may run operations on the block themselves. */
+enum {
+        FP_MODE_FAST = 0,
+        FP_MODE_GONE = 1,             /* the pool was dropped or the daemon stopped: use the socket */
+};
+
+/* The lock word: the owner's id, and whether anyone sleeps on it. */
+#define FP_LOCK_OWNER 0xffffu
+#define FP_LOCK_WAITERS (1u << 30)
 
 /* line 0: written once by its creator; never read back by the daemon. */
 typedef struct FpHeader {
@@ -74,7 +88,7 @@ typedef struct FpHeader {
         uint32_t flags;
         uint32_t off_members, off_slots;
         uint32_t off_heap, off_buckets;
-        uint32_t nbuckets, pad;
+        uint32_t nbuckets, off_meta;
 } FpHeader;
 
 /* line 1: the daemon's words (used from step 3 of docs/fastpath.md on). */
@@ -171,7 +185,8 @@ typedef struct FpBlockHead {
 typedef struct FpGeom {
         uint32_t slots, member_cap, nbuckets, flags;
         uint64_t slot_size, stride;
-        uint32_t off_members, off_slots, off_heap, off_buckets;
+        uint32_t off_members, off_slots, off_heap, off_buckets, off_meta;
+        uint32_t meta_inline;    /* bytes of meta area per slot: a uint32 length, then the text */
         size_t size;
 } FpGeom;
 
@@ -192,6 +207,7 @@ struct Fp {
          * (cost[slot] + cost_each each; NULL: no limit but max). */
         const uint32_t *cost;
         uint64_t cost_each, budget;
+        bool local_metas;        /* a consume stops before a batch whose meta is outside the block */
         int err;                 /* of the step in progress */
         /* Tests: after this many more logged stores, make no more stores (a death). */
         uint64_t die_after;
@@ -202,13 +218,21 @@ struct Fp {
 typedef struct FpPublish {
         uint32_t slot;
         bool has_seq;
+        bool meta_at_daemon;     /* the batch comes through the daemon, which keeps its meta */
+        bool meta_outside;       /* ... and its meta is not in the slot's meta area */
         uint64_t nbytes;
         uint64_t seq;
 } FpPublish;
 
 /* The geometry of a block for @slots slots of @slot_size (@stride apart) and @member_cap
- * members, @flags FP_ORDERED and FP_REQUEUE_ON_DEATH: 0, or -E2BIG past the limits. */
-int fp_geom(FpGeom *g, uint32_t slots, uint32_t member_cap, uint64_t slot_size, uint64_t stride, uint32_t flags);
+ * members, @flags FP_ORDERED and FP_REQUEUE_ON_DEATH, with @meta_inline bytes of meta area
+ * per slot (a multiple of 64, 0: none): 0, or -E2BIG past the limits. */
+int fp_geom(FpGeom *g, uint32_t slots, uint32_t member_cap, uint64_t slot_size, uint64_t stride, uint32_t flags,
+            uint32_t meta_inline);
+
+/* Whether the header of the block at @mem says what @g says (a client's check of a block
+ * against the daemon's reply). */
+bool fp_header_matches(const void *mem, const FpGeom *g);
 
 /* Lay out a new block at @mem (g->size bytes, 64-byte aligned, zeroed): every slot free,
  * no member, stream 0; @f is then ready to use it, locking as @self. */
@@ -216,6 +240,12 @@ void fp_format(Fp *f, void *mem, const FpGeom *g, uint32_t self);
 
 /* Take the lock for f->self: 0, or -ENOLCK with *owner the id that holds it. */
 int fp_trylock(Fp *f, uint32_t *owner);
+
+/* Take the lock, sleeping at most @slice_ms when it is held: 0, or -ETIMEDOUT (the caller
+ * looks at its deadline and at the daemon, then calls again). */
+int fp_lock(Fp *f, int slice_ms);
+
+/* Give the lock back, waking a sleeper. */
 void fp_unlock(Fp *f);
 
 /* Take the lock from @owner, which is dead, and undo its step in progress: 0, -ENOLCK (the
@@ -254,8 +284,24 @@ int fp_release(Fp *f, uint32_t id, const uint32_t *v, size_t n, bool requeue, si
 int fp_end(Fp *f, uint32_t id);
 
 /* Queue @id to be served, first come first served, when a take of @kind can be answered:
- * then up to @max slots are taken for it and f->served is called. */
-int fp_wait(Fp *f, uint32_t id, FpWaitKind kind, uint32_t max, int64_t seq);
+ * then up to @max slots are taken for it and f->served is called. @proxy: the daemon waits
+ * for it (a request on its socket); else the member sleeps on its wake word, whose value
+ * to sleep on is *wake_v (the counter, the sleep bit clear). */
+int fp_wait(Fp *f, uint32_t id, FpWaitKind kind, uint32_t max, int64_t seq, bool proxy, uint32_t *wake_v);
+
+/* Sleep until member @id's wake word moves from @v, at most @slice_ms: 0 (it moved, or
+ * maybe: look under the lock) or -ETIMEDOUT. */
+int fp_wake_wait(Fp *f, uint32_t id, uint32_t v, int slice_ms);
+
+/* Tell member @id that it was served (after the lock is given back). */
+void fp_wake(Fp *f, uint32_t id);
+
+/* Wake everyone who sleeps on the block: each member's word and the lock's (the pool is
+ * gone, or the daemon repaired it). */
+void fp_wake_all(Fp *f);
+
+/* Slot @index's meta area: a uint32 length, then the text (NULL: the pool has none). */
+uint8_t *fp_meta_area(const Fp *f, uint32_t index);
 
 /* Leave the wait queue unserved (timeout, cancel); nothing when not waiting. */
 int fp_unwait(Fp *f, uint32_t id);

@@ -63,7 +63,7 @@ static Pool *mkpool(uint32_t slots, bool ordered, PoolPolicy policy) {
 
         strcpy(spec.name, "t");
         ck_assert_msg(pool_spec_layout(&spec, &layout, &why) == 0, "%s", why.text);
-        ck_assert_msg(pool_new(&p, &spec, &layout, 16, &why) == 0, "%s", why.text);
+        ck_assert_msg(pool_new(&p, &spec, &layout, 16, true, &why) == 0, "%s", why.text);
         return p;
 }
 
@@ -400,7 +400,7 @@ START_TEST(waits_count_while_they_last) {
         ck_assert_int_eq(w1.woken, 1);                 /* c1 ended its wait; c2's goes on */
         ck_assert_uint_eq(pool_waited_usec(p, WAIT_CONSUME, t1 + 5000), pool_stats(p)->wait_usec[WAIT_CONSUME] + 5000);
         ck_assert_uint_eq(pool_stats(p)->bytes_consumed, 77);
-        pool_unwait(&w2.w);
+        pool_unwait(&w2.w, false);
         ck_assert_uint_eq(pool_waited_usec(p, WAIT_CONSUME, UINT64_MAX / 2), pool_stats(p)->wait_usec[WAIT_CONSUME]);
         member_leave(c2);
         ck_assert_uint_eq(pool_state(p)->n_consumers, 1);
@@ -508,7 +508,7 @@ START_TEST(free_fails_waiters_and_unwait_leaves_quietly) {
         (void)acquire(a);
         pool_wait(&wb.w, b, WAIT_ACQUIRE, 1, -1, on_wake);
         pool_wait(&wk.w, cons, WAIT_CONSUME, 1, -1, on_wake);
-        pool_unwait(&wk.w);
+        pool_unwait(&wk.w, false);
         ck_assert_uint_eq(pool_state(p)->n_waiters[WAIT_CONSUME], 0);
         pool_free(p);
         ck_assert_int_eq(wb.woken, 1);
