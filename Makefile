@@ -239,7 +239,7 @@ build/libshmbroker.a: $(call obj,build/lib,$(LIB_SRC))
 	ar rcs $@ $^
 
 build/shmbrokerctl: $(call obj,build,client/shmbrokerctl.c client/shmbrokerctl-metrics.c common/size.c) build/libshmbroker.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson) -lm
 
 # The C example (examples/produce_consume.c), over the public header and library alone.
 build/produce_consume: $(call obj,build,examples/produce_consume.c) build/libshmbroker.a

@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,10 @@
 /* How long a wait sleeps before it looks at the socket: how late we may learn that the
  * daemon died while we waited. */
 #define FAST_SLICE_MS 50
+/* How often operations that do not wait look at the socket (a poll() each time would cost
+ * as much as the operation): how long members may go on among themselves after the
+ * daemon died. */
+#define FAST_CHECK_USEC 10000
 
 /* --- forks ------------------------------------------------------------------------------- */
 
@@ -150,6 +155,13 @@ static int fast_lock(sb_pool *p) {
                 return SB_FAST_NO;
         }
         fp->fp.now = now_usec();
+        if (fp->fp.now - p->client->alive_checked > FAST_CHECK_USEC) {
+                p->client->alive_checked = fp->fp.now;
+                if ((r = daemon_alive(p->client)) < 0) {
+                        fp_unlock(&fp->fp);
+                        return r;
+                }
+        }
         fp->fp.served = served;
         fp->fp.userdata = fp;
         fp->n_woken = 0;
@@ -178,10 +190,9 @@ static int refuse(sb_pool *p, int r, const char *op, FpWaitKind kind) {
                                       sb_role_name((Role)c->role));
         case -ENOENT:
                 return sb_conn_refuse(c, SB_CODE_NOT_HOLDER, "a slot named is not held by this connection in pool "
-                                      "\"%s\", or is named twice", p->name);
+                                      "\"%s\"", p->name);
         case -EINVAL:
-                return sb_conn_refuse(c, SB_CODE_BAD_REQUEST, "\"%s\" of pool \"%s\": nbytes over the slot size, a seq "
-                                      "missing or already published, or requeue of a slot being written", op, p->name);
+                return sb_conn_refuse(c, SB_CODE_BAD_REQUEST, "\"%s\" of pool \"%s\" refused", op, p->name);
         case -ETIMEDOUT:
                 return sb_conn_refuse(c, SB_CODE_TIMEOUT, kind == FP_WAIT_ACQUIRE ? "no slot is free" :
                                       "no batch is ready");
@@ -386,6 +397,32 @@ static int metas_fit(sb_pool *p, const sb_publish_item *v, size_t n, char **text
         return 0;
 }
 
+/* A refused publish as the daemon says it (daemon/ops.c, publish_failed()). */
+static int publish_refusal(sb_pool *p, const sb_publish_item *v, size_t bad, int r) {
+        const sb_publish_item *e = &v[bad];
+
+        switch (r) {
+        case -ENOENT:
+                for (size_t i = 0; i < bad; i++)
+                        if (v[i].slot == e->slot)
+                                return sb_conn_refuse(p->client, SB_CODE_BAD_REQUEST, "slot %u is listed twice", e->slot);
+                return sb_conn_refuse(p->client, SB_CODE_NOT_HOLDER, "slot %u of pool \"%s\" is not being written by "
+                                      "this connection", e->slot, p->name);
+        case -EINVAL:
+                if (e->seq < 0)
+                        return sb_conn_refuse(p->client, SB_CODE_BAD_REQUEST, "pool \"%s\" is ordered: publish needs "
+                                              "\"seq\"", p->name);
+                for (size_t i = 0; i < bad; i++)
+                        if (v[i].seq == e->seq)
+                                return sb_conn_refuse(p->client, SB_CODE_BAD_REQUEST, "seq %lld is listed twice",
+                                                      (long long)e->seq);
+                return sb_conn_refuse(p->client, SB_CODE_BAD_REQUEST, "seq %lld was already published in this "
+                                      "stream of pool \"%s\"", (long long)e->seq, p->name);
+        default:
+                return refuse(p, r, "publish", FP_WAIT_ACQUIRE);
+        }
+}
+
 int sb_fast_publish(sb_pool *p, const sb_publish_item *v, size_t n) {
         FastPool *fp = &p->fast;
         FpPublish e[SB_MANY_MAX];
@@ -396,6 +433,14 @@ int sb_fast_publish(sb_pool *p, const sb_publish_item *v, size_t n) {
         if (!fast_usable(p) || n > SB_MANY_MAX)
                 return SB_FAST_NO;
         fast_begin(p);
+        for (size_t i = 0; i < n; i++)
+                if (v[i].nbytes > p->slot_size) {
+                        char where[32] = "";
+                        if (n > 1)
+                                snprintf(where, sizeof(where), "\"batches\" entry %zu: ", i);
+                        return sb_conn_refuse(p->client, SB_CODE_BAD_REQUEST, "%s\"nbytes\" must be from 0 to %llu",
+                                              where, (unsigned long long)p->slot_size);
+                }
         r = metas_fit(p, v, n, texts);
         for (size_t i = 0; r == 0 && i < n; i++) {
                 /* Only its holder writes a slot's meta area, and only while it writes the
@@ -422,7 +467,7 @@ int sb_fast_publish(sb_pool *p, const sb_publish_item *v, size_t n) {
                 return r;
         r = fp_publish(&fp->fp, fp->member, e, n, &bad);
         fast_unlock(p);
-        return r == 0 ? 0 : refuse(p, r, "publish", FP_WAIT_ACQUIRE);
+        return r == 0 ? 0 : publish_refusal(p, v, bad, r);
 }
 
 int sb_fast_release(sb_pool *p, const uint32_t *slots, size_t n, bool requeue) {
@@ -438,6 +483,18 @@ int sb_fast_release(sb_pool *p, const uint32_t *slots, size_t n, bool requeue) {
                 return r;
         r = fp_release(&fp->fp, fp->member, slots, n, requeue, &bad);
         fast_unlock(p);
+        /* As the daemon says it (daemon/ops.c, op_release()). */
+        if (r == -ENOENT) {
+                for (size_t i = 0; i < bad; i++)
+                        if (slots[i] == slots[bad])
+                                return sb_conn_refuse(p->client, SB_CODE_BAD_REQUEST, "slot %u is listed twice",
+                                                      slots[bad]);
+                return sb_conn_refuse(p->client, SB_CODE_NOT_HOLDER, "slot %u of pool \"%s\" is not held by this "
+                                      "connection", slots[bad], p->name);
+        }
+        if (r == -EINVAL)
+                return sb_conn_refuse(p->client, SB_CODE_BAD_REQUEST, "requeue applies to a slot being read, and slot "
+                                      "%u is being written", slots[bad]);
         return r == 0 ? 0 : refuse(p, r, "release", FP_WAIT_CONSUME);
 }
 

@@ -178,6 +178,7 @@ struct sb_client {
         sb_code code;
         char message[512];
         int broken;              /* -errno once the connection failed */
+        uint64_t alive_checked;  /* when fast.c last looked whether the daemon is there */
 };
 
 /* Where wire.c writes the next request(s); sb_conn_call() or sb_conn_send() then sends them. */

@@ -12,6 +12,7 @@
  * A refusal shows the daemon's message and code; bad usage, one line for each mistake.
  */
 #include <errno.h>
+#include <math.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -430,7 +431,9 @@ static int step_ms(const Progress *pg, int timeout_ms, double since) {
         left = timeout_ms - (now_s() - since) * 1000.0;
         if (left < 0)
                 left = 0;
-        return pg->on && left > PROGRESS_STEP_MS ? PROGRESS_STEP_MS : (int)left;
+        /* Rounded up: a last step cut to whole milliseconds would end just short of the
+         * deadline and leave a step of 0 ms, which is not a wait. */
+        return pg->on && left > PROGRESS_STEP_MS ? PROGRESS_STEP_MS : (int)ceil(left);
 }
 
 /* Whether a step that timed out (@r) leaves time for another. */

@@ -150,10 +150,11 @@ int broker_create_pool(Broker *b, const PoolSpec *spec, Pool **ret, SbReason *wh
         r = pool_spec_layout(spec, &layout, why);
         if (r != 0)
                 return r;
-        /* A pool has at most one member per connection. Its control block counts in its
-         * bytes. */
+        /* A pool has at most one member per connection. Its control block is the daemon's
+         * bookkeeping of its slots, members and small metas, as its heap was before: not
+         * the owner's bytes (status shows it: block_bytes). */
         member_cap = lim->max_clients > UINT32_MAX ? UINT32_MAX : (uint32_t)lim->max_clients;
-        bytes = layout.size + pool_block_size(spec, &layout, member_cap);
+        bytes = layout.size;
         r = broker_admit(b, spec->uid, bytes, &charge, why);
         /* What stands in the way may be dropped pools whose last user has just detached:
          * look now rather than at the reaper's next round. */
@@ -168,14 +169,14 @@ int broker_create_pool(Broker *b, const PoolSpec *spec, Pool **ret, SbReason *wh
         quota_charge_move(&p->charge, &charge);
         sb_list_append(&b->pools, &p->owner_link);
         b->n_pools++;
-        b->pool_bytes += p->seg.size + p->block_seg.size;
+        b->pool_bytes += p->seg.size;
         *ret = p;
         return 0;
 }
 
 void broker_drop_pool(Broker *b, Pool *p) {
         b->n_pools--;
-        b->pool_bytes -= p->seg.size + p->block_seg.size;
+        b->pool_bytes -= p->seg.size;
         reaper_drop_segment(&b->reaper, &p->seg, p->spec.uid, &p->charge, &p->leftover);
         pool_free(p);
 }

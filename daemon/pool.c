@@ -263,12 +263,6 @@ static int pool_geom(FpGeom *g, const PoolSpec *spec, const PoolLayout *layout, 
                        shared ? pool_meta_inline(spec->slots) : 0);
 }
 
-uint64_t pool_block_size(const PoolSpec *spec, const PoolLayout *layout, uint32_t member_cap) {
-        FpGeom g;
-
-        return pool_geom(&g, spec, layout, member_cap, true) == 0 ? g.size : 0;
-}
-
 unsigned pool_block_mode(unsigned mode) {
         unsigned m = 0;
 

@@ -36,7 +36,7 @@
 /* Meta bytes per slot in the control block, for metas the clients write themselves: at
  * most this, and at most POOL_META_AREA_MAX over all slots. */
 #define POOL_META_INLINE 1024u
-#define POOL_META_AREA_MAX (8u << 20)
+#define POOL_META_AREA_MAX (1u << 20)
 
 typedef struct Pool Pool;
 typedef struct Member Member;
@@ -139,9 +139,6 @@ static inline const FpStats *pool_stats(const Pool *p) {
  * kernel limit) or -errno, the reason in @why. */
 int pool_new(Pool **ret, const PoolSpec *spec, const PoolLayout *layout, uint32_t member_cap, bool shared,
              SbReason *why);
-
-/* The bytes of the control block of a pool of @spec and @layout for @member_cap members. */
-uint64_t pool_block_size(const PoolSpec *spec, const PoolLayout *layout, uint32_t member_cap);
 
 /* The mode of a pool's control block: read and write for exactly the classes that may
  * write the pool, nothing for the others (a reader of the block could not be trusted with

@@ -51,9 +51,18 @@ static int status_pool(const Session *asker, const Pool *p, uint64_t now, cJSON 
 }
 
 static const char *waiting_name(const Session *s) {
-        if (!session_is_waiting(s))
-                return "";
-        return s->wait.waiter.kind == WAIT_ACQUIRE ? "acquire" : "consume";
+        SbList *it;
+
+        if (session_is_waiting(s))
+                return s->wait.waiter.kind == WAIT_ACQUIRE ? "acquire" : "consume";
+        /* A client that runs its own operations waits in the block: its member says so. */
+        sb_list_for_each(it, &s->members) {
+                const Member *m = sb_list_entry(it, Member, owner_link);
+                const FpMember *fm = fp_member(&m->pool->fp, m->id);
+                if (m->fast && fm->wmax)
+                        return fm->wkind == FP_WAIT_ACQUIRE ? "acquire" : "consume";
+        }
+        return "";
 }
 
 /* The held slots of @k from the @from-th on, at most @max, into "held"; "held_count" counts

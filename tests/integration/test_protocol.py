@@ -209,14 +209,16 @@ def fill_descriptor_table(pid: int) -> tuple[int, int]:
     return old
 
 
-def test_a_system_call_that_fails_is_an_internal_error(daemon):
+def test_a_system_call_that_fails_is_an_internal_error(daemon, monkeypatch):
     """The daemon's own failures reach the client as `internal`. With its descriptor table
     full, the first wait with a timeout needs a timer descriptor the daemon cannot get: the
     client gets the error with a message, the daemon logs it, nothing is left waiting, and
-    the connection and the daemon go on once descriptors can be had again."""
+    the connection and the daemon go on once descriptors can be had again. The library's
+    waits are the daemon's here (SHMBROKER_FASTPATH=0): on the fast path it waits itself."""
     holder = daemon.pool_client("x", "producer", slot_size=4096, slots=1)
     holder.ok("acquire", pool="x")
     c = daemon.pool_client("x", "producer")
+    monkeypatch.setenv("SHMBROKER_FASTPATH", "0")
     with shmbroker.connect("producer", daemon.path) as py:
         pool = py.open("x")
         old = fill_descriptor_table(daemon.proc.pid)
