@@ -229,6 +229,7 @@ static void step_begin(Fp *f) {
 /* End the step: commit it, or, after an error, undo it and return the error. */
 static int step_end(Fp *f) {
         FpUndoLog *u = &fp_head(f)->undo;
+        uint32_t n = u->n;
         int r = f->err;
 
         if (f->dead)
@@ -242,6 +243,8 @@ static int step_end(Fp *f) {
         atomic_signal_fence(memory_order_seq_cst);
         u->n = 0;
         u->steps++;
+        if (f->committed)
+                f->committed(f, n);
         return 0;
 }
 
