@@ -886,7 +886,16 @@ static int consume_ready(Fp *f, FpMember *m, uint32_t *ret) {
         return step_end(f);
 }
 
-static int consume_one(Fp *f, FpMember *m, uint32_t *ret) {
+/* End @m's wait as served (inside a step): its slots are the ones it gained since the
+ * wait began. */
+static void end_serve(Fp *f, FpMember *m) {
+        unwait(f, m);
+        if (m->n_held < m->wheld)
+                corrupt(f);
+        ST32(f, m->served, m->n_held - m->wheld);
+}
+
+static int consume_one(Fp *f, FpMember *m, bool serve, uint32_t *ret) {
         int r = consume_ready(f, m, ret);
 
         if (r != -EAGAIN)
@@ -895,6 +904,11 @@ static int consume_one(Fp *f, FpMember *m, uint32_t *ret) {
                 return -EAGAIN;
         step_begin(f);
         ST64(f, m->stream, m->stream + 1);
+        /* Served to a waiter, the end of stream and the end of the wait are one step: were
+         * they two, a death between them would leave the consumer waiting in the next
+         * stream, its end of stream lost. */
+        if (serve)
+                end_serve(f, m);
         *ret = FP_NONE;
         return step_end(f);
 }
@@ -903,7 +917,8 @@ static uint64_t cost(const Fp *f, uint32_t slot) {
         return (f->cost ? f->cost[slot] : 0) + f->cost_each;
 }
 
-static int take(Fp *f, FpMember *m, FpWaitKind kind, uint32_t max, int64_t seq, uint32_t *v, size_t *n) {
+/* Take for @m; @serve: for its wait, which an end of stream ends in the same step. */
+static int take(Fp *f, FpMember *m, FpWaitKind kind, uint32_t max, int64_t seq, bool serve, uint32_t *v, size_t *n) {
         int r;
         uint64_t bytes;
 
@@ -912,7 +927,7 @@ static int take(Fp *f, FpMember *m, FpWaitKind kind, uint32_t max, int64_t seq, 
                 return -EPERM;
         if (max > FP_MANY_MAX)
                 max = FP_MANY_MAX;
-        r = kind == FP_WAIT_ACQUIRE ? acquire_one(f, m, seq, &v[0]) : consume_one(f, m, &v[0]);
+        r = kind == FP_WAIT_ACQUIRE ? acquire_one(f, m, seq, &v[0]) : consume_one(f, m, serve, &v[0]);
         if (r != 0)
                 return r;
         if (v[0] == FP_NONE)
@@ -945,7 +960,7 @@ int fp_take(Fp *f, uint32_t id, FpWaitKind kind, uint32_t max, int64_t seq, uint
         f->err = 0;
         if (!m)
                 return FP_ECORRUPT;
-        return take(f, m, kind, max ? max : 1, seq, v, n);
+        return take(f, m, kind, max ? max : 1, seq, false, v, n);
 }
 
 typedef struct Keyed {
@@ -1144,7 +1159,7 @@ static int dispatch_queue(Fp *f, FpWaitKind kind) {
                 if (!m || steps > f->g.member_cap || !(m->flags & FP_M_LIVE) || m->wmax == 0 || m->wkind != kind)
                         return FP_ECORRUPT;
                 next = m->wnext;
-                r = take(f, m, kind, m->wmax, m->wseq, v, &n);
+                r = take(f, m, kind, m->wmax, m->wseq, true, v, &n);
                 if (r == -EBUSY) {
                         id = next;
                         continue;
@@ -1153,16 +1168,14 @@ static int dispatch_queue(Fp *f, FpWaitKind kind) {
                         break;
                 if (r != 0)
                         return r;
-                step_begin(f);
-                unwait(f, m);
-                /* Its slots are the ones it gained since the wait began, a serve cut
-                 * short by a death included. */
-                if (m->n_held < m->wheld)
-                        corrupt(f);
-                ST32(f, m->served, m->n_held - m->wheld);
-                r = step_end(f);
-                if (r != 0)
-                        return r;
+                /* An end of stream ended the wait in its own step. */
+                if (n > 0) {
+                        step_begin(f);
+                        end_serve(f, m);
+                        r = step_end(f);
+                        if (r != 0)
+                                return r;
+                }
                 if (f->served)
                         f->served(f, id, f->userdata);
                 id = next;
