@@ -1159,15 +1159,23 @@ static int dispatch_queue(Fp *f, FpWaitKind kind) {
                 if (!m || steps > f->g.member_cap || !(m->flags & FP_M_LIVE) || m->wmax == 0 || m->wkind != kind)
                         return FP_ECORRUPT;
                 next = m->wnext;
-                r = take(f, m, kind, m->wmax, m->wseq, true, v, &n);
-                if (r == -EBUSY) {
-                        id = next;
-                        continue;
+                if (m->n_held > m->wheld) {
+                        /* A serve cut short by a death: its first takes were committed, the
+                         * end of its wait was not. It ends with what it got; taking again
+                         * could hand over more than its max, or an end of stream beside
+                         * slots of the stream it ends. */
+                        n = m->n_held - m->wheld;
+                } else {
+                        r = take(f, m, kind, m->wmax, m->wseq, true, v, &n);
+                        if (r == -EBUSY) {
+                                id = next;
+                                continue;
+                        }
+                        if (r == -EAGAIN || r == -EPERM)
+                                break;
+                        if (r != 0)
+                                return r;
                 }
-                if (r == -EAGAIN || r == -EPERM)
-                        break;
-                if (r != 0)
-                        return r;
                 /* An end of stream ended the wait in its own step. */
                 if (n > 0) {
                         step_begin(f);
