@@ -357,10 +357,14 @@ static bool key_less(const FpSlot *a, const FpSlot *b) {
         return a->stream < b->stream || (a->stream == b->stream && a->seq < b->seq);
 }
 
-/* Whether (stream, seq) is in the heap; a chain longer than the slots is corrupt. */
+/* Whether (stream, seq) is in the heap; a chain longer than the slots is corrupt. An
+ * unordered pool has no index (no buckets: the hash would be past the block). */
 static bool order_contains(Fp *f, uint64_t stream, uint64_t seq) {
-        uint32_t i = buckets_at(f)[order_hash(f, stream, seq)];
+        uint32_t i;
 
+        if (!ordered(f))
+                return false;
+        i = buckets_at(f)[order_hash(f, stream, seq)];
         for (uint32_t steps = 0; i != FP_NONE; steps++) {
                 FpSlot *s = fp_slot(f, i);
                 if (!s || steps >= f->g.slots)
