@@ -681,6 +681,10 @@ int fp_wait(Fp *f, uint32_t id, FpWaitKind kind, uint32_t max, int64_t seq) {
         m = live_member(f, id);
         if (m && m->wmax != 0)
                 corrupt(f);
+        /* A wait no take of its member could answer would stop its queue for everyone
+         * behind it, first come first served. */
+        if (m && !f->err && (kind == FP_WAIT_ACQUIRE ? m->role != ROLE_PRODUCER : m->role != ROLE_CONSUMER))
+                return -EPERM;
         if (m && !f->err) {
                 uint32_t tail = p->wq_tail[kind];
                 st_member_word(f, m, m->flags, m->role, (uint8_t)kind);

@@ -254,7 +254,8 @@ int fp_release(Fp *f, uint32_t id, const uint32_t *v, size_t n, bool requeue, si
 int fp_end(Fp *f, uint32_t id);
 
 /* Queue @id to be served, first come first served, when a take of @kind can be answered:
- * then up to @max slots are taken for it and f->served is called. */
+ * then up to @max slots are taken for it and f->served is called. -EPERM: its role does
+ * not allow a take of @kind. */
 int fp_wait(Fp *f, uint32_t id, FpWaitKind kind, uint32_t max, int64_t seq);
 
 /* Leave the wait queue unserved (timeout, cancel); nothing when not waiting. */
