@@ -1013,6 +1013,9 @@ static int publish_check(Fp *f, FpMember *m, const FpPublish *e, bool repeated) 
                         return -EINVAL;
                 if ((stream == p->stream && e->seq < p->next_seq) || order_contains(f, stream, e->seq))
                         return f->err ? f->err : -EINVAL;
+                /* A broken index found on the way: the publish would link into it. */
+                if (f->err)
+                        return f->err;
         }
         return 0;
 }
