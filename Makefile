@@ -51,7 +51,7 @@ ALL_CFLAGS = $(BASE_CFLAGS) $(PKG_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all -DSB_CHECK_BLOCK
 
 COMMON_SRC := $(wildcard common/*.c)
-FUZZ_TARGETS := request config
+FUZZ_TARGETS := request config block
 DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
 UNIT_SRC := $(wildcard tests/unit/*.c)
 

@@ -320,6 +320,7 @@ static void step_begin(Fp *f) {
 /* End the step: commit it, or, after an error, undo it and return the error. */
 static int step_end(Fp *f) {
         FpUndoLog *u = &fp_head(f)->undo;
+        uint32_t n = u->n;
         int r = f->err;
 
         if (f->dead)
@@ -333,6 +334,8 @@ static int step_end(Fp *f) {
         atomic_signal_fence(memory_order_seq_cst);
         u->n = 0;
         u->steps++;
+        if (f->committed)
+                f->committed(f, n);
         return 0;
 }
 
@@ -445,10 +448,14 @@ static bool key_less(const FpSlot *a, const FpSlot *b) {
         return a->stream < b->stream || (a->stream == b->stream && a->seq < b->seq);
 }
 
-/* Whether (stream, seq) is in the heap; a chain longer than the slots is corrupt. */
+/* Whether (stream, seq) is in the heap; a chain longer than the slots is corrupt. An
+ * unordered pool has no index (no buckets: the hash would be past the block). */
 static bool order_contains(Fp *f, uint64_t stream, uint64_t seq) {
-        uint32_t i = buckets_at(f)[order_hash(f, stream, seq)];
+        uint32_t i;
 
+        if (!ordered(f))
+                return false;
+        i = buckets_at(f)[order_hash(f, stream, seq)];
         for (uint32_t steps = 0; i != FP_NONE; steps++) {
                 FpSlot *s = fp_slot(f, i);
                 if (!s || steps >= f->g.slots)
@@ -767,6 +774,10 @@ int fp_wait(Fp *f, uint32_t id, FpWaitKind kind, uint32_t max, int64_t seq, bool
         m = live_member(f, id);
         if (m && m->wmax != 0)
                 corrupt(f);
+        /* A wait no take of its member could answer would stop its queue for everyone
+         * behind it, first come first served. */
+        if (m && !f->err && (kind == FP_WAIT_ACQUIRE ? m->role != ROLE_PRODUCER : m->role != ROLE_CONSUMER))
+                return -EPERM;
         if (m && !f->err) {
                 uint32_t tail = p->wq_tail[kind];
                 st_member_word(f, m, (uint16_t)((m->flags & ~FP_M_PROXY) | (proxy ? FP_M_PROXY : 0)), m->role,
@@ -1019,7 +1030,16 @@ static int consume_ready(Fp *f, FpMember *m, uint32_t *ret) {
         return step_end(f);
 }
 
-static int consume_one(Fp *f, FpMember *m, uint32_t *ret) {
+/* End @m's wait as served (inside a step): its slots are the ones it gained since the
+ * wait began. */
+static void end_serve(Fp *f, FpMember *m) {
+        unwait(f, m);
+        if (m->n_held < m->wheld)
+                corrupt(f);
+        ST32(f, m->served, m->n_held - m->wheld);
+}
+
+static int consume_one(Fp *f, FpMember *m, bool serve, uint32_t *ret) {
         int r = consume_ready(f, m, ret);
 
         if (r != -EAGAIN)
@@ -1028,6 +1048,11 @@ static int consume_one(Fp *f, FpMember *m, uint32_t *ret) {
                 return -EAGAIN;
         step_begin(f);
         ST64(f, m->stream, m->stream + 1);
+        /* Served to a waiter, the end of stream and the end of the wait are one step: were
+         * they two, a death between them would leave the consumer waiting in the next
+         * stream, its end of stream lost. */
+        if (serve)
+                end_serve(f, m);
         *ret = FP_NONE;
         return step_end(f);
 }
@@ -1036,7 +1061,8 @@ static uint64_t cost(const Fp *f, uint32_t slot) {
         return (f->cost ? f->cost[slot] : 0) + f->cost_each;
 }
 
-static int take(Fp *f, FpMember *m, FpWaitKind kind, uint32_t max, int64_t seq, uint32_t *v, size_t *n) {
+/* Take for @m; @serve: for its wait, which an end of stream ends in the same step. */
+static int take(Fp *f, FpMember *m, FpWaitKind kind, uint32_t max, int64_t seq, bool serve, uint32_t *v, size_t *n) {
         int r;
         uint64_t bytes;
 
@@ -1045,7 +1071,7 @@ static int take(Fp *f, FpMember *m, FpWaitKind kind, uint32_t max, int64_t seq, 
                 return -EPERM;
         if (max > FP_MANY_MAX)
                 max = FP_MANY_MAX;
-        r = kind == FP_WAIT_ACQUIRE ? acquire_one(f, m, seq, &v[0]) : consume_one(f, m, &v[0]);
+        r = kind == FP_WAIT_ACQUIRE ? acquire_one(f, m, seq, &v[0]) : consume_one(f, m, serve, &v[0]);
         if (r != 0)
                 return r;
         if (v[0] == FP_NONE)
@@ -1078,7 +1104,7 @@ int fp_take(Fp *f, uint32_t id, FpWaitKind kind, uint32_t max, int64_t seq, uint
         f->err = 0;
         if (!m)
                 return FP_ECORRUPT;
-        return take(f, m, kind, max ? max : 1, seq, v, n);
+        return take(f, m, kind, max ? max : 1, seq, false, v, n);
 }
 
 typedef struct Keyed {
@@ -1123,6 +1149,9 @@ static int publish_check(Fp *f, FpMember *m, const FpPublish *e, bool repeated) 
                         return -EINVAL;
                 if ((stream == p->stream && e->seq < p->next_seq) || order_contains(f, stream, e->seq))
                         return f->err ? f->err : -EINVAL;
+                /* A broken index found on the way: the publish would link into it. */
+                if (f->err)
+                        return f->err;
         }
         return 0;
 }
@@ -1288,25 +1317,31 @@ static int dispatch_queue(Fp *f, FpWaitKind kind) {
                 if (!m || steps > f->g.member_cap || !(m->flags & FP_M_LIVE) || m->wmax == 0 || m->wkind != kind)
                         return FP_ECORRUPT;
                 next = m->wnext;
-                r = take(f, m, kind, m->wmax, m->wseq, v, &n);
-                if (r == -EBUSY) {
-                        id = next;
-                        continue;
+                if (m->n_held > m->wheld) {
+                        /* A serve cut short by a death: its first takes were committed, the
+                         * end of its wait was not. It ends with what it got; taking again
+                         * could hand over more than its max, or an end of stream beside
+                         * slots of the stream it ends. */
+                        n = m->n_held - m->wheld;
+                } else {
+                        r = take(f, m, kind, m->wmax, m->wseq, true, v, &n);
+                        if (r == -EBUSY) {
+                                id = next;
+                                continue;
+                        }
+                        if (r == -EAGAIN || r == -EPERM)
+                                break;
+                        if (r != 0)
+                                return r;
                 }
-                if (r == -EAGAIN || r == -EPERM)
-                        break;
-                if (r != 0)
-                        return r;
-                step_begin(f);
-                unwait(f, m);
-                /* Its slots are the ones it gained since the wait began, a serve cut
-                 * short by a death included. */
-                if (m->n_held < m->wheld)
-                        corrupt(f);
-                ST32(f, m->served, m->n_held - m->wheld);
-                r = step_end(f);
-                if (r != 0)
-                        return r;
+                /* An end of stream ended the wait in its own step. */
+                if (n > 0) {
+                        step_begin(f);
+                        end_serve(f, m);
+                        r = step_end(f);
+                        if (r != 0)
+                                return r;
+                }
                 if (f->served)
                         f->served(f, id, f->userdata);
                 id = next;

@@ -212,6 +212,9 @@ struct Fp {
         /* Tests: after this many more logged stores, make no more stores (a death). */
         uint64_t die_after;
         bool dead;
+        /* Tests: called after each step's commit, with the stores the step made (the undo
+         * tests snapshot the block there, and take the largest step against FP_UNDO_CAP). */
+        void (*committed)(Fp *f, uint32_t stores);
 };
 
 /* One batch of a publish. */
@@ -284,9 +287,10 @@ int fp_release(Fp *f, uint32_t id, const uint32_t *v, size_t n, bool requeue, si
 int fp_end(Fp *f, uint32_t id);
 
 /* Queue @id to be served, first come first served, when a take of @kind can be answered:
- * then up to @max slots are taken for it and f->served is called. @proxy: the daemon waits
- * for it (a request on its socket); else the member sleeps on its wake word, whose value
- * to sleep on is *wake_v (the counter, the sleep bit clear). */
+ * then up to @max slots are taken for it and f->served is called (-EPERM: its role does
+ * not allow a take of @kind). @proxy: the daemon waits for it (a request on its socket);
+ * else the member sleeps on its wake word, whose value to sleep on is *wake_v (the
+ * counter, the sleep bit clear). */
 int fp_wait(Fp *f, uint32_t id, FpWaitKind kind, uint32_t max, int64_t seq, bool proxy, uint32_t *wake_v);
 
 /* Sleep until member @id's wake word moves from @v, at most @slice_ms: 0 (it moved, or

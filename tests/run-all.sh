@@ -27,7 +27,7 @@ step "daemon/ includes in one direction" tests/check-layers.sh
 step "man pages: libshmbroker(3) against the header and exports, the options against --help" "$PYTHON" tests/check-man.py
 step "make bench's report: verdicts and sentences from the figures alone (synthetic figures)" \
         "$PYTHON" tests/check-bench-report.py
-for t in request config; do
+for t in request config block; do
         step "fuzz corpus $t (ASan+UBSan)" sh -c "build/asan/fuzz-$t tests/fuzz/corpus/$t/*"
 done
 step "integration tests" "$PYTHON" -m pytest -q -p no:cacheprovider tests/integration

@@ -16,6 +16,7 @@ int main(void) {
         srunner_add_suite(sr, suite_quota());
         srunner_add_suite(sr, suite_session());
         srunner_add_suite(sr, suite_log());
+        srunner_add_suite(sr, suite_fastpool());
         srunner_run_all(sr, CK_NORMAL);
         failed = srunner_ntests_failed(sr);
         srunner_free(sr);

@@ -13,3 +13,4 @@ Suite *suite_conn(void);
 Suite *suite_quota(void);
 Suite *suite_session(void);
 Suite *suite_log(void);
+Suite *suite_fastpool(void);
