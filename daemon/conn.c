@@ -52,15 +52,17 @@ int conn_next_line(Conn *c, size_t max_line, const char **line, size_t *len) {
         if (l) {
                 if (n > max_line)
                         return -E2BIG;
-                sb_bytes_consume(&c->in, n + 1);
+                c->taken_at = c->in.off;
                 c->taken = n + 1;
+                sb_bytes_consume(&c->in, n + 1);
         } else if (pending > max_line) {
                 return -E2BIG;
         } else if (c->eof && pending > 0) {
                 l = c->in.data + c->in.off;    /* the last line lacks its newline */
                 n = pending;
-                sb_bytes_consume(&c->in, n);
+                c->taken_at = c->in.off;
                 c->taken = n;
+                sb_bytes_consume(&c->in, n);
         } else {
                 return 0;
         }
@@ -71,8 +73,11 @@ int conn_next_line(Conn *c, size_t max_line, const char **line, size_t *len) {
 }
 
 void conn_put_back(Conn *c) {
-        /* Consuming moves no bytes (conn_next_line()): the line is still where it was. */
-        c->in.off -= c->taken;
+        /* Consuming moves no bytes (conn_next_line()): the line is still where it was, even
+         * when taking it emptied the buffer, which then only reset its offsets. */
+        c->in.off = c->taken_at;
+        if (c->in.len < c->taken_at + c->taken)
+                c->in.len = c->taken_at + c->taken;
         c->taken = 0;
 }
 

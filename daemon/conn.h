@@ -22,7 +22,7 @@ typedef struct Conn {
         SbBytes in;              /* received, not yet taken as lines */
         SbBytes out;             /* queued, not yet sent */
         bool eof;                /* the peer will send no more */
-        size_t taken;            /* the bytes conn_next_line() took last */
+        size_t taken_at, taken;  /* where the line conn_next_line() took last began, its bytes */
 } Conn;
 
 /* A connection on socket @fd (taken: conn_clear() closes it; -1 for none). */

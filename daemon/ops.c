@@ -399,21 +399,27 @@ static int op_take(Session *s, Request *req, cJSON *reply, PoolWaitKind kind) {
                 r = request_acquire_seq(req, kind, max, &seq);
         if (r != 0)
                 return r;
-        r = pool_take(m, kind, max ? max : 1, seq, v, &n);
+        if (forever || timeout > 0) {
+                r = wait_begin(&s->wait, m, kind, req->id, forever ? UINT64_MAX : timeout, max, seq, v, &n);
+                if (r == POOL_WAITING) {
+                        /* A member that runs its own operations may be the one to serve it. */
+                        if (m->pool->n_fast)
+                                broker_poll_soon(s->broker);
+                        return 0;
+                }
+        } else
+                r = pool_take(m, kind, max ? max : 1, seq, v, &n);
+        if (r == POOL_BUSY)
+                return r;
         if (r == SB_E_WRONG_ROLE)
                 return fail_role(req, s, kind == WAIT_ACQUIRE ? ROLE_PRODUCER : ROLE_CONSUMER);
         if (r == -EBUSY && !forever && timeout == 0)
                 return request_fail(req, SB_E_TIMEOUT, "the last free slot is kept for seq %llu, the lowest not yet "
                                     "published", (unsigned long long)pool_lowest_unpublished(m->pool));
-        if ((r == -EAGAIN || r == -EBUSY) && !forever && timeout == 0)
+        if (r == -EAGAIN || r == -EBUSY)
                 return request_fail(req, SB_E_TIMEOUT, kind == WAIT_ACQUIRE ? "no slot is free" : "no batch is ready");
-        if (r == -EAGAIN || r == -EBUSY) {
-                r = wait_begin(&s->wait, m, kind, req->id, forever ? UINT64_MAX : timeout, max, seq);
-                /* A member that runs its own operations may be the one to serve it. */
-                if (r == 0 && m->pool->n_fast)
-                        broker_poll_soon(s->broker);
+        if (r != 0)
                 return r;
-        }
         return reply_add_taken(reply, kind, v, n, max > 0);
 }
 

@@ -545,6 +545,30 @@ int pool_take(Member *m, PoolWaitKind kind, uint32_t max, int64_t seq, SlotView 
         return pool_error(pool_done(p, r));
 }
 
+int pool_take_or_wait(Member *m, PoolWaitKind kind, uint32_t max, int64_t seq, SlotView *v, size_t *n,
+                      PoolWaiter *w, PoolWakeFn fn) {
+        Pool *p = m->pool;
+        uint32_t idx[POOL_MANY_MAX];
+        int r = pool_lock(p);
+
+        *n = 0;
+        if (r != 0)
+                return r;
+        r = fp_take(&p->fp, m->id, (FpWaitKind)kind, max, seq, idx, n);
+        if (r == 0)
+                take_views(p, idx, *n, v);
+        if (r == -EAGAIN || r == -EBUSY) {
+                r = fp_wait(&p->fp, m->id, (FpWaitKind)kind, max, seq, true, NULL);
+                if (r == 0) {
+                        *w = (PoolWaiter){ .member = m, .kind = kind, .fn = fn };
+                        m->waiter = w;
+                        p->n_proxy++;
+                        r = POOL_WAITING;
+                }
+        }
+        return pool_error(pool_done(p, r));
+}
+
 int pool_consume(Member *m, SlotView *ret, bool *eof) {
         size_t n;
         int r = pool_take(m, WAIT_CONSUME, 1, -1, ret, &n);
@@ -680,6 +704,13 @@ int pool_unwait(PoolWaiter *w, bool force) {
         r = pool_lock(m->pool);
         if (r == POOL_BUSY && !force)
                 return r;
+        if (r == 0 && !force && fp_member(&m->pool->fp, m->id)->wmax == 0) {
+                /* A member that runs its own operations served it before the daemon looked
+                 * (pool_poll()): the slots are the waiter's, and it is answered with them. */
+                on_served(&m->pool->fp, m->id, m->pool);
+                (void)pool_done(m->pool, 0);
+                return POOL_WAITING;
+        }
         if (r == 0)
                 (void)pool_done(m->pool, fp_unwait(&m->pool->fp, m->id));
         /* Without the lock (a leaving client), the block's record of the wait goes with the

@@ -240,12 +240,25 @@ int pool_release(Member *m, const uint32_t *slots, size_t n, bool requeue, size_
 /* The producer @m ends the current stream. 0 or SB_E_WRONG_ROLE. */
 int pool_end(Member *m);
 
+/* pool_take_or_wait(): nothing could be taken, the waiter is queued. */
+#define POOL_WAITING 1
+
+/* pool_take(), and when nothing can be taken now, pool_wait() for @w, in one hold of the
+ * block's lock: a member that runs its own operations cannot slip a batch in between, which
+ * nobody would then hand to the waiter. 0 (taken, as pool_take()), POOL_WAITING, or an error
+ * of pool_take() but -EAGAIN and -EBUSY. */
+int pool_take_or_wait(Member *m, PoolWaitKind kind, uint32_t max, int64_t seq, SlotView *v, size_t *n,
+                      PoolWaiter *w, PoolWakeFn fn);
+
 /* Queue @w to be woken by @fn when a take of @kind by @m can be answered: then the
- * pool takes up to @max slots for it (pool_take(), with @seq) and hands them to @fn. */
+ * pool takes up to @max slots for it (pool_take(), with @seq) and hands them to @fn. The
+ * caller knows that nothing can be taken now (else pool_take_or_wait()). */
 int pool_wait(PoolWaiter *w, Member *m, PoolWaitKind kind, uint32_t max, int64_t seq, PoolWakeFn fn);
 
-/* Leave the queue without being woken (timeout, cancel): 0, or POOL_BUSY (try again). With
- * @force, the daemon forgets the wait whatever the block says (its client is leaving). */
+/* Leave the queue without being woken (timeout, cancel): 0, POOL_BUSY (try again), or
+ * POOL_WAITING when it was served meanwhile (by a member that runs its own operations): its
+ * callback has run. With @force, the daemon forgets the wait whatever the block says (its
+ * client is leaving: its leave reclaims what it was served). */
 int pool_unwait(PoolWaiter *w, bool force);
 
 /* The block was found broken, or the pool is going: tell its fast members to stop. */

@@ -65,6 +65,17 @@ static const char *waiting_name(const Session *s) {
         return "";
 }
 
+/* "fast" when the client runs its own operations on the control block of a pool it has
+ * open, else "socket": every operation of it comes to the daemon. */
+static const char *path_name(const Session *s) {
+        SbList *it;
+
+        sb_list_for_each(it, &s->members)
+                if (sb_list_entry(it, Member, owner_link)->fast)
+                        return "fast";
+        return "socket";
+}
+
 /* The held slots of @k from the @from-th on, at most @max, into "held"; "held_count" counts
  * them all. A member's list is walked only as far as the window reaches into it; what lies
  * outside is counted from its n_held. */
@@ -120,7 +131,8 @@ static int status_client(const Session *k, uint64_t now, uint32_t held_from, uin
             !cJSON_AddStringToObject(o, "role", k->hello ? sb_role_name(k->role) : "none") ||
             !(k->name ? cJSON_AddStringToObject(o, "name", k->name) : cJSON_AddNullToObject(o, "name")) ||
             reply_add_uint(o, "connected_ms", (now - k->connected_usec) / 1000) < 0 ||
-            !cJSON_AddStringToObject(o, "waiting", waiting_name(k)) || !(pools = cJSON_AddArrayToObject(o, "pools")))
+            !cJSON_AddStringToObject(o, "waiting", waiting_name(k)) ||
+            !cJSON_AddStringToObject(o, "path", path_name(k)) || !(pools = cJSON_AddArrayToObject(o, "pools")))
                 return -ENOMEM;
         sb_list_for_each(it, &k->members) {
                 const Member *m = sb_list_entry(it, Member, owner_link);

@@ -41,14 +41,18 @@ static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         Wait *w = userdata;
         const char *what = w->waiter.kind == WAIT_ACQUIRE ? "no slot became free" : "no batch became ready";
         cJSON *reply;
+        int r;
 
         (void)s;
         (void)usec;
         /* The pool's lock is held for a moment: look again in a millisecond. */
-        if (pool_unwait(&w->waiter, false) == POOL_BUSY) {
+        r = pool_unwait(&w->waiter, false);
+        if (r == POOL_BUSY) {
                 (void)wait_arm_timer(w, 1000);
                 return 0;
         }
+        if (r == POOL_WAITING)
+                return 0;       /* served just before the timeout: on_wake() answered */
         reply = reply_new_error(w->id, SB_E_TIMEOUT, what);
         wait_finish(w);
         w->done(w, reply);
@@ -68,7 +72,7 @@ static int wait_arm_timer(Wait *w, uint64_t timeout_usec) {
 }
 
 int wait_begin(Wait *w, Member *m, PoolWaitKind kind, const cJSON *id, uint64_t timeout_usec, uint32_t max,
-               int64_t seq) {
+               int64_t seq, SlotView *v, size_t *n) {
         unsigned depth;
         int r;
 
@@ -86,8 +90,8 @@ int wait_begin(Wait *w, Member *m, PoolWaitKind kind, const cJSON *id, uint64_t 
                 return -ENOMEM;
         }
         w->many = max > 0;
-        r = pool_wait(&w->waiter, m, kind, max, seq, on_wake);
-        if (r < 0)
+        r = pool_take_or_wait(m, kind, max ? max : 1, seq, v, n, &w->waiter, on_wake);
+        if (r != POOL_WAITING)
                 wait_finish(w);
         return r;
 }

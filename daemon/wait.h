@@ -36,12 +36,13 @@ void wait_init(Wait *w, sd_event *event, WaitDoneFn done);
 void wait_clear(Wait *w);
 
 /*
- * Wait for a take of @kind by member @m: up to @max slots (0: the one-slot form), for
- * @timeout_usec (UINT64_MAX: as long as it takes); an acquire for @seq (-1: not said).
- * The request's @id is copied. Returns 0 or -errno.
+ * Take for member @m, or wait for a take of @kind: up to @max slots (0: the one-slot form),
+ * for @timeout_usec (UINT64_MAX: as long as it takes); an acquire for @seq (-1: not said).
+ * The request's @id is copied. Returns POOL_WAITING; or 0 with what was taken at once in
+ * @v and *n (as pool_take()), and no wait; or an error of pool_take_or_wait(), or -errno.
  */
 int wait_begin(Wait *w, Member *m, PoolWaitKind kind, const cJSON *id, uint64_t timeout_usec, uint32_t max,
-               int64_t seq);
+               int64_t seq, SlotView *v, size_t *n);
 
 /* End the wait without a reply (its client went away). */
 void wait_cancel(Wait *w);

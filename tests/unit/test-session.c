@@ -67,8 +67,12 @@ static void mksession(Session *s, Broker *b, uid_t uid, Role role, const char *n
 /* The status reply as a client reads it: printed, then parsed. */
 /* Start a wait of @s on pool "train", with no reply seen yet. */
 static void begin_wait(Session *s, PoolWaitKind kind, const cJSON *id, uint64_t timeout_usec, uint32_t max) {
+        SlotView v[4];
+        size_t n;
+
         n_replies = 0;
-        ck_assert_int_eq(wait_begin(&s->wait, session_find_member(s, "train"), kind, id, timeout_usec, max, -1), 0);
+        ck_assert_int_eq(wait_begin(&s->wait, session_find_member(s, "train"), kind, id, timeout_usec, max, -1, v, &n),
+                         POOL_WAITING);
 }
 
 static cJSON *status_of(const Session *asker, const char *pool, int *r) {
