@@ -48,7 +48,7 @@ CHECK_LIBS = $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 # CPPFLAGS and LDFLAGS are honoured too (the hardening flags of a package build: debian/rules).
 CFLAGS ?= -O2 -g
 ALL_CFLAGS = $(BASE_CFLAGS) $(PKG_CFLAGS) $(CPPFLAGS) $(CFLAGS)
-SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all -DSB_CHECK_BLOCK
+SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all -DSB_CHECK_BLOCK -DSB_TEST_HOOKS
 
 COMMON_SRC := $(wildcard common/*.c)
 FUZZ_TARGETS := request config block

@@ -19,6 +19,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/shm.h>
@@ -51,6 +52,30 @@ static void on_fork_child(void) {
 static void fork_init(void) {
         (void)pthread_atfork(NULL, NULL, on_fork_child);
 }
+
+#ifdef SB_TEST_HOOKS
+/* Test builds: SHMBROKER_TEST_DIE_AFTER_STORE=k kills the process (SIGKILL) right after the
+ * k-th logged store of its operations on control blocks, wherever in a step that is. */
+static uint64_t die_countdown;
+
+static void die_after_store(Fp *f) {
+        (void)f;
+        if (die_countdown && --die_countdown == 0)
+                raise(SIGKILL);
+}
+
+static void test_hooks(FastPool *fp) {
+        const char *e = getenv("SHMBROKER_TEST_DIE_AFTER_STORE");
+
+        if (e && !die_countdown)
+                die_countdown = strtoull(e, NULL, 10);
+        fp->fp.stored = die_after_store;
+}
+#else
+static void test_hooks(FastPool *fp) {
+        (void)fp;
+}
+#endif
 
 bool sb_fast_wanted(void) {
         const char *e = getenv("SHMBROKER_FASTPATH");
@@ -90,6 +115,7 @@ int sb_fast_attach(sb_pool *p, const WirePool *w) {
         fp->fp = (Fp){ .mem = mem, .g = g, .self = w->fast_member, .local_metas = true };
         fp->member = w->fast_member;
         fp->fork_gen = fork_gen;
+        test_hooks(fp);
         return 0;
 }
 
@@ -435,7 +461,7 @@ int sb_fast_publish(sb_pool *p, const sb_publish_item *v, size_t n) {
         fast_begin(p);
         for (size_t i = 0; i < n; i++)
                 if (v[i].nbytes > p->slot_size) {
-                        char where[32] = "";
+                        char where[48] = "";
                         if (n > 1)
                                 snprintf(where, sizeof(where), "\"batches\" entry %zu: ", i);
                         return sb_conn_refuse(p->client, SB_CODE_BAD_REQUEST, "%s\"nbytes\" must be from 0 to %llu",

@@ -277,6 +277,8 @@ static void store(Fp *f, void *field, unsigned width, uint64_t v) {
         memcpy(field, &v, width);
         if (f->die_after && --f->die_after == 0)
                 f->dead = true;
+        if (f->stored)
+                f->stored(f);
 }
 
 #define ST32(f, field, v) store((f), &(field), 4, (uint32_t)(v))

@@ -212,6 +212,9 @@ struct Fp {
         /* Tests: after this many more logged stores, make no more stores (a death). */
         uint64_t die_after;
         bool dead;
+        /* Tests: called after every logged store (libshmbroker's crash tests kill the process
+         * there). */
+        void (*stored)(Fp *f);
         /* Tests: called after each step's commit, with the stores the step made (the undo
          * tests snapshot the block there, and take the largest step against FP_UNDO_CAP). */
         void (*committed)(Fp *f, uint32_t stores);

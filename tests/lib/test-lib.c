@@ -15,6 +15,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "sb-unix.h"
 #include "shmbroker.h"
 
@@ -605,6 +607,117 @@ START_TEST(daemon_gone_is_an_error_not_a_crash) {
 }
 END_TEST
 
+#ifdef SB_TEST_HOOKS
+/* The pool's slot counts from a status reply: which are writing and reading, whether the
+ * daemon found its control block broken. */
+static void pool_counts(sb_client *c, const char *pool, long *free_, long *ready, long *held, bool *broken) {
+        char *json;
+        cJSON *root, *p;
+
+        ck_assert_int_eq(sb_status(c, pool, &json), 0);
+        root = cJSON_Parse(json);
+        p = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "pools"), 0);
+        ck_assert_ptr_nonnull(p);
+        *free_ = (long)cJSON_GetObjectItem(p, "free")->valuedouble;
+        *ready = (long)cJSON_GetObjectItem(p, "ready")->valuedouble;
+        *held = (long)(cJSON_GetObjectItem(p, "writing")->valuedouble + cJSON_GetObjectItem(p, "reading")->valuedouble);
+        *broken = cJSON_IsTrue(cJSON_GetObjectItem(p, "broken"));
+        cJSON_Delete(root);
+        free(json);
+}
+
+/* What a child of the crash test does on the fast path, to be killed after its k-th store. */
+static void crash_child(bool producer) {
+        sb_client *c;
+        sb_pool *p;
+        sb_batch b;
+        uint32_t slot;
+        void *buf;
+        size_t cap;
+
+        if (sb_connect(&c, sock, producer ? SB_ROLE_PRODUCER : SB_ROLE_CONSUMER, "crash") < 0 ||
+            sb_pool_open(c, &p, "crash") < 0)
+                _exit(2);
+        if (producer) {
+                if (sb_acquire(p, 1000, &buf, &slot, &cap) < 0 || sb_publish(p, slot, 8, -1, "{\"k\":1}") < 0 ||
+                    sb_acquire(p, 1000, &buf, &slot, &cap) < 0 || sb_release(p, slot, false) < 0 ||
+                    sb_acquire(p, 1000, &buf, &slot, &cap) < 0)
+                        _exit(3);
+        } else if (sb_consume(p, 1000, &b) < 0 || sb_release(p, b.slot, false) < 0 || sb_consume(p, 1000, &b) < 0 ||
+                   sb_release(p, b.slot, true) < 0 || sb_consume(p, 1000, &b) < 0) {
+                _exit(3);
+        }
+        _exit(0);       /* holding a slot: the daemon reclaims it */
+}
+#endif
+
+/*
+ * A client killed right after each logged store of its operations on the control block
+ * (SHMBROKER_TEST_DIE_AFTER_STORE, test builds), its lock held and its step half done:
+ * every time, the daemon takes the lock back, undoes the step, reclaims the client's
+ * slots, and the pool goes on with every slot accounted for.
+ */
+START_TEST(a_client_killed_inside_its_step_is_repaired) {
+#ifdef SB_TEST_HOOKS
+        sb_client *admin = connect_as(SB_ROLE_ADMIN, NULL), *prod = connect_as(SB_ROLE_PRODUCER, NULL);
+        sb_client *cons = connect_as(SB_ROLE_CONSUMER, NULL);
+        sb_pool *a, *p, *q;
+        int deaths = 0;
+
+        ck_assert_int_eq(sb_pool_create(admin, &a, "crash", 64, 4, &(sb_pool_options){ .persistent = true }), 0);
+        ck_assert_int_eq(sb_pool_open(prod, &p, "crash"), 0);
+        ck_assert_int_eq(sb_pool_open(cons, &q, "crash"), 0);
+        for (int role = 0; role < 2; role++)
+                for (unsigned k = 1;; k++) {
+                        char n[16];
+                        long free_, ready, held;
+                        bool broken;
+                        int status;
+                        pid_t pid;
+
+                        /* Batches ready for a consumer to take. */
+                        for (int i = 0; role == 1 && i < 2; i++) {
+                                uint32_t slot;
+                                void *buf;
+                                size_t cap;
+                                ck_assert_int_eq(sb_acquire(p, 1000, &buf, &slot, &cap), 0);
+                                ck_assert_int_eq(sb_publish(p, slot, 8, -1, "{\"n\":2}"), 0);
+                        }
+                        snprintf(n, sizeof(n), "%u", k);
+                        pid = fork();
+                        if (pid == 0) {
+                                setenv("SHMBROKER_TEST_DIE_AFTER_STORE", n, 1);
+                                crash_child(role == 0);
+                        }
+                        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+                        ck_assert_msg(WIFSIGNALED(status) || WEXITSTATUS(status) == 0, "child %d", WEXITSTATUS(status));
+                        deaths += WIFSIGNALED(status);
+                        /* The daemon reclaims on the hang-up, in its own time. */
+                        for (int i = 0; i < 500; i++) {
+                                pool_counts(admin, "crash", &free_, &ready, &held, &broken);
+                                if (held == 0)
+                                        break;
+                                usleep(2000);
+                        }
+                        ck_assert_msg(!broken && held == 0 && free_ + ready == 4, "k %u: free %ld ready %ld held %ld", k,
+                                      free_, ready, held);
+                        /* Drain, then every slot can be taken again. */
+                        for (long i = 0; i < ready; i++) {
+                                sb_batch b;
+                                ck_assert_int_eq(sb_consume(q, 1000, &b), 0);
+                                ck_assert_int_eq(sb_release(q, b.slot, false), 0);
+                        }
+                        if (WIFEXITED(status))
+                                break;          /* the child ran to its end: every store was swept */
+                }
+        ck_assert_int_gt(deaths, 20);
+        sb_client_free(cons);
+        sb_client_free(prod);
+        sb_client_free(admin);
+#endif
+}
+END_TEST
+
 static Suite *lib_suite(void) {
         Suite *s = suite_create("libshmbroker");
         TCase *t = tcase_create("against shmbrokerd");
@@ -624,6 +737,7 @@ static Suite *lib_suite(void) {
         tcase_add_test(t, acquire_for_a_seq_keeps_the_gap_fillable);
         tcase_add_test(t, status_is_json);
         tcase_add_test(t, daemon_gone_is_an_error_not_a_crash);
+        tcase_add_test(t, a_client_killed_inside_its_step_is_repaired);
         suite_add_tcase(s, t);
         return s;
 }

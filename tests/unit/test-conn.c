@@ -58,6 +58,30 @@ START_TEST(lines_split_across_reads) {
 }
 END_TEST
 
+/* A line given back (its pool was busy) is taken again, whole, also when taking it had
+ * emptied the buffer, and the lines after it follow. */
+START_TEST(a_line_put_back_comes_again) {
+        Conn c;
+        int r;
+
+        mkconn(&c);
+        put("one\ntwo\n");
+        ck_assert_int_eq(conn_read(&c, 64), 0);
+        ck_assert_str_eq(next(&c, 64, &r), "one");
+        conn_put_back(&c);
+        ck_assert_str_eq(next(&c, 64, &r), "one");
+        ck_assert_str_eq(next(&c, 64, &r), "two");     /* the buffer is empty now */
+        conn_put_back(&c);
+        ck_assert_str_eq(next(&c, 64, &r), "two");
+        ck_assert_ptr_null(next(&c, 64, &r));
+        put("three\n");
+        ck_assert_int_eq(conn_read(&c, 64), 0);
+        ck_assert_str_eq(next(&c, 64, &r), "three");
+        conn_clear(&c);
+        close(peer);
+}
+END_TEST
+
 START_TEST(last_line_without_newline_at_end_of_input) {
         Conn c;
         int r;
@@ -167,6 +191,7 @@ Suite *suite_conn(void) {
         TCase *t = tcase_create("framing");
 
         tcase_add_test(t, lines_split_across_reads);
+        tcase_add_test(t, a_line_put_back_comes_again);
         tcase_add_test(t, last_line_without_newline_at_end_of_input);
         tcase_add_test(t, line_over_max_line_is_refused);
         tcase_add_test(t, reads_one_bounded_chunk);
