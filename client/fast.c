@@ -173,9 +173,11 @@ static int fast_lock(sb_pool *p) {
         FastPool *fp = &p->fast;
         int r;
 
-        while ((r = fp_lock(&fp->fp, FAST_SLICE_MS)) == -ETIMEDOUT)
-                if ((r = daemon_alive(p->client)) < 0)
+        while (fp_lock(&fp->fp, FAST_SLICE_MS) == -ETIMEDOUT) {
+                r = daemon_alive(p->client);
+                if (r < 0)
                         return r;
+        }
         if (atomic_load_explicit(&fp_head(&fp->fp)->control.mode, memory_order_acquire) != FP_MODE_FAST) {
                 fp_unlock(&fp->fp);
                 return SB_FAST_NO;
