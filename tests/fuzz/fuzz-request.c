@@ -52,21 +52,26 @@ static void check_accounting(Broker *b) {
 
         sb_list_for_each(it, &b->pools) {
                 Pool *p = sb_list_entry(it, Pool, owner_link);
+                const FpPool *ps = pool_state(p);
+                const char *why;
                 uint32_t sum = 0;
                 for (int s = 0; s < _SLOT_STATE_MAX; s++)
-                        sum += p->count[s];
+                        sum += ps->count[s];
+                if (fp_check(&p->fp, &why) != 0)
+                        abort();
                 /* a meta is kept, and held, exactly while its batch is ready or being read */
                 for (uint32_t i = 0; i < p->spec.slots; i++) {
-                        const Slot *s = &p->slots[i];
-                        if (s->meta_hold.amount != s->meta_len || (!s->meta) != (s->meta_len == 0) ||
-                            (s->meta && s->state != SLOT_READY && s->state != SLOT_READING) ||
-                            (s->meta && !one_object(s->meta, s->meta_len)))
+                        const SlotMeta *m = &p->metas[i];
+                        uint8_t state = fp_slot(&p->fp, i)->state;
+                        if (m->meta_hold.amount != p->meta_len[i] || (!m->meta) != (p->meta_len[i] == 0) ||
+                            (m->meta && state != SLOT_READY && state != SLOT_READING) ||
+                            (m->meta && !one_object(m->meta, p->meta_len[i])))
                                 abort();
-                        held += s->meta_hold.amount;
+                        held += m->meta_hold.amount;
                 }
                 /* every slot in exactly one state; nobody left to hold or wait */
-                if (sum != p->spec.slots || p->count[SLOT_WRITING] || p->count[SLOT_READING] ||
-                    p->n_waiters[0] || p->n_waiters[1] || !pool_is_unused(p) || !p->spec.persistent)
+                if (sum != p->spec.slots || ps->count[SLOT_WRITING] || ps->count[SLOT_READING] ||
+                    ps->n_waiters[0] || ps->n_waiters[1] || !pool_is_unused(p) || !p->spec.persistent)
                         abort();
         }
         if (b->n_sessions != 0 || held != b->quota.held)
