@@ -26,6 +26,7 @@ KiB, MiB = 1 << 10, 1 << 20
 
 RING = "bare ring (C)"
 LIB = "shmbroker C library"
+LIB_SOCKET = "shmbroker C library, socket path"
 MANY4 = "shmbroker C library, 4 per request"
 CTL = "shmbrokerctl produce/consume"
 MEMCPY = "memcpy (one copy, 1 process)"
@@ -450,7 +451,10 @@ def render(d: dict, plot_notes: dict | None = None) -> str:
         "## Every transport, 2 producers, 1 consumer, 4 slots, every byte written and read",
         "",
         "C rows: `build/move --mode ring|lib|many|memcpy --size BYTES --count N` (bench/move.c) and",
-        "`shmbrokerctl produce/consume` (every byte checked against a per-batch pattern). Python",
+        "`shmbrokerctl produce/consume` (every byte checked against a per-batch pattern). The",
+        "library's rows run on the fast path (docs/protocol.md, \"The fast path\"), as it does by",
+        "default, but `socket path` and `4 per request`, which run with `SHMBROKER_FASTPATH=0`: every",
+        "call a round trip to the daemon. Python",
         "rows: the functions of bench/loaders.py (16 samples a batch for the loaders; torch is",
         "Debian's python3-torch when installed, with each of its sharing strategies).",
         "`shmbroker.DataLoader (__getitem__)` makes samples with `__getitem__` and copies them into",
@@ -479,7 +483,8 @@ def render(d: dict, plot_notes: dict | None = None) -> str:
     L += [
         "## Small batches, many per request",
         "",
-        "64-byte batches; `build/move --mode many --slots S --batch K` pipelines",
+        "64-byte batches through the daemon (`SHMBROKER_FASTPATH=0`);",
+        "`build/move --mode many --slots S --batch K` pipelines",
         "`publish(batches)` with `acquire(max)` and `release(slots)` with `consume(max)`",
         "(docs/protocol.md, \"Several slots per request\"), beside `build/move --mode ring --slots S`,",
         "the bare ring with the same slots. With 4 slots no request can carry more than 4 batches.",
@@ -516,7 +521,8 @@ def render(d: dict, plot_notes: dict | None = None) -> str:
     L += [
         "## Handoffs/s against slots and idle clients",
         "",
-        "64-byte batches, `build/move --mode lib --slots N` (2 producers, 1 consumer); idle clients are",
+        "64-byte batches through the daemon (`SHMBROKER_FASTPATH=0`: the daemon's cost is what these",
+        "sections measure), `build/move --mode lib --slots N` (2 producers, 1 consumer); idle clients are",
         "connections that said hello and wait. The flatness targets are judged on the daemon's",
         "instructions per handoff (callgrind, the next table), not on these times.",
         "",
@@ -540,7 +546,8 @@ def render(d: dict, plot_notes: dict | None = None) -> str:
         "",
         "## The daemon's own cost",
         "",
-        "Instructions per 64-byte handoff (acquire, publish, consume, release) are measured with",
+        "Instructions per 64-byte handoff through the daemon (acquire, publish, consume, release, each",
+        "a request: `SHMBROKER_FASTPATH=0`) are measured with",
         "`valgrind --tool=callgrind` as the difference of two runs of different length, so start-up",
         "and shut-down cancel out. Where they go (share of all the daemon's instructions, inclusive,",
         "`callgrind_annotate --inclusive=yes`), one slot per request (4 slots) and 64 per request",

@@ -51,10 +51,14 @@ def scratch(prefix: str) -> str:
     return path
 
 
-def move(mode: str, size: int, count: int, sock: str, slots: int = 4, batch: int = 16) -> float:
+# The library's calls through the daemon, one round trip each: the fast path off.
+SOCKET_PATH = dict(os.environ, SHMBROKER_FASTPATH="0")
+
+
+def move(mode: str, size: int, count: int, sock: str, slots: int = 4, batch: int = 16, env=None) -> float:
     out = subprocess.run([str(BUILD / "move"), "--mode", mode, "--size", str(size), "--count", str(count),
                           "--socket", sock, "--slots", str(slots), "--batch", str(batch)],
-                         capture_output=True, text=True, timeout=600, check=True).stdout
+                         capture_output=True, text=True, timeout=600, check=True, env=env).stdout
     return float(out.split()[0])
 
 
@@ -97,7 +101,8 @@ def ctl(size: int, count: int, sock: str) -> float:
 
 LAST_PROFILE: dict = {}
 PROFILED = ["handle_line", "request_parse", "conn_send", "reply_print", "cJSON_Delete", "sd_event_wait",
-            "sd_event_prepare", "op_publish", "op_release", "op_take", "pool_dispatch", "arena_malloc"]
+            "sd_event_prepare", "op_publish", "op_release", "op_take", "fp_take", "fp_publish", "fp_release",
+            "arena_malloc"]
 
 
 def profile(out: str) -> list:
@@ -122,7 +127,7 @@ def client_instructions(quick: bool, sock: str) -> tuple:
     tmp = scratch("shmbroker-cgc-")
     subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.%p", str(BUILD / "move"),
                     "--mode", "many", "--size", "64", "--count", str(count), "--slots", "256", "--batch", "64",
-                    "--socket", sock], capture_output=True, timeout=900, check=True)
+                    "--socket", sock], capture_output=True, timeout=900, check=True, env=SOCKET_PATH)
     totals = []
     for f in sorted(Path(tmp).glob("cg.*"), key=lambda f: int(f.name.split(".")[1])):
         totals.append(next(int(l.split()[1]) for l in open(f) if l.startswith(("summary:", "totals:"))))
@@ -145,7 +150,7 @@ def instructions_per_handoff(quick: bool, slots: int = 4, idle: int = 0, mode: s
         while not os.path.exists(sock):
             time.sleep(0.05)
         held = idle_clients(sock, idle)
-        move(mode, 64, count, sock, slots, batch)
+        move(mode, 64, count, sock, slots, batch, env=SOCKET_PATH)
         for c in held:
             c.close()
         d.send_signal(signal.SIGTERM)
@@ -254,7 +259,10 @@ def main() -> int:
 
     c_systems = [("bare ring (C)", lambda size, count: move("ring", size, count, sock)),
                  ("shmbroker C library", lambda size, count: move("lib", size, count, sock)),
-                 ("shmbroker C library, 4 per request", lambda size, count: move("many", size, count, sock, 4, 4)),
+                 ("shmbroker C library, socket path",
+                  lambda size, count: move("lib", size, count, sock, env=SOCKET_PATH)),
+                 ("shmbroker C library, 4 per request",
+                  lambda size, count: move("many", size, count, sock, 4, 4, env=SOCKET_PATH)),
                  ("shmbrokerctl produce/consume", lambda size, count: ctl(size, count, sock)),
                  ("memcpy (one copy, 1 process)", lambda size, count: move("memcpy", size, count, sock))]
     py_systems = [("shmbroker put/iterate", py(lambda s, c: loaders.run_sb_put(sock, s, c))),
@@ -301,20 +309,22 @@ def main() -> int:
         many = {}
         for slots, batch in ((4, 4), (256, 64)):
             many[(slots, batch)] = tuple(interleaved_trials(
-                [lambda c: move("ring", 64, c, sock, slots), lambda c: move("many", 64, c, sock, slots, batch)],
+                [lambda c: move("ring", 64, c, sock, slots),
+                 lambda c: move("many", 64, c, sock, slots, batch, env=SOCKET_PATH)],
                 n, trial_seconds, 2000, 400000))
             print(f"64 B, {slots} slots, {batch} per request: ring {many[(slots, batch)][0][0]:.0f}/s "
                   f"many {many[(slots, batch)][1][0]:.0f}/s", flush=True)
         by_slots = []
         for slots in (4, 64, 1024, 4096):
-            by_slots.append((slots, sized_trials(lambda c: move("lib", 64, c, sock, slots), n, trial_seconds, 500,
-                                                 50000)))
+            by_slots.append((slots, sized_trials(lambda c: move("lib", 64, c, sock, slots, env=SOCKET_PATH), n,
+                                                 trial_seconds, 500, 50000)))
             print(f"slots {slots}: {by_slots[-1][1][0]:.1f}/s", flush=True)
         by_clients = []
         held: list = []
         for idle in (1, 16, 128, 512):
             held += idle_clients(sock, idle - len(held))
-            by_clients.append((idle, sized_trials(lambda c: move("lib", 64, c, sock), n, trial_seconds, 500, 50000)))
+            by_clients.append((idle, sized_trials(lambda c: move("lib", 64, c, sock, env=SOCKET_PATH), n,
+                                                  trial_seconds, 500, 50000)))
             print(f"idle clients {idle}: {by_clients[-1][1][0]:.1f}/s", flush=True)
         for c in held:
             c.close()

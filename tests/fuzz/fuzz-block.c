@@ -192,6 +192,8 @@ static int member_op(Run *r, int op, uint32_t id, bool run) {
                         seq = pick_seq(r);
                         pub[i].has_seq = seq >= 0;
                         pub[i].seq = seq >= 0 ? (uint64_t)seq : 0;
+                        pub[i].meta_at_daemon = seq & 1;
+                        pub[i].meta_outside = seq & 2;
                 }
                 return run ? fp_publish(&r->f, id, pub, count, &bad) : 0;
         case 5:
