@@ -494,7 +494,8 @@ class Pool:
         b = self._batch
         if b.eof:
             raise errors.EndOfStream(f"end of stream in pool {self.name}")
-        return Batch(self, b.slot, b.nbytes, b.seq, b.stream, json.loads(b.meta))
+        parsed, meta = layout.decode_meta(b.meta)
+        return Batch(self, b.slot, b.nbytes, b.seq, b.stream, meta, parsed)
 
     def __iter__(self) -> Iterator["Batch"]:
         """Batches until the end of the stream. Asking for the next releases the previous
@@ -561,6 +562,13 @@ class Slot:
                 nbytes: int | None = None) -> None:
         """Publish the slot. ``data`` (an array or a dict of arrays) is recorded in the meta with
         its shape and dtype; views made with ndarray() are not copied, other arrays are."""
+        if not meta and seq is None and nbytes is None and type(data) is np.ndarray:
+            # The steady state of a loader: one array made in the slot, nothing else said.
+            off = self._in_slot(data)
+            if off is not None:
+                self.pool._publish(self.index, off + data.nbytes, -1, layout.single_meta(data.dtype, data.shape, off))
+                self.published = True
+                return
         meta = dict(meta or {})
         if data is not None:
             arrays = {None: data} if isinstance(data, np.ndarray) else dict(data)
@@ -597,9 +605,9 @@ class Batch:
     it); released with ``requeue``, it goes to the next consumer as modified. Write nothing
     after the release: the slot is then someone else's."""
 
-    def __init__(self, pool: Pool, slot: int, nbytes: int, seq: int, stream: int, meta: dict):
+    def __init__(self, pool: Pool, slot: int, nbytes: int, seq: int, stream: int, meta: dict, arrays: tuple | None):
         self.pool, self.slot, self.nbytes, self.seq, self.stream = pool, slot, nbytes, seq, stream
-        self._record = meta.pop(layout.LAYOUT_KEY, None)
+        self._arrays = arrays   # layout.decode_meta()'s: (name, offset, shape, dtype) each
         self.meta = meta
         self.released = False
 
@@ -616,9 +624,9 @@ class Batch:
     @property
     def arrays(self) -> dict:
         """The arrays the producer published, by name (None for a single unnamed array)."""
-        if not self._record:
+        if not self._arrays:
             raise ValueError("this batch was published without arrays (use .data)")
-        return layout.arrays(self._record, self._array_at)
+        return layout.arrays_of(self._arrays, self._array_at)
 
     @property
     def array(self) -> np.ndarray:

@@ -86,3 +86,48 @@ def place(arrays: Mapping[Any, np.ndarray], capacity: int, offset_in_slot: Calla
 def arrays(record: dict, array_at: Callable[[int, list, np.dtype], np.ndarray]) -> dict:
     """The arrays a record describes, by name: ``array_at(offset, shape, dtype)`` makes each."""
     return {a["name"]: array_at(a["offset"], a["shape"], dtype(a["dtype"])) for a in record["arrays"]}
+
+
+# --- per-batch costs of the steady state ------------------------------------------------------
+# A loader publishes batch after batch of the same shapes: the same meta text, over and over.
+# Both ends keep what they made of the last texts they saw, so that a batch costs a dict
+# lookup instead of a JSON encoding or parse; each cache is bounded, and cleared when full.
+CACHE_MAX = 256
+_encoded: dict = {}
+_decoded: dict = {}
+
+
+def single_meta(dt: np.dtype, shape: tuple, offset: int) -> bytes:
+    """The meta text of a batch that is one unnamed array, already in its slot at ``offset``,
+    with no meta of the producer's own (what a loader publishes batch after batch)."""
+    key = (dt, shape, offset)
+    text = _encoded.get(key)
+    if text is None:
+        record = {"arrays": [{"name": None, "dtype": descr(dt), "shape": list(shape), "offset": offset}]}
+        if len(_encoded) >= CACHE_MAX:
+            _encoded.clear()
+        text = _encoded[key] = json.dumps({LAYOUT_KEY: record}, separators=(",", ":")).encode()
+    return text
+
+
+def decode_meta(text: bytes) -> tuple:
+    """A batch's meta text as (its layout record's arrays as (name, offset, shape, dtype), or
+    None; a new dict of the producer's own meta)."""
+    hit = _decoded.get(text)
+    if hit is None:
+        meta = json.loads(text)
+        record = meta.pop(LAYOUT_KEY, None)
+        parsed = None
+        if record:
+            parsed = tuple((a["name"], a["offset"], tuple(a["shape"]), dtype(a["dtype"])) for a in record["arrays"])
+        if len(_decoded) >= CACHE_MAX:
+            _decoded.clear()
+        hit = _decoded[text] = (parsed, meta)
+    parsed, meta = hit
+    return parsed, (dict(meta) if meta else {})
+
+
+def arrays_of(parsed: tuple, array_at: Callable[[int, tuple, np.dtype], np.ndarray]) -> dict:
+    """The arrays of a decoded record (decode_meta()), by name: ``array_at(offset, shape, dtype)``."""
+    return {name: array_at(offset, shape, dt) for name, offset, shape, dt in parsed}
+
