@@ -533,7 +533,7 @@ class Slot:
     def ndarray(self, shape, dtype=np.uint8, offset: int | None = None) -> np.ndarray:
         """A writable view of the slot: at ``offset``, or after the views made before."""
         dtype = np.dtype(dtype)
-        layout.descr(dtype)
+        layout.check(dtype)
         if offset is None:
             offset = layout.align(self._next)
         shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)

@@ -30,6 +30,12 @@ def descr(dtype: np.dtype) -> Any:
     return np.lib.format.dtype_to_descr(dtype)
 
 
+@functools.lru_cache(maxsize=256)
+def check(dtype: np.dtype) -> None:
+    """descr()'s refusal alone, once per dtype: a slot's views are made batch after batch."""
+    descr(dtype)
+
+
 def dtype(d: Any) -> np.dtype:
     """The dtype of a descr read back from JSON."""
     return _dtype_cached(json.dumps(d))
