@@ -102,40 +102,60 @@ static int fail(sb_client *c, int r, const char *what) {
 
 /* --- the pattern: 64-bit words derived from the batch's seq -------------------------------- */
 
-static uint64_t pattern_word(uint64_t seq, uint64_t k) {
-        uint64_t z = seq * UINT64_C(0x9E3779B97F4A7C15) + k * UINT64_C(0xBF58476D1CE4E5B9) + 1;
-        z ^= z >> 31;
-        return z;
+/*
+ * Word k of the pattern of batch @seq is start + k * step, both derived from the seq
+ * (splitmix64): each batch's words differ from every other batch's (a stale or misplaced
+ * batch shows) and from word to word (a shifted one shows), and a word costs one add,
+ * which the compiler does several at a time: the check runs at the speed of memory, as
+ * the bare ring's reads do, not at the speed of a hash.
+ */
+static void pattern_line(uint64_t seq, uint64_t *start, uint64_t *step) {
+        uint64_t z = seq * UINT64_C(0x9E3779B97F4A7C15) + UINT64_C(0x632BE59BD9B4E019);
+
+        z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+        z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+        *start = z ^ (z >> 31);
+        *step = (*start * UINT64_C(0xD6E8FEB86659FD93)) | 1;
 }
 
 static void pattern_fill(uint8_t *dst, size_t n, uint64_t seq) {
+        uint64_t w, step;
         size_t k = 0;
 
-        for (; (k + 1) * 8 <= n; k++) {
-                uint64_t w = pattern_word(seq, k);
+        pattern_line(seq, &w, &step);
+        for (; (k + 1) * 8 <= n; k++, w += step)
                 memcpy(dst + k * 8, &w, 8);
-        }
-        if (k * 8 < n) {
-                uint64_t w = pattern_word(seq, k);
+        if (k * 8 < n)
                 memcpy(dst + k * 8, &w, n - k * 8);
-        }
 }
 
 /* The offset of the first byte that differs from the pattern, or -1. */
 static long long pattern_check(const uint8_t *src, size_t n, uint64_t seq) {
-        size_t k = 0;
+        enum { BLOCK = 512 };     /* words compared without a branch, then looked into */
+        uint64_t start, step, w;
+        size_t words = n / 8;
 
-        for (; (k + 1) * 8 <= n; k++) {
-                uint64_t w = pattern_word(seq, k), v;
-                memcpy(&v, src + k * 8, 8);
-                if (v != w)
-                        break;
+        pattern_line(seq, &start, &step);
+        for (size_t b = 0; b < words; b += BLOCK) {
+                size_t end = b + BLOCK < words ? b + BLOCK : words;
+                uint64_t diff = 0, v;
+                w = start + b * step;
+                for (size_t k = b; k < end; k++, w += step) {
+                        memcpy(&v, src + k * 8, 8);
+                        diff |= v ^ w;
+                }
+                if (!diff)
+                        continue;
+                w = start + b * step;
+                for (size_t k = b; k < end; k++, w += step)
+                        for (size_t i = 0; i < 8; i++)
+                                if (src[k * 8 + i] != ((const uint8_t *)&w)[i])
+                                        return (long long)(k * 8 + i);
         }
-        for (size_t i = k * 8; i < n; i++) {
-                uint64_t w = pattern_word(seq, i / 8);
+        w = start + words * step;
+        for (size_t i = words * 8; i < n; i++)
                 if (src[i] != ((const uint8_t *)&w)[i % 8])
                         return (long long)i;
-        }
         return -1;
 }
 
