@@ -404,6 +404,17 @@ def _per_size(f: Figures) -> list:
     return L
 
 
+def _fast_path(f: Figures) -> list:
+    """Generated lines: the library on the fast path against itself through the daemon."""
+    L = []
+    for size, label in f.sizes:
+        fast, sock, ring = f.at(LIB, size), f.at(LIB_SOCKET, size), f.at(RING, size)
+        if fast and sock and ring:
+            L.append(f"- {label}: {ratio(fast, sock):.2f}x the socket path; {ratio(fast, ring):.0%} of the bare ring, "
+                     f"against {ratio(sock, ring):.0%} through the daemon.")
+    return L
+
+
 def _first_function(block: str) -> tuple:
     """(rate, function) of one block of bench/profile_loader.py's output: its batches/s and
     the function with the most own time (the first row under the header)."""
@@ -476,6 +487,20 @@ def render(d: dict, plot_notes: dict | None = None) -> str:
                          if r else "-")
         L.append(f"| {name} | " + " | ".join(cells) + " |")
     L += ["", images["performance-throughput.png"], ""]
+    fast = _fast_path(f)
+    if fast:
+        L += ["## The fast path and what it costs",
+              "",
+              "`shmbroker C library` runs acquire, publish, consume and release on the pool's control",
+              "block (docs/protocol.md, \"The fast path\"): under the block's futex lock, each store first",
+              "written to an undo log, a wait asleep on the member's own futex word, the daemon not on",
+              "the way. `shmbroker C library, socket path` is the same program with",
+              "`SHMBROKER_FASTPATH=0`: one round trip to the daemon per call. What the fast path costs:",
+              "a second segment per pool (64 bytes per slot and per possible member, up to 1 MiB of",
+              "metas; status shows it as `block_bytes`), the undo log's stores on every operation, and,",
+              "while socket clients wait in a pool that fast clients serve, one look of the daemon at",
+              "that pool every millisecond. In this run, the library on the fast path ran:",
+              "", *fast, ""]
     per_size = _per_size(f)
     if per_size:
         L += ["In this run (peers: multiprocessing Queue, Pipe and shared_memory slots, torch's DataLoader):",

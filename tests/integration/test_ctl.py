@@ -90,6 +90,20 @@ def test_consume_detects_a_corrupted_batch(daemon):
     assert "differs from its pattern at byte 0" in r.stderr
 
 
+def test_consume_finds_one_wrong_byte_inside_a_batch(daemon):
+    ctl(daemon, "create", "t", "--slot-size", "8192", "--slots", "1", check=0)
+    ctl(daemon, "produce", "t", "--count", "1", "--size", "8000", check=0)
+    admin = daemon.client(role="admin")
+    shmid = admin.ok("open", pool="t")["shmid"]
+    seg = Attachment(shmid, 8192)
+    try:
+        seg.write(5003, bytes([seg.read(5003, 1)[0] ^ 0x40]))     # slot 0 is the only one
+    finally:
+        seg.detach()
+    r = ctl(daemon, "consume", "t", check=1)
+    assert "differs from its pattern at byte 5003" in r.stderr, r.stderr
+
+
 def test_consume_stops_at_end_of_stream(daemon):
     ctl(daemon, "create", "t", "--slot-size", "1000", "--slots", "2", check=0)
     cons = subprocess.Popen([CTL, "--socket", daemon.path, "consume", "t", "--timeout-ms", "5000"],
