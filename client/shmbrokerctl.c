@@ -100,62 +100,62 @@ static int fail(sb_client *c, int r, const char *what) {
         return EXIT_DAEMON;
 }
 
-/* --- the pattern: 64-bit words derived from the batch's seq -------------------------------- */
+/* --- the pattern: derived from the batch's seq -------------------------------------------- */
 
 /*
- * Word k of the pattern of batch @seq is start + k * step, both derived from the seq
- * (splitmix64): each batch's words differ from every other batch's (a stale or misplaced
- * batch shows) and from word to word (a shifted one shows), and a word costs one add,
- * which the compiler does several at a time: the check runs at the speed of memory, as
- * the bare ring's reads do, not at the speed of a hash.
+ * A batch is 4 KiB blocks of one template made from its seq (splitmix64 words), each block
+ * stamped in its first 8 bytes with a word of its own from the seq and the block's place:
+ * a stale batch (another seq), a block out of place or any changed byte shows, and filling
+ * or checking a batch is memcpy() and memcmp() of the template, at the speed of memory, as
+ * the bare ring's memset() and reads are.
  */
-static void pattern_line(uint64_t seq, uint64_t *start, uint64_t *step) {
-        uint64_t z = seq * UINT64_C(0x9E3779B97F4A7C15) + UINT64_C(0x632BE59BD9B4E019);
+#define PATTERN_BLOCK 4096u
 
+static uint64_t splitmix(uint64_t z) {
+        z += UINT64_C(0x9E3779B97F4A7C15);
         z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
         z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-        *start = z ^ (z >> 31);
-        *step = (*start * UINT64_C(0xD6E8FEB86659FD93)) | 1;
+        return z ^ (z >> 31);
+}
+
+static void pattern_template(uint64_t seq, uint8_t *t) {
+        for (size_t k = 0; k < PATTERN_BLOCK / 8; k++) {
+                uint64_t w = splitmix(seq * (PATTERN_BLOCK / 8) + k);
+                memcpy(t + k * 8, &w, 8);
+        }
+}
+
+static uint64_t pattern_stamp(uint64_t seq, uint64_t block) {
+        return splitmix(~seq ^ (block * UINT64_C(0xD6E8FEB86659FD93)));
 }
 
 static void pattern_fill(uint8_t *dst, size_t n, uint64_t seq) {
-        uint64_t w, step;
-        size_t k = 0;
+        uint8_t t[PATTERN_BLOCK];
 
-        pattern_line(seq, &w, &step);
-        for (; (k + 1) * 8 <= n; k++, w += step)
-                memcpy(dst + k * 8, &w, 8);
-        if (k * 8 < n)
-                memcpy(dst + k * 8, &w, n - k * 8);
+        pattern_template(seq, t);
+        for (size_t off = 0; off < n; off += PATTERN_BLOCK) {
+                size_t len = n - off < PATTERN_BLOCK ? n - off : PATTERN_BLOCK;
+                uint64_t stamp = pattern_stamp(seq, off / PATTERN_BLOCK);
+                memcpy(dst + off, t, len);
+                memcpy(dst + off, &stamp, len < 8 ? len : 8);
+        }
 }
 
 /* The offset of the first byte that differs from the pattern, or -1. */
 static long long pattern_check(const uint8_t *src, size_t n, uint64_t seq) {
-        enum { BLOCK = 512 };     /* words compared without a branch, then looked into */
-        uint64_t start, step, w;
-        size_t words = n / 8;
+        uint8_t t[PATTERN_BLOCK];
 
-        pattern_line(seq, &start, &step);
-        for (size_t b = 0; b < words; b += BLOCK) {
-                size_t end = b + BLOCK < words ? b + BLOCK : words;
-                uint64_t diff = 0, v;
-                w = start + b * step;
-                for (size_t k = b; k < end; k++, w += step) {
-                        memcpy(&v, src + k * 8, 8);
-                        diff |= v ^ w;
-                }
-                if (!diff)
+        pattern_template(seq, t);
+        for (size_t off = 0; off < n; off += PATTERN_BLOCK) {
+                size_t len = n - off < PATTERN_BLOCK ? n - off : PATTERN_BLOCK;
+                uint64_t stamp = pattern_stamp(seq, off / PATTERN_BLOCK);
+                memcpy(t, &stamp, 8);
+                if (memcmp(src + off, t, len) == 0)
                         continue;
-                w = start + b * step;
-                for (size_t k = b; k < end; k++, w += step)
-                        for (size_t i = 0; i < 8; i++)
-                                if (src[k * 8 + i] != ((const uint8_t *)&w)[i])
-                                        return (long long)(k * 8 + i);
+                for (size_t i = 0; i < len; i++)
+                        if (src[off + i] != t[i])
+                                return (long long)(off + i);
         }
-        w = start + words * step;
-        for (size_t i = words * 8; i < n; i++)
-                if (src[i] != ((const uint8_t *)&w)[i % 8])
-                        return (long long)i;
         return -1;
 }
 
