@@ -257,32 +257,48 @@ int fp_steal(Fp *f, uint32_t owner) {
  * covers an entry half written, and every store made is covered. Only the compiler
  * could reorder them, hence the signal fences; live processes order through the lock.
  */
-static void store(Fp *f, void *field, unsigned width, uint64_t v) {
+static inline bool log_old(Fp *f, const void *field, unsigned width, uint64_t old) {
         FpUndoLog *u = &fp_head(f)->undo;
         uint32_t n = u->n;
-        FpUndo e;
 
         if (f->dead || f->err)
-                return;
+                return false;
         if (n >= FP_UNDO_CAP) {
                 f->err = FP_ECORRUPT;
-                return;
+                return false;
         }
-        e = (FpUndo){ .off = (uint32_t)((uint8_t *)field - f->mem), .width = width };
-        memcpy(&e.old, field, width);
-        u->e[n] = e;
+        u->e[n] = (FpUndo){ .off = (uint32_t)((const uint8_t *)field - f->mem), .width = width, .old = old };
         atomic_signal_fence(memory_order_seq_cst);
         u->n = n + 1;
         atomic_signal_fence(memory_order_seq_cst);
-        memcpy(field, &v, width);
+        return true;
+}
+
+static inline void stored(Fp *f) {
         if (f->die_after && --f->die_after == 0)
                 f->dead = true;
         if (f->stored)
                 f->stored(f);
 }
 
-#define ST32(f, field, v) store((f), &(field), 4, (uint32_t)(v))
-#define ST64(f, field, v) store((f), &(field), 8, (uint64_t)(v))
+/* The fields are naturally aligned members of the block's structs: plain loads and stores
+ * (the block is built with -fno-strict-aliasing, and only the lock's holder writes them). */
+static inline void store32(Fp *f, uint32_t *field, uint32_t v) {
+        if (!log_old(f, field, 4, *field))
+                return;
+        *field = v;
+        stored(f);
+}
+
+static inline void store64(Fp *f, uint64_t *field, uint64_t v) {
+        if (!log_old(f, field, 8, *field))
+                return;
+        *field = v;
+        stored(f);
+}
+
+#define ST32(f, field, v) store32((f), (uint32_t *)&(field), (uint32_t)(v))
+#define ST64(f, field, v) store64((f), (uint64_t *)&(field), (uint64_t)(v))
 
 /* The first word of a slot: state and flags. */
 static void st_slot_word(Fp *f, FpSlot *s, uint8_t state, uint8_t flags) {
@@ -293,7 +309,7 @@ static void st_slot_word(Fp *f, FpSlot *s, uint8_t state, uint8_t flags) {
         t.state = state;
         t.flags = flags;
         memcpy(&w, &t, 4);
-        store(f, s, 4, w);
+        store32(f, (uint32_t *)(void *)s, w);
 }
 
 /* The second word of a member: flags, role, wkind. */
@@ -306,7 +322,7 @@ static void st_member_word(Fp *f, FpMember *m, uint16_t flags, uint8_t role, uin
         t.role = role;
         t.wkind = wkind;
         memcpy(&w, &t.flags, 4);
-        store(f, &m->flags, 4, w);
+        store32(f, (uint32_t *)(void *)&m->flags, w);
 }
 
 static int corrupt(Fp *f) {
@@ -1223,10 +1239,14 @@ int fp_publish_check(Fp *f, uint32_t id, const FpPublish *v, size_t n, size_t *b
 
 int fp_publish(Fp *f, uint32_t id, const FpPublish *v, size_t n, size_t *bad) {
         int r = fp_publish_check(f, id, v, n, bad);
-        FpMember *m = fp_member(f, id);
 
-        if (r != 0)
-                return r;
+        return r != 0 ? r : fp_publish_checked(f, id, v, n);
+}
+
+int fp_publish_checked(Fp *f, uint32_t id, const FpPublish *v, size_t n) {
+        FpMember *m = fp_member(f, id);
+        int r;
+
         /* One step per batch: a member that dies half way has published the first ones. */
         for (size_t i = 0; i < n; i++) {
                 step_begin(f);

@@ -139,13 +139,33 @@ static inline int pool_verified(Pool *p, int r) {
 }
 #endif
 
-/* An operation's end: a broken block is said once, and the lock given back. */
+static void on_served(Fp *f, uint32_t id, void *userdata);
+
+/* The daemon's waits that a member running its own operations served (their wait is over
+ * in the block): answered with their slots. Under the lock. */
+static void answer_served(Pool *p) {
+        SbList *it, *tmp;
+
+        if (p->n_proxy == 0)
+                return;
+        sb_list_for_each_safe(it, tmp, &p->members_list) {
+                Member *m = sb_list_entry(it, Member, pool_link);
+                if (m->waiter && fp_member(&p->fp, m->id)->wmax == 0)
+                        on_served(&p->fp, m->id, p);
+        }
+}
+
+/* An operation's end: the daemon's waits that were served meanwhile answered, a broken
+ * block said once, and the lock given back. Every operation of the daemon's ends here, so
+ * a wait served by a member that left at once is answered by the leave. */
 static int pool_done(Pool *p, int r) {
         if (r == FP_ECORRUPT) {
                 pool_mark_broken(p, "an index or a list out of shape");
                 r = -EUCLEAN;
         }
         r = pool_verified(p, r);
+        if (p->n_fast || p->n_proxy)
+                answer_served(p);
         pool_unlock(p);
         return r;
 }
@@ -510,13 +530,7 @@ void pool_poll(Pool *p) {
                 return;
         /* A member that runs its own operations serves the daemon's waits as it serves any
          * other: the wait is over (wmax 0) and its slots are the member's. */
-        sb_list_for_each_safe(it, tmp, &p->members_list) {
-                Member *m = sb_list_entry(it, Member, pool_link);
-                const FpMember *fm = fp_member(&p->fp, m->id);
-                if (m->waiter && fm->wmax == 0)
-                        on_served(&p->fp, m->id, p);
-        }
-        pool_unlock(p);
+        (void)pool_done(p, 0);
 }
 
 /* --- operations ------------------------------------------------------------------- */
@@ -648,7 +662,7 @@ int pool_publish(Member *m, const PoolPublish *v, size_t n, size_t *bad) {
                 e[i].meta_at_daemon = true;
                 e[i].meta_outside = !meta_in_block(p, &v[i]);
         }
-        return pool_error(pool_done(p, fp_publish(&p->fp, m->id, e, n, bad)));
+        return pool_error(pool_done(p, fp_publish_checked(&p->fp, m->id, e, n)));
 }
 
 int pool_release(Member *m, const uint32_t *slots, size_t n, bool requeue, size_t *bad) {
@@ -697,6 +711,7 @@ int pool_wait(PoolWaiter *w, Member *m, PoolWaitKind kind, uint32_t max, int64_t
 
 int pool_unwait(PoolWaiter *w, bool force) {
         Member *m = w->member;
+        bool locked;
         int r;
 
         if (!m)
@@ -711,13 +726,17 @@ int pool_unwait(PoolWaiter *w, bool force) {
                 (void)pool_done(m->pool, 0);
                 return POOL_WAITING;
         }
-        if (r == 0)
-                (void)pool_done(m->pool, fp_unwait(&m->pool->fp, m->id));
+        locked = r == 0;
+        if (locked)
+                r = fp_unwait(&m->pool->fp, m->id);
         /* Without the lock (a leaving client), the block's record of the wait goes with the
-         * member's leave. */
+         * member's leave. Forgotten before the lock is given back: pool_done() answers the
+         * daemon's waits that are over in the block. */
         m->waiter = NULL;
         w->member = NULL;
         m->pool->n_proxy--;
+        if (locked)
+                (void)pool_done(m->pool, r);
         return 0;
 }
 

@@ -279,8 +279,10 @@ int fp_take(Fp *f, uint32_t id, FpWaitKind kind, uint32_t max, int64_t seq, uint
  * in *bad and -EPERM, -ENOENT or -EINVAL, nothing changed. */
 int fp_publish(Fp *f, uint32_t id, const FpPublish *v, size_t n, size_t *bad);
 
-/* fp_publish()'s checks alone, with no store. */
+/* fp_publish()'s checks alone, with no store; and the rest of it, once they passed in the
+ * same hold of the lock. */
 int fp_publish_check(Fp *f, uint32_t id, const FpPublish *v, size_t n, size_t *bad);
+int fp_publish_checked(Fp *f, uint32_t id, const FpPublish *v, size_t n);
 
 /* Give back @n held slots, all or none: freed, or (@requeue, being read) back first in
  * line, the first listed first. 0, or the first bad entry in *bad and -ENOENT or -EINVAL. */
