@@ -152,9 +152,9 @@ static long long pattern_check(const uint8_t *src, size_t n, uint64_t seq) {
                 memcpy(t, &stamp, 8);
                 if (memcmp(src + off, t, len) == 0)
                         continue;
-                for (size_t i = 0; i < len; i++)
-                        if (src[off + i] != t[i])
-                                return (long long)(off + i);
+                for (size_t i = 0, at = off; i < len; i++, at++)
+                        if (src[at] != t[i])
+                                return (long long)at;
         }
         return -1;
 }
