@@ -134,6 +134,10 @@ static bool fast_usable(const sb_pool *p) {
                 atomic_load_explicit(&fp_head(&fp->fp)->control.mode, memory_order_acquire) == FP_MODE_FAST;
 }
 
+_public_ bool sb_pool_fast(const sb_pool *p) {
+        return fast_usable(p);
+}
+
 /* --- the lock, and the daemon's health ------------------------------------------------------ */
 
 static uint64_t now_usec(void) {
@@ -454,13 +458,14 @@ static int publish_refusal(sb_pool *p, const sb_publish_item *v, size_t bad, int
 int sb_fast_publish(sb_pool *p, const sb_publish_item *v, size_t n) {
         FastPool *fp = &p->fast;
         FpPublish e[SB_MANY_MAX];
-        char *texts[SB_MANY_MAX] = { 0 };
+        char *texts[SB_MANY_MAX];       /* the first n only: a publish is usually of one */
         size_t bad;
         int r;
 
         if (!fast_usable(p) || n > SB_MANY_MAX)
                 return SB_FAST_NO;
         fast_begin(p);
+        memset(texts, 0, n * sizeof(texts[0]));
         for (size_t i = 0; i < n; i++)
                 if (v[i].nbytes > p->slot_size) {
                         char where[48] = "";

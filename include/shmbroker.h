@@ -174,6 +174,9 @@ int sb_pool_shmid(const sb_pool *p);
 /* The address of the attached segment (NULL for a pool opened unattached); slot N starts
  * at N * stride. */
 void *sb_pool_base(const sb_pool *p);
+/* Whether the calls on @p run on the pool's control block, without a round trip to the
+ * daemon (the fast path; see SHMBROKER_FASTPATH), right now. */
+bool sb_pool_fast(const sb_pool *p);
 
 /* --- producing ------------------------------------------------------------------------ */
 

@@ -156,3 +156,11 @@ def test_clients_of_both_paths_share_a_pool_and_wake_each_other(daemon, fast_sid
             t.join(timeout=10)
             assert result == {"data": b"", "meta": {"big": "x" * 2000}}    # a meta too big for the block
     assert pool_status(admin, "mix")["free"] == 2
+
+
+def test_a_pool_says_whether_its_calls_run_on_the_block(daemon, monkeypatch):
+    with shmbroker.connect("producer", daemon.path) as c:
+        assert c.create("on", slot_size=64, slots=2).fast
+    monkeypatch.setenv("SHMBROKER_FASTPATH", "0")
+    with shmbroker.connect("producer", daemon.path) as c:
+        assert not c.create("off", slot_size=64, slots=2).fast

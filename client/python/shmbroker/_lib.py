@@ -91,6 +91,7 @@ def load() -> ctypes.CDLL:
         "sb_pool_slots": (u32, [P]),
         "sb_pool_shmid": (i, [P]),
         "sb_pool_base": (P, [P]),
+        "sb_pool_fast": (ctypes.c_bool, [P]),
         "sb_acquire": (i, [P, i, ctypes.POINTER(P), ctypes.POINTER(u32), ctypes.POINTER(sz)]),
         "sb_acquire_seq": (i, [P, u64, i, ctypes.POINTER(P), ctypes.POINTER(u32), ctypes.POINTER(sz)]),
         "sb_publish_acquire": (i, [P, u32, sz, i64, C, i, ctypes.POINTER(P), ctypes.POINTER(u32),

@@ -81,8 +81,9 @@ class _Out:
             client = connect("producer", self.cfg["socket"], name=f"loader-worker-{self.worker_id}")
             pool = client.open(f"{self.cfg['pool']}-g{gen}")
             # Build the next batch while the daemon answers this publish: for small batches,
-            # whose round trips count; a big one would keep a big slot idle for it.
-            pool.pipelined = pool.slot_size < PIPELINED_MAX
+            # whose round trips count; a big one would keep a big slot idle for it. On the
+            # fast path there is no round trip to hide.
+            pool.pipelined = pool.slot_size < PIPELINED_MAX and not pool.fast
             self.pools[gen] = (client, pool)
         return self.pools[gen][1]
 

@@ -362,6 +362,12 @@ class Pool:
     def closed(self) -> bool:
         return self._segment is None
 
+    @property
+    def fast(self) -> bool:
+        """Whether this pool's calls run now on its control block, with no round trip to the
+        daemon (libshmbroker's fast path: sb_pool_fast())."""
+        return bool(lib.sb_pool_fast(self._memory().pool))
+
     # -- producing ------------------------------------------------------------------------
     def acquire(self, timeout: float | None = None, seq: int | None = None) -> "Slot":
         """Take a free slot to write into (waits up to ``timeout`` seconds; None: no limit).
