@@ -546,17 +546,7 @@ int pool_acquire_seq(Member *m, int64_t seq, SlotView *ret) {
 }
 
 int pool_take(Member *m, PoolWaitKind kind, uint32_t max, int64_t seq, SlotView *v, size_t *n) {
-        Pool *p = m->pool;
-        uint32_t idx[POOL_MANY_MAX];
-        int r = pool_lock(p);
-
-        *n = 0;
-        if (r != 0)
-                return r;
-        r = fp_take(&p->fp, m->id, (FpWaitKind)kind, max, seq, idx, n);
-        if (r == 0)
-                take_views(p, idx, *n, v);
-        return pool_error(pool_done(p, r));
+        return pool_take_or_wait(m, kind, max, seq, v, n, NULL, NULL);
 }
 
 int pool_take_or_wait(Member *m, PoolWaitKind kind, uint32_t max, int64_t seq, SlotView *v, size_t *n,
@@ -571,7 +561,7 @@ int pool_take_or_wait(Member *m, PoolWaitKind kind, uint32_t max, int64_t seq, S
         r = fp_take(&p->fp, m->id, (FpWaitKind)kind, max, seq, idx, n);
         if (r == 0)
                 take_views(p, idx, *n, v);
-        if (r == -EAGAIN || r == -EBUSY) {
+        if ((r == -EAGAIN || r == -EBUSY) && w) {
                 r = fp_wait(&p->fp, m->id, (FpWaitKind)kind, max, seq, true, NULL);
                 if (r == 0) {
                         *w = (PoolWaiter){ .member = m, .kind = kind, .fn = fn };

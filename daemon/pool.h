@@ -246,7 +246,7 @@ int pool_end(Member *m);
 /* pool_take(), and when nothing can be taken now, pool_wait() for @w, in one hold of the
  * block's lock: a member that runs its own operations cannot slip a batch in between, which
  * nobody would then hand to the waiter. 0 (taken, as pool_take()), POOL_WAITING, or an error
- * of pool_take() but -EAGAIN and -EBUSY. */
+ * of pool_take() but -EAGAIN and -EBUSY; with no @w, exactly pool_take(). */
 int pool_take_or_wait(Member *m, PoolWaitKind kind, uint32_t max, int64_t seq, SlotView *v, size_t *n,
                       PoolWaiter *w, PoolWakeFn fn);
 
