@@ -372,7 +372,6 @@ void pool_retire_block(Pool *p) {
         /* Clients look at the mode under the lock and before they sleep: once it says gone,
          * each of them goes through the socket, which answers no_such_pool. */
         atomic_store_explicit(&fp_head(&p->fp)->control.mode, FP_MODE_GONE, memory_order_release);
-        atomic_fetch_add_explicit(&fp_head(&p->fp)->control.epoch, 1, memory_order_release);
         fp_wake_all(&p->fp);
 }
 
@@ -681,23 +680,6 @@ int pool_end(Member *m) {
 }
 
 /* --- waiters ---------------------------------------------------------------------- */
-
-int pool_wait(PoolWaiter *w, Member *m, PoolWaitKind kind, uint32_t max, int64_t seq, PoolWakeFn fn) {
-        Pool *p = m->pool;
-        int r = pool_lock(p);
-
-        if (r != 0)
-                return r;
-        r = pool_done(p, fp_wait(&p->fp, m->id, (FpWaitKind)kind, max, seq, true, NULL));
-        if (r < 0)
-                return r;
-        w->member = m;
-        w->kind = kind;
-        w->fn = fn;
-        m->waiter = w;
-        p->n_proxy++;
-        return 0;
-}
 
 int pool_unwait(PoolWaiter *w, bool force) {
         Member *m = w->member;

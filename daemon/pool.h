@@ -243,17 +243,13 @@ int pool_end(Member *m);
 /* pool_take_or_wait(): nothing could be taken, the waiter is queued. */
 #define POOL_WAITING 1
 
-/* pool_take(), and when nothing can be taken now, pool_wait() for @w, in one hold of the
- * block's lock: a member that runs its own operations cannot slip a batch in between, which
- * nobody would then hand to the waiter. 0 (taken, as pool_take()), POOL_WAITING, or an error
+/* pool_take(), and when nothing can be taken now, queue @w to be woken by @fn when a take
+ * can be answered (then the pool takes up to @max slots for it and hands them to @fn), in
+ * one hold of the block's lock: a member that runs its own operations cannot slip a batch in
+ * between, which nobody would then hand to the waiter. 0 (taken, as pool_take()), POOL_WAITING, or an error
  * of pool_take() but -EAGAIN and -EBUSY; with no @w, exactly pool_take(). */
 int pool_take_or_wait(Member *m, PoolWaitKind kind, uint32_t max, int64_t seq, SlotView *v, size_t *n,
                       PoolWaiter *w, PoolWakeFn fn);
-
-/* Queue @w to be woken by @fn when a take of @kind by @m can be answered: then the
- * pool takes up to @max slots for it (pool_take(), with @seq) and hands them to @fn. The
- * caller knows that nothing can be taken now (else pool_take_or_wait()). */
-int pool_wait(PoolWaiter *w, Member *m, PoolWaitKind kind, uint32_t max, int64_t seq, PoolWakeFn fn);
 
 /* Leave the queue without being woken (timeout, cancel): 0, POOL_BUSY (try again), or
  * POOL_WAITING when it was served meanwhile (by a member that runs its own operations): its

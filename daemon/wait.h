@@ -2,7 +2,7 @@
  * wait.h: a client's one pending acquire or consume: its place in the pool's queue, its
  * timeout, and the reply it ends with.
  *
- * The pool decides when a wait can be answered and takes the slots for it (pool_wait(),
+ * The pool decides when a wait can be answered and takes the slots for it (pool_take_or_wait(),
  * pool_dispatch()); the wait turns that, or its timeout, into the reply, and hands the
  * reply to its owner's WaitDoneFn. Nothing else keeps waiting state.
  */

@@ -325,6 +325,14 @@ typedef struct TestWaiter {
         size_t n;
 } TestWaiter;
 
+/* Queue @w for a take of @kind by @m, which nothing can answer now. */
+static void wait_on(PoolWaiter *w, Member *m, PoolWaitKind kind, uint32_t max, int64_t seq, PoolWakeFn fn) {
+        static SlotView v[POOL_MANY_MAX];
+        size_t n;
+
+        ck_assert_int_eq(pool_take_or_wait(m, kind, max, seq, v, &n, w, fn), POOL_WAITING);
+}
+
 static void on_wake(PoolWaiter *w, int result, const SlotView *slots, size_t n) {
         TestWaiter *t = (TestWaiter *)w;
         t->woken++;
@@ -342,9 +350,9 @@ START_TEST(waiters_first_come_first_served) {
         TestWaiter wb = { 0 }, wc = { 0 }, wk = { 0 };
         Slot *s = acquire(a);
 
-        pool_wait(&wk.w, cons, WAIT_CONSUME, 1, -1, on_wake);
-        pool_wait(&wb.w, b, WAIT_ACQUIRE, 1, -1, on_wake);
-        pool_wait(&wc.w, c, WAIT_ACQUIRE, 1, -1, on_wake);
+        wait_on(&wk.w, cons, WAIT_CONSUME, 1, -1, on_wake);
+        wait_on(&wb.w, b, WAIT_ACQUIRE, 1, -1, on_wake);
+        wait_on(&wc.w, c, WAIT_ACQUIRE, 1, -1, on_wake);
         ck_assert_uint_eq(pool_state(p)->n_waiters[WAIT_ACQUIRE], 2);
         publish(a, s, 5);
         ck_assert_int_eq(wk.woken, 1);                 /* the consumer got the batch */
@@ -367,8 +375,8 @@ START_TEST(stream_end_wakes_every_waiting_consumer) {
         Member *prod = join(p, ROLE_PRODUCER), *c1 = join(p, ROLE_CONSUMER), *c2 = join(p, ROLE_CONSUMER);
         TestWaiter w1 = { 0 }, w2 = { 0 };
 
-        pool_wait(&w1.w, c1, WAIT_CONSUME, 1, -1, on_wake);
-        pool_wait(&w2.w, c2, WAIT_CONSUME, 1, -1, on_wake);
+        wait_on(&w1.w, c1, WAIT_CONSUME, 1, -1, on_wake);
+        wait_on(&w2.w, c2, WAIT_CONSUME, 1, -1, on_wake);
         pool_end(prod);
         ck_assert_int_eq(w1.woken, 1);
         ck_assert_ptr_null(w1.slot);                   /* end of stream */
@@ -389,8 +397,8 @@ START_TEST(waits_count_while_they_last) {
 
         ck_assert_uint_eq(pool_state(p)->n_producers, 1);
         ck_assert_uint_eq(pool_state(p)->n_consumers, 2);
-        pool_wait(&w1.w, c1, WAIT_CONSUME, 1, -1, on_wake);
-        pool_wait(&w2.w, c2, WAIT_CONSUME, 1, -1, on_wake);
+        wait_on(&w1.w, c1, WAIT_CONSUME, 1, -1, on_wake);
+        wait_on(&w2.w, c2, WAIT_CONSUME, 1, -1, on_wake);
         t0 = fp_member(&p->fp, c1->id)->since_usec;
         t1 = fp_member(&p->fp, c2->id)->since_usec;
         ck_assert_uint_eq(pool_waited_usec(p, WAIT_CONSUME, t1 + 1000), (t1 + 1000 - t0) + 1000);
@@ -423,8 +431,8 @@ START_TEST(waiter_takes_up_to_its_max) {
                 v[i] = (PoolPublish){ .slot = s->index, .nbytes = 1 };
                 held[i] = s->index;
         }
-        pool_wait(&wk.w, cons, WAIT_CONSUME, 3, -1, on_wake);
-        pool_wait(&wa.w, other, WAIT_ACQUIRE, 8, -1, on_wake);
+        wait_on(&wk.w, cons, WAIT_CONSUME, 3, -1, on_wake);
+        wait_on(&wa.w, other, WAIT_ACQUIRE, 8, -1, on_wake);
         ck_assert_int_eq(pool_publish(prod, v, 4, &bad), 0);
         ck_assert_int_eq(wk.woken, 1);
         ck_assert_uint_eq(wk.n, 3);                    /* 4 ready, max 3 */
@@ -462,9 +470,9 @@ START_TEST(ordered_pool_keeps_a_slot_for_the_lowest_missing_seq) {
         for (int seq = 1; seq <= 3; seq++)
                 publish(b, acquire_seq(b, seq), (uint64_t)seq);
         ck_assert_int_eq(try_acquire_seq(b, 4, &s), -EAGAIN);  /* none free */
-        pool_wait(&wb.w, b, WAIT_ACQUIRE, 1, 4, on_wake);
+        wait_on(&wb.w, b, WAIT_ACQUIRE, 1, 4, on_wake);
         c = join(p, ROLE_PRODUCER);                    /* the replacement, queued behind b */
-        pool_wait(&wc.w, c, WAIT_ACQUIRE, 1, 0, on_wake);
+        wait_on(&wc.w, c, WAIT_ACQUIRE, 1, 0, on_wake);
         member_leave(a);                               /* dies without publishing 0 */
         ck_assert_uint_eq(pool_lowest_unpublished(p), 0);
         ck_assert_int_eq(wb.woken, 0);                 /* the freed slot is kept for 0 ... */
@@ -506,8 +514,8 @@ START_TEST(free_fails_waiters_and_unwait_leaves_quietly) {
         TestWaiter wb = { 0 }, wk = { 0 };
 
         (void)acquire(a);
-        pool_wait(&wb.w, b, WAIT_ACQUIRE, 1, -1, on_wake);
-        pool_wait(&wk.w, cons, WAIT_CONSUME, 1, -1, on_wake);
+        wait_on(&wb.w, b, WAIT_ACQUIRE, 1, -1, on_wake);
+        wait_on(&wk.w, cons, WAIT_CONSUME, 1, -1, on_wake);
         pool_unwait(&wk.w, false);
         ck_assert_uint_eq(pool_state(p)->n_waiters[WAIT_CONSUME], 0);
         pool_free(p);

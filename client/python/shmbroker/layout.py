@@ -89,11 +89,6 @@ def place(arrays: Mapping[Any, np.ndarray], capacity: int, offset_in_slot: Calla
     return {"arrays": record}, used
 
 
-def arrays(record: dict, array_at: Callable[[int, list, np.dtype], np.ndarray]) -> dict:
-    """The arrays a record describes, by name: ``array_at(offset, shape, dtype)`` makes each."""
-    return {a["name"]: array_at(a["offset"], a["shape"], dtype(a["dtype"])) for a in record["arrays"]}
-
-
 # --- per-batch costs of the steady state ------------------------------------------------------
 # A loader publishes batch after batch of the same shapes: the same meta text, over and over.
 # Both ends keep what they made of the last texts they saw, so that a batch costs a dict
