@@ -96,6 +96,52 @@ def test_zero_copy_a_write_through_one_view_is_seen_by_the_other(pair):
     b.release()
 
 
+def test_arrays_of_the_same_slot_and_shape_are_separate_objects(pair):
+    """Batch after batch a loop asks for the same arrays: each call still gets an array of its
+    own (its shape and flags the caller's to change), over the slot's memory."""
+    out, inp = pair
+    seen = []
+    for i in range(6):                       # 4 slots: two of them come round again
+        with out.acquire(timeout=5) as slot:
+            a = slot.ndarray((4, 16), np.int32)
+            assert slot.ndarray((4, 16), np.int32, offset=0) is not a
+            a[:] = i
+            slot.publish(a)
+        b = inp.get(timeout=5)
+        got = b.array
+        assert got.shape == (4, 16) and (got == i).all() and b.nbytes == 256
+        got.shape = (64,)                    # the caller's own object: the next batch is unchanged
+        seen.append((b.slot, got))
+        b.release()
+    again = [got for slot, got in seen if slot == seen[0][0]]
+    assert len(again) >= 2 and again[0] is not again[1]
+    assert again[0].__array_interface__["data"][0] == again[1].__array_interface__["data"][0]
+
+
+def test_ndarray_refuses_a_place_outside_the_slot(pair):
+    out, _ = pair
+    with out.acquire(timeout=5) as slot:
+        for shape, offset in [((1 << 20) + 1, 0), (16, -64), (16, (1 << 20) - 8)]:
+            with pytest.raises(ValueError, match="does not fit"):
+                slot.ndarray(shape, np.uint8, offset=offset)
+            with pytest.raises(ValueError, match="does not fit"):   # the same again: not remembered as good
+                slot.ndarray(shape, np.uint8, offset=offset)
+        assert slot.ndarray([2, 8], "u1", offset=64).shape == (2, 8)     # a list for a shape
+
+
+def test_a_slot_array_with_its_strides_changed_is_copied_as_laid_out(pair):
+    """publish() of an array ndarray() made, which the producer then made non-contiguous:
+    what arrives is the array as it looked, not the slot's raw bytes."""
+    out, inp = pair
+    with out.acquire(timeout=5) as slot:
+        a = slot.ndarray(8, np.int64)
+        a[:] = np.arange(8)
+        v = a[::2]
+        slot.publish(v)
+    with inp.get(timeout=5) as b:
+        np.testing.assert_array_equal(b.array, [0, 2, 4, 6])
+
+
 # A consumer that takes a batch, writes into it (one element, then an in-place numpy
 # operation on the whole array) and releases it with requeue; it prints what it saw: the
 # permissions of its mapping (the kernel's /proc/self/maps), numpy's flag, and the outcome.

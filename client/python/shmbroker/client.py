@@ -30,6 +30,7 @@ from . import _size, _slotpack, errors, layout
 from ._lib import DEFAULT_SOCKET, REPLY_FN, ROLES, lib, libc, sb_batch, sb_pool_options
 
 NO_SLOT = 0xFFFFFFFF       # what an out-parameter slot keeps when no slot was taken
+VIEW_CACHE_MAX = 1024      # arrays kept per segment by _Segment.view_at()
 
 Arrays = Union[np.ndarray, Mapping[str, np.ndarray]]
 
@@ -182,6 +183,7 @@ class _Segment:
         mv = memoryview(buf).cast("B")
         self.view = mv if _attached_writable(addr) else mv.toreadonly()
         self.addr, self.size = addr, size
+        self._views: dict = {}
         #: The library's pool handle, and its client: open as long as this object lives (it
         #: holds the view, which holds the attachment).
         self.pool, self.connection = attachment.ptr, attachment.connection
@@ -200,6 +202,21 @@ class _Segment:
         if offset < 0 or offset + count * dtype.itemsize > self.size:
             raise ValueError("the array does not fit in the segment")
         return np.frombuffer(self.view, dtype=dtype, count=count, offset=offset).reshape(shape)
+
+    def view_at(self, offset: int, shape: tuple, dtype: np.dtype) -> np.ndarray:
+        """array() for a place, shape and dtype seen before: a new view of a cached one. A
+        loop over batches asks for the same few arrays again and again, and ndarray.view()
+        costs a tenth of building the array from the buffer. Each caller gets its own array
+        object (its own shape and flags to change), over the same memory and keeping the
+        segment mapped just the same. Bounded: cleared when full."""
+        key = (offset, shape, dtype)
+        base = self._views.get(key)
+        if base is None:
+            base = self.array(offset, shape, dtype)
+            if len(self._views) >= VIEW_CACHE_MAX:
+                self._views.clear()
+            self._views[key] = base
+        return base.view()
 
 
 def _reply_recorder(inflight: dict, client: int):
@@ -334,6 +351,13 @@ class Pool:
         # holds nothing that keeps the segment attached or the library's client alive.
         self._segment: _Segment | None = _Segment(attachment, self.stride * self.slots)
         self._batch = sb_batch()
+        # The out-parameters of the per-batch calls, made once: a ctypes object and its
+        # byref() cost more than the call on the fast path. Read under the connection's lock.
+        self._batch_ref = ctypes.byref(self._batch)
+        self._out_ptr, self._out_slot, self._out_cap = ctypes.c_void_p(), ctypes.c_uint32(), ctypes.c_size_t()
+        self._out_refs = (ctypes.byref(self._out_ptr), ctypes.byref(self._out_slot), ctypes.byref(self._out_cap))
+        # Slot.ndarray()'s arguments as seen before -> (shape, dtype, end in the slot).
+        self._shapes: dict = {}
         # A slot taken in the same round trip as the previous publish (see Slot.publish):
         # the next acquire() costs no round trip at all.
         self._reserve: int | None = None
@@ -380,13 +404,17 @@ class Pool:
         if self._reserve is not None:
             index, self._reserve = self._reserve, None
             return Slot(self, index)
-        ptr, slot, cap = ctypes.c_void_p(), ctypes.c_uint32(), ctypes.c_size_t()
-        refs = ctypes.byref(ptr), ctypes.byref(slot), ctypes.byref(cap)
-        if seq is None:
-            self._call(lib.sb_acquire, _timeout_ms(timeout), *refs, what="acquire")
-        else:
-            self._call(lib.sb_acquire_seq, int(seq), _timeout_ms(timeout), *refs, what="acquire")
-        return Slot(self, slot.value)
+        segment = self._memory()
+        ms = -1 if timeout is None else _timeout_ms(timeout)
+        with segment.connection as conn:
+            if seq is None:
+                rc = lib.sb_acquire(segment.pool, ms, *self._out_refs)
+            else:
+                rc = lib.sb_acquire_seq(segment.pool, int(seq), ms, *self._out_refs)
+            if rc < 0:
+                raise conn.refusal(rc, "acquire")
+            index = self._out_slot.value
+        return Slot(self, index)
 
     def put(self, data: Arrays, meta: dict | None = None, seq: int | None = None,
             timeout: float | None = None) -> None:
@@ -448,10 +476,10 @@ class Pool:
         if self.pipelined:
             return self._publish_pipelined(index, nbytes, seq, meta)
         segment = self._memory()
-        ptr, nxt, cap = ctypes.c_void_p(), ctypes.c_uint32(NO_SLOT), ctypes.c_size_t()
+        nxt = self._out_slot
         with segment.connection as conn:
-            rc = lib.sb_publish_acquire(segment.pool, index, nbytes, seq, meta, 0, ctypes.byref(ptr),
-                                        ctypes.byref(nxt), ctypes.byref(cap))
+            nxt.value = NO_SLOT
+            rc = lib.sb_publish_acquire(segment.pool, index, nbytes, seq, meta, 0, *self._out_refs)
             if nxt.value != NO_SLOT:
                 self._reserve = nxt.value
             # The acquire does not wait: no free slot now is no failure.
@@ -487,21 +515,24 @@ class Pool:
     def release_get(self, prev: "Batch | None", timeout: float | None = None) -> "Batch":
         """Release ``prev`` (if given and still held) and get the next batch, in one round
         trip to the daemon: the steady state of a consumer. Raises as get() does."""
-        if prev is not None and not prev.released:
-            prev.released = True
-            self._batch.slot, self._batch.eof = prev.slot, False
-            self._call(lib.sb_release_consume, ctypes.byref(self._batch), _timeout_ms(timeout),
-                       what="release and consume")
-        else:
-            self._call(lib.sb_consume, _timeout_ms(timeout), ctypes.byref(self._batch), what="consume")
-        return self._take_batch()
-
-    def _take_batch(self) -> "Batch":
+        segment = self._memory()
+        ms = -1 if timeout is None else _timeout_ms(timeout)
         b = self._batch
-        if b.eof:
-            raise errors.EndOfStream(f"end of stream in pool {self.name}")
-        parsed, meta = layout.decode_meta(b.meta)
-        return Batch(self, b.slot, b.nbytes, b.seq, b.stream, meta, parsed)
+        with segment.connection as conn:
+            if prev is not None and not prev.released:
+                prev.released = True
+                b.slot, b.eof = prev.slot, False
+                rc, what = lib.sb_release_consume(segment.pool, self._batch_ref, ms), "release and consume"
+            else:
+                rc, what = lib.sb_consume(segment.pool, ms, self._batch_ref), "consume"
+            if rc < 0:
+                raise conn.refusal(rc, what)
+            # Read while the connection is held: the next call on it reuses the struct.
+            if b.eof:
+                raise errors.EndOfStream(f"end of stream in pool {self.name}")
+            slot, nbytes, seq, stream, text = b.slot, b.nbytes, b.seq, b.stream, b.meta
+        parsed, meta = layout.decode_meta(text)
+        return Batch(self, slot, nbytes, seq, stream, meta, parsed)
 
     def __iter__(self) -> Iterator["Batch"]:
         """Batches until the end of the stream. Asking for the next releases the previous
@@ -535,19 +566,32 @@ class Slot:
         self.capacity = pool.slot_size
         self.published = self.released = False
         self._next = 0          # bump allocator for ndarray()
+        self._made = None       # the last array ndarray() made, and its offset in the slot
 
     def ndarray(self, shape, dtype=np.uint8, offset: int | None = None) -> np.ndarray:
         """A writable view of the slot: at ``offset``, or after the views made before."""
-        dtype = np.dtype(dtype)
-        layout.check(dtype)
         if offset is None:
             offset = layout.align(self._next)
-        shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
-        end = offset + math.prod(shape) * dtype.itemsize
-        if end > self.capacity:
-            raise ValueError(f"{shape} {dtype} at offset {offset} does not fit in a slot of {self.capacity} bytes")
-        self._next = max(self._next, end)
-        return self.pool._memory().array(self.offset + offset, shape, dtype)
+        shapes = self.pool._shapes
+        try:
+            key = (shape, dtype, offset)
+            shp, dt, end = shapes[key]
+        except (KeyError, TypeError):       # new, or unhashable (a list for a shape)
+            dt = np.dtype(dtype)
+            layout.check(dt)
+            shp = tuple(int(n) for n in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+            end = offset + math.prod(shp) * dt.itemsize
+            if offset < 0 or end > self.capacity:
+                raise ValueError(f"{shp} {dt} at offset {offset} does not fit in a slot of {self.capacity} bytes")
+            if isinstance(shape, (tuple, int, np.integer)):
+                if len(shapes) >= VIEW_CACHE_MAX:
+                    shapes.clear()
+                shapes[key] = shp, dt, end
+        if end > self._next:
+            self._next = end
+        a = self.pool._memory().view_at(self.offset + offset, shp, dt)
+        self._made = a, offset
+        return a
 
     @property
     def buffer(self) -> memoryview:
@@ -570,7 +614,9 @@ class Slot:
         its shape and dtype; views made with ndarray() are not copied, other arrays are."""
         if not meta and seq is None and nbytes is None and type(data) is np.ndarray:
             # The steady state of a loader: one array made in the slot, nothing else said.
-            off = self._in_slot(data)
+            made = self._made
+            off = (made[1] if made is not None and made[0] is data and data.flags.c_contiguous
+                   else self._in_slot(data))
             if off is not None:
                 self.pool._publish(self.index, off + data.nbytes, -1, layout.single_meta(data.dtype, data.shape, off))
                 self.published = True
@@ -623,9 +669,9 @@ class Batch:
         off = self.slot * self.pool.stride
         return self.pool._memory().view[off:off + self.nbytes]
 
-    def _array_at(self, offset: int, shape, dtype: np.dtype) -> np.ndarray:
+    def _array_at(self, offset: int, shape: tuple, dtype: np.dtype) -> np.ndarray:
         # Writable exactly when the attachment is: the segment's view says which.
-        return self.pool._memory().array(self.slot * self.pool.stride + offset, shape, dtype)
+        return self.pool._memory().view_at(self.slot * self.pool.stride + offset, shape, dtype)
 
     @property
     def arrays(self) -> dict:
@@ -637,6 +683,9 @@ class Batch:
     @property
     def array(self) -> np.ndarray:
         """The one array of the batch."""
+        parsed = self._arrays
+        if parsed and len(parsed) == 1:
+            return self._array_at(*parsed[0][1:])
         arrays = self.arrays
         if len(arrays) != 1:
             raise ValueError(f"the batch holds {len(arrays)} arrays: use .arrays")
