@@ -18,7 +18,8 @@ PKG_CONFIG ?= pkg-config
 PYTHON ?= /usr/bin/python3
 
 # Debian packages the build and the tests need; `make deps` installs the missing ones.
-BUILD_DEPS := gcc make pkg-config libsystemd-dev libcjson-dev check
+# python3-dev: the Python binding's extension module (shmbroker._hot).
+BUILD_DEPS := gcc make pkg-config libsystemd-dev libcjson-dev check python3-dev
 # python3-torch: shmbroker.DataLoader is tested against torch's DataLoader, and the examples
 # train with torch (on a fresh machine: ~160 MiB downloaded, 212 packages, about 30 s to install).
 TEST_DEPS := python3 python3-numpy python3-pytest python3-pip python3-venv python3-setuptools systemd procps util-linux binutils \
@@ -57,7 +58,7 @@ UNIT_SRC := $(wildcard tests/unit/*.c)
 
 obj = $(patsubst %.c,$(1)/obj/%.o,$(2))
 
-all: deps-build build/shmbrokerd build/shmbrokerctl build/libshmbroker.so build/libshmbroker.a build/handoff-bench build/move build/produce_consume ## build the daemon, shmbrokerctl, the library (.so, .a), the C example and the bench programs into build/
+all: deps-build build/shmbrokerd build/shmbrokerctl build/libshmbroker.so build/libshmbroker.a build/pyext/_hot.stamp build/handoff-bench build/move build/produce_consume ## build the daemon, shmbrokerctl, the library (.so, .a), the Python binding's extension, the C example and the bench programs into build/
 
 # Every target with a "## what it does" note on its line, one line each.
 help: ## this list
@@ -238,6 +239,19 @@ build/libshmbroker.a: $(call obj,build/lib,$(LIB_SRC))
 	rm -f $@
 	ar rcs $@ $^
 
+# --- the Python binding's extension --------------------------------------------------------
+# shmbroker._hot (client/python/shmbroker/_hot.c): the per-batch calls without ctypes. Run
+# from the source tree, the package loads it from build/pyext/, named for the interpreter it
+# was built for ($(PYTHON)'s EXT_SUFFIX, read when the recipe runs: python3-dev is one of
+# the packages deps-build installs); another interpreter does not find it and uses ctypes.
+# setup.py builds its own copy for a pip install or the Debian package.
+build/pyext/_hot.stamp: client/python/shmbroker/_hot.c include/shmbroker.h | deps-build
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -I"$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
+	  -fPIC -fvisibility=hidden -shared $(LDFLAGS) -o \
+	  "build/pyext/_hot$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')" $<
+	touch $@
+
 build/shmbrokerctl: $(call obj,build,client/shmbrokerctl.c client/shmbrokerctl-metrics.c common/size.c) build/libshmbroker.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs libcjson) -lm
 
@@ -304,7 +318,11 @@ lint: ## cppcheck and clang-tidy over daemon/, common/ and client/
 	  [ -z "$$missing" ] || apt-get install -y -q $$missing >/dev/null
 	cppcheck --quiet --enable=warning,performance,portability --std=c11 --inline-suppr --error-exitcode=1 \
 	  -D_GNU_SOURCE -DSHMBROKER_VERSION='"$(VERSION)"' -Iinclude -Idaemon --suppress=missingIncludeSystem $(LINT_SRC)
+	cppcheck --quiet --enable=warning,performance,portability --std=c11 --inline-suppr --error-exitcode=1 -Iinclude \
+	  --suppress=missingIncludeSystem -D'Py_BEGIN_ALLOW_THREADS={' -D'Py_END_ALLOW_THREADS=}' client/python/shmbroker/_hot.c
 	clang-tidy --quiet $(LINT_SRC) -- -std=c11 -D_GNU_SOURCE -DSHMBROKER_VERSION='"$(VERSION)"' -Iinclude -Idaemon $(PKG_CFLAGS)
+	clang-tidy --quiet client/python/shmbroker/_hot.c -- -std=c11 -Iinclude \
+	  -I"$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
 .PHONY: lint
 
 # --- reliability runs ------------------------------------------------------------------------

@@ -93,10 +93,15 @@ must_have libshmbroker1 "/usr/lib/$multiarch/libshmbroker.so.1"
 must_have libshmbroker-dev /usr/include/shmbroker.h "/usr/lib/$multiarch/libshmbroker.so" "/usr/lib/$multiarch/libshmbroker.a" \
         "/usr/lib/$multiarch/pkgconfig/shmbroker.pc" /usr/share/man/man3/libshmbroker.3.gz
 must_have python3-shmbroker /usr/lib/python3/dist-packages/shmbroker/__init__.py /usr/lib/python3/dist-packages/shmbroker/_lib.py
-if contents python3-shmbroker | grep '\.so'; then fail "python3-shmbroker carries a library of its own"; fi
+# Its one piece of machine code is the extension module; the library is libshmbroker1's.
+contents python3-shmbroker | grep -qE '^/usr/lib/python3/dist-packages/shmbroker/_hot\.cpython-[0-9]+-[^/]*\.so$' ||
+        fail "python3-shmbroker lacks its extension module shmbroker._hot"
+if contents python3-shmbroker | grep '\.so' | grep -v '/shmbroker/_hot\.cpython-'; then
+        fail "python3-shmbroker carries a library of its own"
+fi
 if contents libshmbroker1 | grep -E '\.(a|h|pc)$|/libshmbroker\.so$'; then fail "libshmbroker1 carries development files"; fi
 dpkg-deb -f "build/deb/shmbroker_${version}_"*.deb Depends | grep -q libshmbroker1 && fail "shmbroker depends on libshmbroker1 (shmbrokerctl links it statically)"
-dpkg-deb -f "build/deb/python3-shmbroker_${version}_all.deb" Depends | grep -q 'libshmbroker1' || fail "python3-shmbroker does not depend on libshmbroker1"
+dpkg-deb -f "build/deb/python3-shmbroker_${version}_"*.deb Depends | grep -q 'libshmbroker1' || fail "python3-shmbroker does not depend on libshmbroker1"
 dpkg-deb -I "build/deb/libshmbroker1_${version}_"*.deb symbols > /dev/null 2>&1 || fail "libshmbroker1 has no symbols file"
 mkdir "$tmp/control"
 dpkg-deb -e "build/deb/shmbroker_${version}_"*.deb "$tmp/control"
@@ -205,6 +210,9 @@ assert shmbroker.__file__.startswith("/usr/lib/python3/dist-packages/shmbroker/"
 mapped = {line.split()[-1] for line in open("/proc/self/maps") if "libshmbroker" in line}
 assert mapped and all(p.startswith(("/usr/lib/", "/lib/")) for p in mapped), f"not the system's library: {mapped}"
 assert shmbroker.__version__ == version, shmbroker.__version__
+# The per-batch calls go through the package's extension, bound to the system's library.
+assert shmbroker._lib.hot is not None and shmbroker._lib.hot.__file__.startswith(
+    "/usr/lib/python3/dist-packages/shmbroker/_hot."), shmbroker._lib.hot
 
 def round_trip(producer, consumer, n):
     pool = producer.create(f"deb-test-{n}", slot_size=1 << 20, slots=2)

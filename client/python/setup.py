@@ -6,7 +6,11 @@ python3-wheel) and never reaches a package index. A libshmbroker.so built in the
 tree (`make`) is shipped inside the package, so the installed binding works without `make
 install`; the wheel is then a platform wheel (py3-none-linux_<machine>: the library is
 machine code, but no Python ABI), and without it a pure one that loads the system's
-libshmbroker.so.1. The package carries py.typed: its annotations are for type checkers.
+libshmbroker.so.1. The extension module shmbroker._hot (the per-batch calls without ctypes)
+is built where Python's headers are (python3-dev) and the tree's include/ is beside; the
+wheel is then tagged for that Python (cp311-cp311-linux_<machine>). It is optional: where it
+cannot be built, the package makes those calls through ctypes. The package carries py.typed:
+its annotations are for type checkers.
 What the build writes goes to build/python/ in the source tree, not beside this file. The
 version is the Makefile's (shmbroker/_version.py reads it).
 """
@@ -14,7 +18,7 @@ import runpy
 import shutil
 from pathlib import Path
 
-from setuptools import Distribution, setup
+from setuptools import Distribution, Extension, setup
 from setuptools.command.build_py import build_py
 
 try:
@@ -26,6 +30,10 @@ HERE = Path(__file__).resolve().parent
 TREE = HERE.parents[1]
 BUILT = TREE / "build" / "libshmbroker.so"
 BUILD_DIR = TREE / "build" / "python"
+INCLUDE = TREE / "include"
+# Relative to this file, as setuptools wants sources.
+EXTENSIONS = [Extension("shmbroker._hot", ["shmbroker/_hot.c"], include_dirs=[str(INCLUDE)], optional=True)] \
+    if (INCLUDE / "shmbroker.h").exists() else []
 # By path: importing the package would load the library and numpy.
 VERSION = runpy.run_path(str(HERE / "shmbroker" / "_version.py"))["from_makefile"](TREE / "Makefile")
 
@@ -44,18 +52,21 @@ class WithLibrary(Distribution):
     then makes a platform wheel, and installers treat it as such."""
 
     def has_ext_modules(self):
-        return BUILT.exists()
+        return BUILT.exists() or bool(self.ext_modules)
 
 
 cmdclass = {"build_py": BuildWithLibrary}
 if bdist_wheel is not None:
     class PlatformWheel(bdist_wheel):
-        """Tagged for the platform alone (py3-none-linux_x86_64): the library is called
-        through ctypes, so any Python 3 of that machine can use it."""
+        """With the extension: tagged for the Python it was built for (bdist_wheel's own
+        tag). With the library alone: for the platform alone (py3-none-linux_x86_64), since
+        the library is called through ctypes and any Python 3 of that machine can use it."""
 
         def get_tag(self):
             python, abi, plat = super().get_tag()
-            return (python, abi, plat) if self.root_is_pure else ("py3", "none", plat)
+            if self.root_is_pure or self.distribution.ext_modules:
+                return python, abi, plat
+            return "py3", "none", plat
 
     cmdclass["bdist_wheel"] = PlatformWheel
 
@@ -66,6 +77,7 @@ setup(
     description="Zero-copy numpy batches between processes through shmbrokerd",
     packages=["shmbroker"],
     package_data={"shmbroker": ["py.typed"]},
+    ext_modules=EXTENSIONS,
     zip_safe=False,
     python_requires=">=3.9",
     install_requires=["numpy"],

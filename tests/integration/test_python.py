@@ -21,6 +21,18 @@ from sbtest import ROOT, Attachment, needs_root, python_as_user, segment_info, s
 STRUCT = np.dtype([("id", "<i4"), ("pos", "<f8", (3,)), ("tag", "S4"), ("inner", [("a", "u1"), ("b", "<i2")])])
 
 
+@pytest.fixture(autouse=True, params=["hot", "ctypes"])
+def calls(request, monkeypatch):
+    """Every test here runs twice: with the per-batch calls in shmbroker._hot (what `make`
+    builds and a package ships), and through ctypes alone (a pip install without
+    python3-dev). Both must behave the same."""
+    if request.param == "ctypes":
+        monkeypatch.setattr(shmbroker._lib, "hot", None)
+    elif shmbroker._lib.hot is None:
+        pytest.fail("shmbroker._hot is not built: `make` builds it into build/pyext/")
+    return request.param
+
+
 @pytest.fixture
 def pair(daemon):
     prod = shmbroker.connect(role="producer", socket=daemon.path, name="py-producer")

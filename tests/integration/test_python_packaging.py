@@ -12,6 +12,7 @@ import random
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -99,6 +100,19 @@ def test_create_takes_sizes_with_units_as_the_daemon_does(daemon):
     admin.close()
 
 
+def test_the_extension_is_the_one_for_this_library():
+    """The source tree's package loads build/pyext's extension, bound to the library ctypes
+    loaded (one copy of libshmbroker in the process)."""
+    hot = shmbroker._lib.hot
+    assert hot is not None and hot.__file__.startswith(str(ROOT / "build" / "pyext"))
+    lib = shmbroker._lib.lib
+    assert lib._name == str(ROOT / "build" / "libshmbroker.so")
+    with pytest.raises(TypeError):
+        hot.acquire(0)
+    with pytest.raises(OverflowError):
+        hot.next_batch(0, 1 << 40, 0)
+
+
 # --- packaging ----------------------------------------------------------------------------
 
 def build_wheel(source: Path, dest: Path) -> Path:
@@ -110,16 +124,20 @@ def build_wheel(source: Path, dest: Path) -> Path:
     return wheels[0]
 
 
-def test_wheel_is_a_platform_wheel_with_the_library_and_py_typed(tmp_path):
+def test_wheel_is_a_platform_wheel_with_the_library_the_extension_and_py_typed(tmp_path):
     assert (ROOT / "client" / "python" / "shmbroker" / "py.typed").exists()
     before = set((ROOT / "client" / "python").iterdir())
     wheel = build_wheel(ROOT / "client" / "python", tmp_path)
-    assert wheel.name == f"shmbroker-{shmbroker.__version__}-py3-none-linux_{platform.machine()}.whl"
+    # The extension is machine code for this Python: the wheel says which.
+    py = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    tag = f"{py}-{py}-linux_{platform.machine()}"
+    assert wheel.name == f"shmbroker-{shmbroker.__version__}-{tag}.whl"
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
         meta = z.read(f"shmbroker-{shmbroker.__version__}.dist-info/WHEEL").decode()
-    assert {"shmbroker/py.typed", "shmbroker/_lib/libshmbroker.so", "shmbroker/_size.py"} <= names
-    assert "Root-Is-Purelib: false" in meta and f"Tag: py3-none-linux_{platform.machine()}" in meta
+    assert {"shmbroker/py.typed", "shmbroker/_lib/libshmbroker.so", "shmbroker/_size.py",
+            "shmbroker/_hot" + sysconfig.get_config_var("EXT_SUFFIX")} <= names
+    assert "Root-Is-Purelib: false" in meta and f"Tag: {tag}" in meta
     # The build wrote nothing beside setup.py (build/ and *.egg-info go to build/python/).
     assert set((ROOT / "client" / "python").iterdir()) == before
 
@@ -133,7 +151,7 @@ def test_wheel_without_a_built_library_is_pure(tmp_path):
     assert wheel.name.endswith("-py3-none-any.whl")
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
-    assert "shmbroker/py.typed" in names and not any("_lib/" in n for n in names)
+    assert "shmbroker/py.typed" in names and not any("_lib/" in n or n.endswith(".so") for n in names)
 
 
 SCRIPT = """
@@ -146,6 +164,7 @@ with shmbroker.connect("producer") as p, shmbroker.connect("consumer") as c:
     for batch in inbox:
         print(batch.meta["from"], batch.array.tolist())
 print(shmbroker.__file__)
+print(shmbroker._lib.hot.__file__)
 """
 
 
@@ -168,6 +187,7 @@ def test_install_in_a_virtual_environment_that_sees_debians_numpy(daemon, tmp_pa
     lines = r.stdout.splitlines()
     assert lines[0] == "venv [0, 1, 2, 3, 4]"
     assert lines[1].startswith(str(venv)), lines[1]
+    assert lines[2].startswith(str(venv)) and "/shmbroker/_hot." in lines[2], lines[2]   # the extension went along
 
 
 def test_a_clone_beside_the_script_does_not_hide_the_package(daemon, tmp_path):

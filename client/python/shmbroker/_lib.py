@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import importlib.util
 import os
+import sysconfig
 from pathlib import Path
 
 
@@ -41,6 +43,16 @@ REPLY_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(
                             ctypes.c_void_p, ctypes.c_void_p)
 
 
+def _tree() -> Path | None:
+    """The source tree this package runs from, if it does (client/python/shmbroker -> the
+    tree whose build/ holds what `make` built); None for an installed package."""
+    here = Path(__file__).resolve().parent
+    tree = here.parents[2]
+    if (tree / "Makefile").is_file() and (tree / "client" / "python" / "shmbroker") == here:
+        return tree
+    return None
+
+
 def _candidates() -> list[str]:
     here = Path(__file__).resolve().parent
     found = []
@@ -50,8 +62,8 @@ def _candidates() -> list[str]:
     # Running from the source tree: client/python/shmbroker -> build/. Only there: an installed
     # package (python3-shmbroker's /usr/lib/python3/dist-packages/shmbroker) loads the
     # system's libshmbroker.so.1, never a /usr/lib/build/ it happens to find.
-    tree = here.parents[2]
-    if (tree / "Makefile").is_file() and (tree / "client" / "python" / "shmbroker") == here:
+    tree = _tree()
+    if tree is not None:
         found.append(str(tree / "build" / "libshmbroker.so"))
     found.append("libshmbroker.so.1")
     system = ctypes.util.find_library("shmbroker")
@@ -114,7 +126,31 @@ def load() -> ctypes.CDLL:
     return lib
 
 
+# What shmbroker._hot calls, in the order its bind() takes them.
+HOT_FUNCTIONS = ("sb_acquire", "sb_publish_acquire", "sb_release_consume", "sb_consume", "sb_client_code")
+
+
+def load_hot(lib: ctypes.CDLL):
+    """shmbroker._hot (the per-batch calls without ctypes: _hot.c) bound to ``lib``'s
+    functions, or None where it was not built; client.py then makes every call through
+    ctypes. An installed package carries it beside this file; in the source tree `make`
+    builds it into build/pyext/."""
+    try:
+        from . import _hot as hot          # type: ignore[attr-defined]
+    except ImportError:
+        tree = _tree()
+        path = tree / "build" / "pyext" / ("_hot" + sysconfig.get_config_var("EXT_SUFFIX")) if tree else None
+        if path is None or not path.exists():
+            return None
+        spec = importlib.util.spec_from_file_location(__package__ + "._hot", path)
+        hot = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(hot)
+    hot.bind(*(ctypes.cast(getattr(lib, name), ctypes.c_void_p).value for name in HOT_FUNCTIONS))
+    return hot
+
+
 lib = load()
+hot = load_hot(lib)
 libc = ctypes.CDLL(None, use_errno=True)
 libc.free.argtypes = [ctypes.c_void_p]
 libc.shutdown.argtypes = [ctypes.c_int, ctypes.c_int]

@@ -26,7 +26,7 @@ from typing import Iterator, Mapping, Union
 
 import numpy as np
 
-from . import _size, _slotpack, errors, layout
+from . import _lib, _size, _slotpack, errors, layout
 from ._lib import DEFAULT_SOCKET, REPLY_FN, ROLES, lib, libc, sb_batch, sb_pool_options
 
 NO_SLOT = 0xFFFFFFFF       # what an out-parameter slot keeps when no slot was taken
@@ -406,14 +406,18 @@ class Pool:
             return Slot(self, index)
         segment = self._memory()
         ms = -1 if timeout is None else _timeout_ms(timeout)
+        hot = _lib.hot
         with segment.connection as conn:
-            if seq is None:
-                rc = lib.sb_acquire(segment.pool, ms, *self._out_refs)
+            if seq is None and hot is not None:
+                rc = index = hot.acquire(segment.pool, ms)
             else:
-                rc = lib.sb_acquire_seq(segment.pool, int(seq), ms, *self._out_refs)
+                if seq is None:
+                    rc = lib.sb_acquire(segment.pool, ms, *self._out_refs)
+                else:
+                    rc = lib.sb_acquire_seq(segment.pool, int(seq), ms, *self._out_refs)
+                index = self._out_slot.value
             if rc < 0:
                 raise conn.refusal(rc, "acquire")
-            index = self._out_slot.value
         return Slot(self, index)
 
     def put(self, data: Arrays, meta: dict | None = None, seq: int | None = None,
@@ -476,6 +480,15 @@ class Pool:
         if self.pipelined:
             return self._publish_pipelined(index, nbytes, seq, meta)
         segment = self._memory()
+        hot = _lib.hot
+        if hot is not None:
+            with segment.connection as conn:
+                rc, nxt = hot.publish_acquire(segment.pool, conn.ptr, index, nbytes, seq, meta)
+                if nxt != NO_SLOT:
+                    self._reserve = nxt
+                if rc < 0:
+                    raise conn.refusal(rc, "publish")
+            return
         nxt = self._out_slot
         with segment.connection as conn:
             nxt.value = NO_SLOT
@@ -517,6 +530,21 @@ class Pool:
         trip to the daemon: the steady state of a consumer. Raises as get() does."""
         segment = self._memory()
         ms = -1 if timeout is None else _timeout_ms(timeout)
+        hot = _lib.hot
+        if hot is not None:
+            with segment.connection as conn:
+                if prev is not None and not prev.released:
+                    prev.released = True
+                    r, what = hot.next_batch(segment.pool, prev.slot, ms), "release and consume"
+                else:
+                    r, what = hot.next_batch(segment.pool, -1, ms), "consume"
+                if type(r) is int:
+                    raise conn.refusal(r, what)
+            if r is None:
+                raise errors.EndOfStream(f"end of stream in pool {self.name}")
+            slot, nbytes, seq, stream, text = r
+            parsed, meta = layout.decode_meta(text)
+            return Batch(self, slot, nbytes, seq, stream, meta, parsed)
         b = self._batch
         with segment.connection as conn:
             if prev is not None and not prev.released:
