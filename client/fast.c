@@ -16,6 +16,7 @@
  * of its own the same way: waits sleep in slices and look at the socket in between.
  */
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <pthread.h>
@@ -243,6 +244,33 @@ static int refuse(sb_pool *p, int r, const char *op, FpWaitKind kind) {
 /* --- waiting ----------------------------------------------------------------------------------- */
 
 /*
+ * How many times a wait yields its CPU before it sleeps (fp_wake_wait()): as many as this
+ * pool's waits of that kind have lately needed. A wait that saw its wake after n yields
+ * leaves room for 2n + 8; one that had to sleep halves the budget, down to a few. So a
+ * producer and a consumer that hand batches over every few microseconds never sleep (a
+ * sleeper costs its waker a system call, and often the waker's CPU), while one whose waits
+ * are long (a trainer waiting on slower workers) soon sleeps at once: its yields would only
+ * hide from the kernel that its CPU is free for a busy process.
+ */
+#define FAST_YIELDS_FIRST 64u
+#define FAST_YIELDS_MIN 4u
+
+static unsigned yield_budget(FastPool *fp, FpWaitKind kind) {
+        if (fp->yields[kind] == 0)
+                fp->yields[kind] = FAST_YIELDS_FIRST;
+        return fp->yields[kind];
+}
+
+static void yield_learn(FastPool *fp, FpWaitKind kind, unsigned used) {
+        unsigned *b = &fp->yields[kind];
+
+        if (used == UINT_MAX)
+                *b = *b / 2 > FAST_YIELDS_MIN ? *b / 2 : FAST_YIELDS_MIN;
+        else if (2 * used + 8 > *b)
+                *b = 2 * used + 8 < FP_WAIT_YIELDS_MAX ? 2 * used + 8 : FP_WAIT_YIELDS_MAX;
+}
+
+/*
  * With the lock held and nothing to take: wait to be served, at most @timeout_ms (< 0:
  * forever). 0 with the slots in @v (n 0: end of stream), a refusal, -ECONNRESET, or
  * SB_FAST_NO (the pool left the fast path: the caller goes through the socket). Returns
@@ -269,8 +297,13 @@ static int fast_wait(sb_pool *p, FpWaitKind kind, uint32_t max, int64_t seq, int
                         slice = 0;
                 /* A slice that ends unwoken: is the daemon still there? */
                 r = 0;
-                if (slice > 0 && fp_wake_wait(&fp->fp, fp->member, wake, slice) == -ETIMEDOUT)
-                        r = daemon_alive(p->client);
+                if (slice > 0) {
+                        unsigned yields = yield_budget(fp, kind);
+
+                        if (fp_wake_wait(&fp->fp, fp->member, wake, slice, &yields) == -ETIMEDOUT)
+                                r = daemon_alive(p->client);
+                        yield_learn(fp, kind, yields);
+                }
                 if (r == 0)
                         r = fast_lock(p);
                 if (r < 0)

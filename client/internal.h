@@ -29,6 +29,7 @@ typedef struct FastPool {
         uint64_t fork_gen;       /* the process's fork generation when attached (fast.c) */
         uint32_t *woken;         /* members served by our operation, woken after it */
         uint32_t n_woken;
+        unsigned yields[2];      /* by FpWaitKind: a wait's yields before it sleeps (fast.c) */
 } FastPool;
 
 struct sb_pool {

@@ -40,7 +40,6 @@ _Static_assert(sizeof(FpSlot) == 64, "FpSlot is one line");
 _Static_assert(sizeof(FpBlockHead) % 64 == 0, "the head is whole lines");
 
 #define LINE 64u
-#define FP_WAIT_YIELDS 200     /* a waiter's yields before it sleeps: fp_wake_wait() */
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -829,13 +828,15 @@ int fp_wait(Fp *f, uint32_t id, FpWaitKind kind, uint32_t max, int64_t seq, bool
         return r;
 }
 
-int fp_wake_wait(Fp *f, uint32_t id, uint32_t v, int slice_ms) {
+int fp_wake_wait(Fp *f, uint32_t id, uint32_t v, int slice_ms, unsigned *yields) {
         FpMember *m = fp_member(f, id);
         uint32_t c = v;
+        unsigned budget = *yields > FP_WAIT_YIELDS_MAX ? FP_WAIT_YIELDS_MAX : *yields;
 
         if (!m)
                 return 0;
         /* A waker that comes first moves the counter: then the sleep bit is never set. */
+        *yields = 0;
         for (int i = 0; i < 100; i++) {
                 if (atomic_load_explicit(&m->wake, memory_order_acquire) != v)
                         return 0;
@@ -847,14 +848,18 @@ int fp_wake_wait(Fp *f, uint32_t id, uint32_t v, int slice_ms) {
          * CPU and preempt the waker there (a producer woken by each release of its consumer's
          * takes half of the consumer's CPU: make bench's Python rows at 64 B ran at half
          * speed in one trial out of two). A waiter that yields stays runnable, so its waker
-         * makes no call, and it hands its CPU to whoever shares it. Bounded: about 0.6 us a
-         * yield when nobody else wants the CPU, so at most ~120 us of a long wait.
+         * makes no call, and it hands its CPU to whoever shares it. But a waiter that yields
+         * also keeps its CPU from looking idle, so the kernel does not move a busy process
+         * there: the caller gives a budget that follows how its waits end (fast.c).
          */
-        for (int i = 0; i < FP_WAIT_YIELDS; i++) {
-                if (atomic_load_explicit(&m->wake, memory_order_acquire) != v)
+        for (unsigned i = 0; i < budget; i++) {
+                if (atomic_load_explicit(&m->wake, memory_order_acquire) != v) {
+                        *yields = i;
                         return 0;
+                }
                 sched_yield();
         }
+        *yields = UINT_MAX;
         if (!atomic_compare_exchange_strong_explicit(&m->wake, &c, v | 1, memory_order_acquire, memory_order_acquire))
                 return 0;
         if (futex_wait(&m->wake, v | 1, slice_ms) < 0 && errno == ETIMEDOUT)

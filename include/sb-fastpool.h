@@ -299,8 +299,11 @@ int fp_end(Fp *f, uint32_t id);
 int fp_wait(Fp *f, uint32_t id, FpWaitKind kind, uint32_t max, int64_t seq, bool proxy, uint32_t *wake_v);
 
 /* Sleep until member @id's wake word moves from @v, at most @slice_ms: 0 (it moved, or
- * maybe: look under the lock) or -ETIMEDOUT. */
-int fp_wake_wait(Fp *f, uint32_t id, uint32_t v, int slice_ms);
+ * maybe: look under the lock) or -ETIMEDOUT. First it spins a little, then yields its CPU
+ * up to *yields times (at most FP_WAIT_YIELDS_MAX): on return *yields is how many yields
+ * it took to see the word move, or UINT_MAX if it went to sleep. */
+#define FP_WAIT_YIELDS_MAX 256u   /* about 0.6 us each when nobody else wants the CPU */
+int fp_wake_wait(Fp *f, uint32_t id, uint32_t v, int slice_ms, unsigned *yields);
 
 /* Tell member @id that it was served (after the lock is given back). */
 void fp_wake(Fp *f, uint32_t id);

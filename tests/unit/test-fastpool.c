@@ -9,10 +9,14 @@
  * FP_UNDO_CAP, and blocks scribbled on by a hostile member.
  */
 #include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sb-fastpool.h"
 #include "unit.h"
@@ -747,6 +751,47 @@ START_TEST(stream_end_wakes_every_waiting_consumer) {
         ck_assert_uint_eq(fp_member(&b.f, 2)->stream, 1);
         ck_assert_uint_eq(fp_member(&b.f, 3)->stream, 1);
         ck_assert_int_eq(consume(&b, 2, NULL), -2);    /* no second eof */
+        free(b.mem);
+}
+END_TEST
+
+/* A sleeper costs its waker a system call: fp_wake_wait() yields its CPU up to the budget
+ * it is given first, and says how it ended (the yields it took, or UINT_MAX: it slept). */
+static void *wake_later(void *arg) {
+        Blk *b = arg;
+        struct timespec ts = { 0, 2 * 1000 * 1000 };
+
+        nanosleep(&ts, NULL);
+        fp_wake(&b->f, 2);
+        return NULL;
+}
+
+START_TEST(a_waiter_yields_its_budget_then_sleeps) {
+        Blk b;
+        unsigned yields;
+        uint32_t v;
+        pthread_t t;
+
+        mk(&b, 1, 2, FP_REQUEUE_ON_DEATH);
+        join(&b, 1, ROLE_PRODUCER);
+        join(&b, 2, ROLE_CONSUMER);
+        v = atomic_load(&fp_member(&b.f, 2)->wake) & ~1u;
+        fp_wake(&b.f, 2);                               /* woken before it waits: no yield */
+        yields = 50;
+        ck_assert_int_eq(fp_wake_wait(&b.f, 2, v, 1000, &yields), 0);
+        ck_assert_uint_eq(yields, 0);
+        v += 2;
+        yields = 5;                                     /* nobody wakes it: 5 yields, then asleep */
+        ck_assert_int_eq(fp_wake_wait(&b.f, 2, v, 1, &yields), -ETIMEDOUT);
+        ck_assert_uint_eq(yields, UINT_MAX);
+        ck_assert_uint_eq(atomic_load(&fp_member(&b.f, 2)->wake), v | 1);       /* the sleep bit: its waker calls */
+        atomic_fetch_and(&fp_member(&b.f, 2)->wake, ~1u);
+        ck_assert_int_eq(pthread_create(&t, NULL, wake_later, &b), 0);
+        yields = 0;                                     /* no budget: asleep at once, woken by the call */
+        ck_assert_int_eq(fp_wake_wait(&b.f, 2, v, 5000, &yields), 0);
+        ck_assert_uint_eq(yields, UINT_MAX);
+        ck_assert_uint_eq(atomic_load(&fp_member(&b.f, 2)->wake) & ~1u, v + 2);
+        pthread_join(t, NULL);
         free(b.mem);
 }
 END_TEST
@@ -1645,6 +1690,7 @@ Suite *suite_fastpool(void) {
         tcase_add_test(u, lock_steal_and_bad_logs);
         tcase_add_test(u, corrupt_step_is_undone);
         tcase_add_test(u, broken_index_fails_a_publish);
+        tcase_add_test(u, a_waiter_yields_its_budget_then_sleeps);
         tcase_add_test(u, undo_after_every_store_unordered);
         tcase_add_test(u, undo_after_every_store_ordered);
         tcase_add_test(u, undo_bound_at_the_largest_pool);
