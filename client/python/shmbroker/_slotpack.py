@@ -80,6 +80,18 @@ def _torch_dtype_name(dtype) -> str:
     return str(dtype).rpartition(".")[2]
 
 
+# Objects that are never arrays: the pickler's own business, with no look at them here.
+_PLAIN = frozenset({str, int, float, bool, type(None), tuple, list, dict, bytes})
+
+
+def _ints(xs) -> str:
+    return ",".join(map(str, xs))
+
+
+def _shape(text: str) -> tuple:
+    return tuple(map(int, text.split(","))) if text else ()
+
+
 class _Packer(pickle.Pickler):
     def __init__(self, file, arena: SlotArena | None):
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
@@ -95,38 +107,44 @@ class _Packer(pickle.Pickler):
             raise Overflow(0)
         return off
 
+    # A reference is one string of words ("n <dtype> <offset> <shape>", ...): pickle asks
+    # persistent_id() about every object it writes, and the parts of a tuple would be asked
+    # about one by one, a string only as a whole.
     def persistent_id(self, obj: Any):
+        if type(obj) in _PLAIN:
+            return None
         if _numpy_ok(obj):
             a = obj
             if a.size == 0:
-                return ("n0", a.dtype.str, a.shape)
+                return f"n0 {a.dtype.str} {_ints(a.shape)}"
             if self.arena is not None and a.flags.c_contiguous:
                 off = self.arena.offset_of(a.__array_interface__["data"][0], a.nbytes)
                 if off is not None:
-                    return ("n", a.dtype.str, off, a.shape)
+                    return f"n {a.dtype.str} {off} {_ints(a.shape)}"
             off = self._place(a.nbytes)
             if self.arena is not None:
                 dst = np.frombuffer(self.arena.view, a.dtype, a.size, off).reshape(a.shape)
                 np.copyto(dst, a, casting="no")
-            return ("n", a.dtype.str, off, a.shape)
+            return f"n {a.dtype.str} {off} {_ints(a.shape)}"
         if _tensor_ok(obj):
             t = obj
             dtype = _torch_dtype_name(t.dtype)
             if t.numel() == 0:
-                return ("t0", dtype, tuple(t.shape))
-            storage = t.storage()
+                return f"t0 {dtype} {_ints(t.shape)}"
+            storage = t.untyped_storage() if hasattr(t, "untyped_storage") else t.storage()
             if self.arena is not None:
-                size = storage.size() * t.element_size()
+                size = storage.nbytes()
                 off = self.arena.offset_of(storage.data_ptr(), size)
                 if off is not None:
-                    return ("t", dtype, off, storage.size(), t.storage_offset(), tuple(t.shape), t.stride())
+                    return f"t {dtype} {off} {size // t.element_size()} {t.storage_offset()} " \
+                           f"{_ints(t.shape)} {_ints(t.stride())}"
             c = t.contiguous()
             off = self._place(c.numel() * c.element_size())
             if self.arena is not None:
                 torch = _torch()
                 dst = torch.frombuffer(self.arena.view, dtype=c.dtype, count=c.numel(), offset=off)
                 dst.copy_(c.reshape(-1))
-            return ("t", dtype, off, c.numel(), 0, tuple(c.shape), c.stride())
+            return f"t {dtype} {off} {c.numel()} 0 {_ints(c.shape)} {_ints(c.stride())}"
         return None
 
 
@@ -162,12 +180,12 @@ class _Unpacker(pickle.Unpickler):
         self.buf, self.copy = buf, copy
 
     def persistent_load(self, pid):
-        kind = pid[0]
+        words = pid.split(" ")
+        kind = words[0]
         if kind == "n0":
-            return np.empty(pid[2], np.dtype(pid[1]))
+            return np.empty(_shape(words[2]), np.dtype(words[1]))
         if kind == "n":
-            _, dtype, off, shape = pid
-            dtype = np.dtype(dtype)
+            dtype, off, shape = np.dtype(words[1]), int(words[2]), _shape(words[3])
             count = 1
             for s in shape:
                 count *= s
@@ -176,12 +194,12 @@ class _Unpacker(pickle.Unpickler):
         torch = _torch()
         if torch is None:
             import torch        # a tensor was sent: the worker had torch, so this process does too
-        dtype = getattr(torch, pid[1])
+        dtype = getattr(torch, words[1])
         if kind == "t0":
-            return torch.empty(pid[2], dtype=dtype)
-        _, _, off, count, storage_offset, shape, stride = pid
+            return torch.empty(_shape(words[2]), dtype=dtype)
+        off, count, storage_offset = int(words[2]), int(words[3]), int(words[4])
         t = torch.frombuffer(self.buf, dtype=dtype, count=count, offset=off)
-        t = t.as_strided(shape, stride, storage_offset)
+        t = t.as_strided(_shape(words[5]), _shape(words[6]), storage_offset)
         return t.clone() if self.copy else t
 
 
