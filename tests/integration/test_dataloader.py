@@ -161,6 +161,17 @@ class Recorder(torch.utils.data.Dataset):
         return np.full(8, i, np.int32)
 
 
+class Images(torch.utils.data.Dataset):
+    """Sample i: one array, so that a batch is one tensor (which a worker sends with no
+    pickle: _slotpack.pack())."""
+
+    def __len__(self):
+        return 30
+
+    def __getitem__(self, i):
+        return np.arange(6, dtype=np.float64).reshape(2, 3) * i + 0.5
+
+
 class InPlace(torch.utils.data.Dataset):
     """Squares that can also write a sample straight into the batch."""
 
@@ -211,6 +222,8 @@ ARGS = {
     "batch_sampler": (Squares, dict(num_workers=3, batch_sampler=bucket_batches(50, 7))),
     "batch_size=None": (Squares, dict(batch_size=None, num_workers=2)),
     "nested types": (Mixed, dict(batch_size=4, num_workers=2, prefetch_factor=3)),
+    "one array a sample": (Images, dict(batch_size=4, num_workers=2)),
+    "one array a sample, batch_size=None": (Images, dict(batch_size=None, num_workers=2)),
     "collate_fn": (Ragged, dict(batch_size=10, num_workers=2, collate_fn=pad)),
     "iterable": (Shards, dict(batch_size=4, num_workers=3)),
     "iterable drop_last": (Shards, dict(batch_size=4, num_workers=2, drop_last=True)),
@@ -506,6 +519,12 @@ class D:
 class R:
     def __len__(self): return 10
     def __getitem__(self, i): return np.full((2,), i, np.float32), i, "s%d" % i
+class A:
+    def __len__(self): return 10
+    def __getitem__(self, i): return np.full((2,), i, np.float32)
+dl = shmbroker.DataLoader(A(), batch_size=4, num_workers=2, socket=sys.argv[1])
+got = list(dl)
+assert [type(x) for x in got] == [np.ndarray] * 3 and got[-1].tolist() == [[8, 8], [9, 9]], got
 for d in (D(), R()):
     for w in (0, 2):
         dl = shmbroker.DataLoader(d, batch_size=4, num_workers=w, socket=sys.argv[1], write_sample=isinstance(d, D))

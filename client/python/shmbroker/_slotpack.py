@@ -148,10 +148,20 @@ class _Packer(pickle.Pickler):
         return None
 
 
-def pack(obj: Any, arena: SlotArena) -> tuple[int, int]:
-    """Lay ``obj`` out in the slot: (offset, length) of its pickle. Raises Overflow with the
-    bytes it needs when it does not fit."""
+def pack(obj: Any, arena: SlotArena) -> str:
+    """Lay ``obj`` out in the slot: what unpack() needs to make it again, a short text.
+    A lone array or tensor (what default_collate makes of a batch of arrays) is its
+    reference alone ("=" and the reference), with no pickle; anything else is pickled after
+    its arrays ("<offset>:<length>" of the pickle). Batch after batch of one loader the text
+    is the same, so the trainer's decode of the meta that carries it is a cache hit. Raises
+    Overflow with the bytes it needs when it does not fit."""
     used = arena.used
+    if _numpy_ok(obj) or _tensor_ok(obj):
+        try:
+            return "=" + _Packer(io.BytesIO(), arena).persistent_id(obj)
+        except Overflow:
+            arena.used = used
+            raise Overflow(measure(obj)) from None
     buf = io.BytesIO()
     try:
         _Packer(buf, arena).dump(obj)
@@ -163,7 +173,7 @@ def pack(obj: Any, arena: SlotArena) -> tuple[int, int]:
         arena.used = used
         raise Overflow(measure(obj)) from None
     arena.view[off:off + len(blob)] = blob
-    return off, len(blob)
+    return f"{off}:{len(blob)}"
 
 
 def measure(obj: Any) -> int:
@@ -180,32 +190,42 @@ class _Unpacker(pickle.Unpickler):
         self.buf, self.copy = buf, copy
 
     def persistent_load(self, pid):
-        words = pid.split(" ")
-        kind = words[0]
-        if kind == "n0":
-            return np.empty(_shape(words[2]), np.dtype(words[1]))
-        if kind == "n":
-            dtype, off, shape = np.dtype(words[1]), int(words[2]), _shape(words[3])
-            count = 1
-            for s in shape:
-                count *= s
-            a = np.frombuffer(self.buf, dtype, count, off).reshape(shape)
-            return a.copy() if self.copy else a
-        torch = _torch()
-        if torch is None:
-            import torch        # a tensor was sent: the worker had torch, so this process does too
-        dtype = getattr(torch, words[1])
-        if kind == "t0":
-            return torch.empty(_shape(words[2]), dtype=dtype)
-        off, count, storage_offset = int(words[2]), int(words[3]), int(words[4])
-        t = torch.frombuffer(self.buf, dtype=dtype, count=count, offset=off)
-        t = t.as_strided(_shape(words[5]), _shape(words[6]), storage_offset)
-        return t.clone() if self.copy else t
+        return _referenced(pid, self.buf, self.copy)
 
 
-def unpack(buf: Any, off: int, length: int, copy: bool = False) -> Any:
-    """The structure packed at ``off`` of ``buf`` (a buffer over the slot): its arrays and
-    tensors views of ``buf`` (each keeps it alive), or with ``copy`` copies of them."""
+def _referenced(pid: str, buf: Any, copy: bool) -> Any:
+    """The array or tensor of reference ``pid`` (_Packer.persistent_id()): a view of ``buf``,
+    or a copy."""
+    words = pid.split(" ")
+    kind = words[0]
+    if kind == "n0":
+        return np.empty(_shape(words[2]), np.dtype(words[1]))
+    if kind == "n":
+        dtype, off, shape = np.dtype(words[1]), int(words[2]), _shape(words[3])
+        count = 1
+        for s in shape:
+            count *= s
+        a = np.frombuffer(buf, dtype, count, off).reshape(shape)
+        return a.copy() if copy else a
+    torch = _torch()
+    if torch is None:
+        import torch        # a tensor was sent: the worker had torch, so this process does too
+    dtype = getattr(torch, words[1])
+    if kind == "t0":
+        return torch.empty(_shape(words[2]), dtype=dtype)
+    off, count, storage_offset = int(words[2]), int(words[3]), int(words[4])
+    t = torch.frombuffer(buf, dtype=dtype, count=count, offset=off)
+    t = t.as_strided(_shape(words[5]), _shape(words[6]), storage_offset)
+    return t.clone() if copy else t
+
+
+def unpack(buf: Any, packed: str, copy: bool = False) -> Any:
+    """The structure pack() laid out in ``buf`` (a buffer over the slot) and described by
+    ``packed``: its arrays and tensors views of ``buf`` (each keeps it alive), or with
+    ``copy`` copies of them."""
+    if packed[0] == "=":
+        return _referenced(packed[1:], buf, copy)
+    off, length = map(int, packed.split(":"))
     view = memoryview(buf).cast("B")
     return _Unpacker(io.BytesIO(view[off:off + length]), buf, copy).load()
 

@@ -3,22 +3,26 @@ straight into a slot of the loader's pool and publishes it, as torch's worker lo
 (torch/utils/data/_utils/worker.py): seeded the same way, get_worker_info() answering, the
 same fetchers and collation, exceptions sent in place of the batch.
 
-What a worker publishes, each in one slot, its meta saying which ("k"):
-  "d"  the batch of task "i", packed (_slotpack: its pickle at "p", "n" bytes long)
-  "e"  the exception task "i" raised, packed (an ExceptionWrapper)
-  "s"  task "i" found the worker's iterable dataset exhausted
+What a worker publishes, each in one slot, its meta saying which ("k"); the slot starts
+with the number of the task it answers (HEADER: -1 for none), so that the meta of one
+loader's batches is the same text batch after batch (the trainer decodes it once):
+  "d"  the batch of its task, packed (_slotpack: "b" says how)
+  "e"  the exception its task raised, packed (an ExceptionWrapper)
+  "s"  its task found the worker's iterable dataset exhausted
   "r"  the worker is ready for a new epoch (persistent workers)
-  "g"  task "i" needs slots of "need" bytes: the trainer makes a pool with slots that big
-       (the loader's next generation) and names it in ``answers[worker]``
+  "g"  its task needs slots of "need" bytes: the trainer makes a pool with slots that big
+       (the loader's next generation) and names it in ``answers[worker "w"]``
 """
 from __future__ import annotations
 
 import copy
+import json
 import os
 import pickle
 import random
 import select
 import signal
+import struct
 import sys
 import time
 from typing import Any
@@ -29,6 +33,7 @@ from . import _notorch, _slotpack, errors
 from ._lib import libc
 from .client import connect
 
+HEADER = struct.Struct("<q")     # at the start of each slot: the task it answers, -1 for none
 POLL = 0.05     # how often a worker waiting for a slot looks whether the loader is done
 PIPELINED_MAX = 4 << 20     # slots smaller than this are published pipelined
 
@@ -76,6 +81,7 @@ class _Out:
         self.pools: dict = {}           # generation -> (client, pool)
         self.slot = self.arena = None
         self.in_slot = False
+        self.metas: dict = {}           # (kind, how it is packed) -> the meta's text
 
     def _pool(self, gen: int):
         if gen not in self.pools:
@@ -105,6 +111,7 @@ class _Out:
                     raise _Done from None
         self.gen = gen
         self.arena = _slotpack.SlotArena(self.slot.buffer)
+        self.arena.alloc(HEADER.size)           # offset 0
 
     def collating(self, collate: Any) -> Any:
         """``collate`` (torch's default_collate, as the loader's collate_fn) stacking its
@@ -138,15 +145,17 @@ class _Out:
 
     def put(self, kind: str, idx: int | None, obj: Any = None) -> None:
         """Publish message ``kind`` of task ``idx`` (``obj`` packed in the slot)."""
-        meta: dict = {"k": kind, "i": idx, "w": self.worker_id}
+        meta: dict = {"k": kind}
+        task = -1 if idx is None else idx
         while obj is not None:
             try:
-                meta["p"], meta["n"] = _slotpack.pack(obj, self.arena)
+                meta["b"] = _slotpack.pack(obj, self.arena)
                 break
             except _slotpack.Overflow as o:
                 # Out of the slot before it goes; the trainer answers with a bigger pool.
                 obj = copy.deepcopy(obj)
-                self.slot.publish(nbytes=0, meta={"k": "g", "i": idx, "w": self.worker_id, "need": o.needed})
+                HEADER.pack_into(self.arena.view, 0, task)
+                self.slot.publish(nbytes=HEADER.size, meta={"k": "g", "w": self.worker_id, "need": o.needed})
                 self.slot = self.arena = None
                 self.begin(self._answer())
             except Exception as exc:
@@ -157,7 +166,14 @@ class _Out:
                 text = f"{getattr(obj, 'exc_msg', obj)}\n(its type cannot be sent to the trainer: {exc})"
                 obj = _notorch.ExceptionWrapper((RuntimeError, RuntimeError(text), None),
                                                 where=getattr(obj, "where", "in a DataLoader worker"))
-        self.slot.publish(nbytes=self.arena.used, meta=meta)
+        HEADER.pack_into(self.arena.view, 0, task)
+        key = (kind, meta.get("b"))
+        text = self.metas.get(key)
+        if text is None:
+            if len(self.metas) >= 64:
+                self.metas.clear()
+            text = self.metas[key] = json.dumps(meta, separators=(",", ":")).encode()
+        self.slot._publish_text(self.arena.used, text)
         self.slot = self.arena = None
 
     def _answer(self) -> int:

@@ -661,6 +661,12 @@ class Slot:
                            json.dumps(meta, separators=(",", ":")).encode())
         self.published = True
 
+    def _publish_text(self, nbytes: int, meta: bytes) -> None:
+        """publish() of ``nbytes`` with a meta already encoded (JSON text): for the package's
+        own loops, which send the same few metas over and over."""
+        self.pool._publish(self.index, nbytes, -1, meta)
+        self.published = True
+
     def release(self) -> None:
         """Give the slot back unpublished."""
         if not self.published and not self.released:

@@ -265,7 +265,9 @@ class _ShmIter(_BaseIter):
         prev = self._give_back(gen)
         batch = x.pool.release_get(prev, timeout=timeout)
         meta = batch.meta
-        kind, idx = meta["k"], meta["i"]
+        kind, idx = meta["k"], _worker.HEADER.unpack_from(batch.data)[0]
+        if idx < 0:
+            idx = None
         if kind == "g":
             batch.release()
             return kind, idx, (meta["w"], meta["need"])
@@ -274,7 +276,7 @@ class _ShmIter(_BaseIter):
             return kind, idx, (gen, batch)
         try:
             if kind == "e":
-                return kind, idx, _Raise(_slotpack.unpack(batch.keep(None), meta["p"], meta["n"], copy=True))
+                return kind, idx, _Raise(_slotpack.unpack(batch.keep(None), meta["b"], copy=True))
             return kind, idx, None
         finally:
             batch.release()
@@ -447,11 +449,11 @@ class _ShmIter(_BaseIter):
         held = self._handed - self._returned - len(self._returns)
         self._handed += 1
         if held >= self._held_max:
-            data = _slotpack.unpack(batch.keep(None), meta["p"], meta["n"], copy=True)
+            data = _slotpack.unpack(batch.keep(None), meta["b"], copy=True)
             self._returns.append((gen, batch))
         else:
             lease = _Lease()
-            data = _slotpack.unpack(batch.keep(lease), meta["p"], meta["n"])
+            data = _slotpack.unpack(batch.keep(lease), meta["b"])
             # Only appends: it may run in any thread, inside any call.
             weakref.finalize(lease, self._returns.append, (gen, batch))
         return self._pinner(data) if self._pinner is not None else data
