@@ -172,6 +172,38 @@ class Images(torch.utils.data.Dataset):
         return np.arange(6, dtype=np.float64).reshape(2, 3) * i + 0.5
 
 
+class Arrays(torch.utils.data.Dataset):
+    """Samples of numpy arrays in every dtype torch takes, 0-d ones among them, inside a
+    tuple and a dict: each field stacked as torch stacks it."""
+
+    DTYPES = (np.bool_, np.uint8, np.int8, np.int16, np.int32, np.int64, np.float16, np.float32, np.float64,
+              np.complex64, np.complex128)
+
+    def __len__(self):
+        return 12
+
+    def __getitem__(self, i):
+        fields = {np.dtype(t).name: (np.arange(6) * (i + 1) % 7).astype(t).reshape(2, 3) for t in self.DTYPES}
+        return fields, (np.array(i * 0.5), np.arange(3, dtype=np.int16)[::-1] + i)
+
+
+class Unstackable(torch.utils.data.Dataset):
+    """Arrays that torch's own collation refuses (or promotes), each in a batch of its own."""
+
+    def __len__(self):
+        return 12
+
+    def __getitem__(self, i):
+        batch, k = divmod(i, 3)
+        if batch == 0:
+            return np.zeros(k + 1, np.float32)                      # shapes differ
+        if batch == 1:
+            return np.zeros(2, ">f4")                               # not the native byte order
+        if batch == 2:
+            return np.zeros(2, np.uint16)                           # a dtype torch lacks
+        return np.zeros(2, np.float32 if k else np.float64)         # dtypes differ
+
+
 class InPlace(torch.utils.data.Dataset):
     """Squares that can also write a sample straight into the batch."""
 
@@ -224,6 +256,7 @@ ARGS = {
     "nested types": (Mixed, dict(batch_size=4, num_workers=2, prefetch_factor=3)),
     "one array a sample": (Images, dict(batch_size=4, num_workers=2)),
     "one array a sample, batch_size=None": (Images, dict(batch_size=None, num_workers=2)),
+    "arrays of every dtype, nested": (Arrays, dict(batch_size=5, num_workers=2)),
     "collate_fn": (Ragged, dict(batch_size=10, num_workers=2, collate_fn=pad)),
     "iterable": (Shards, dict(batch_size=4, num_workers=3)),
     "iterable drop_last": (Shards, dict(batch_size=4, num_workers=2, drop_last=True)),
@@ -389,6 +422,30 @@ def test_worker_exception_is_reraised_as_torchs_and_the_loader_goes_on(daemon):
     assert type(e) is type(t) is ZeroDivisionError
     assert str(e).split("\n")[0] == str(t).split("\n")[0] == "Caught ZeroDivisionError in DataLoader worker process 0."
     assert "sample 9 is cursed" in str(e) and "__getitem__" in str(e)
+
+
+def test_arrays_torch_cannot_stack_fail_or_promote_as_in_torch(daemon):
+    """The loader's own stacking of numpy arrays (_worker._Out.stack_arrays) leaves to torch
+    whatever it does not take: the same exceptions, or the same promoted batch."""
+    def run(loader):
+        out, it = [], iter(loader)
+        while True:
+            try:
+                out.append(next(it))
+            except StopIteration:
+                return out
+            except Exception as e:
+                out.append((type(e), str(e).split("\n")[-2] if "\n" in str(e) else str(e)))
+    theirs = run(TorchLoader(Unstackable(), batch_size=3, num_workers=2))
+    with shmbroker.DataLoader(Unstackable(), batch_size=3, num_workers=2, socket=daemon.path) as dl:
+        ours = run(dl)
+    assert len(ours) == len(theirs) == 4
+    for a, b in zip(ours, theirs):
+        if isinstance(b, tuple):
+            assert a[0] is b[0] and a[1] == b[1], (a, b)
+        else:
+            same(a, b)
+    assert sum(isinstance(b, tuple) for b in theirs) >= 2       # torch refuses some of them
 
 
 def test_key_error_keeps_type_and_readable_message(daemon):

@@ -71,6 +71,9 @@ class _Done(Exception):
 
 
 _itemsize: dict = {}        # torch dtype -> bytes
+# The numpy dtypes torch.from_numpy() takes (torch 1.13 and later).
+_TORCH_DTYPES = frozenset(np.dtype(t) for t in (np.bool_, np.uint8, np.int8, np.int16, np.int32, np.int64,
+                                                np.float16, np.float32, np.float64, np.complex64, np.complex128))
 
 
 class _Out:
@@ -117,14 +120,43 @@ class _Out:
         """``collate`` (torch's default_collate, as the loader's collate_fn) stacking its
         batch into the task's slot. Only there: default_collate called anywhere else (in a
         dataset, or in a collate_fn of the user's, which may keep what it made) makes its
-        storage in the worker's own memory."""
+        storage in the worker's own memory.
+
+        Numpy arrays, at any depth of the samples, are stacked by stack_arrays() rather than
+        by torch's collate_numpy_array_fn, as long as default_collate_fn_map still names
+        torch's own: the same tensor, made without a tensor per sample."""
+        from torch.utils.data._utils import collate as torch_collate
+
         def in_slot(batch):
             self.in_slot = True
             try:
+                fns = torch_collate.default_collate_fn_map
+                if fns.get(np.ndarray) is torch_collate.collate_numpy_array_fn:
+                    return torch_collate.collate(batch, collate_fn_map={**fns, np.ndarray: self.stack_arrays})
                 return collate(batch)
             finally:
                 self.in_slot = False
         return in_slot
+
+    def stack_arrays(self, batch: list, *, collate_fn_map: Any = None) -> Any:
+        """What torch's collate_numpy_array_fn makes of a batch of numpy arrays (a tensor
+        per sample, stacked into a new one), stacked straight from the arrays into the slot
+        and seen as a tensor there: when every sample is a plain array of one shape and
+        one dtype that torch.from_numpy() takes. Anything else (several shapes or dtypes,
+        strings, byte order or dtypes torch refuses, no room left) goes to torch's, which
+        collates it or raises as it would."""
+        from torch.utils.data._utils import collate as torch_collate
+        torch = sys.modules["torch"]
+        elem = batch[0]
+        dt, shape = elem.dtype, elem.shape
+        if (self.arena is not None and dt in _TORCH_DTYPES and dt.isnative
+                and all(type(a) is np.ndarray and a.shape == shape and a.dtype == dt for a in batch)):
+            off = self.arena.alloc(len(batch) * elem.nbytes)
+            if off is not None:
+                out = np.frombuffer(self.arena.view, dt, len(batch) * elem.size, off).reshape((len(batch),) + shape)
+                np.stack(batch, out=out)
+                return torch.from_numpy(out)
+        return torch_collate.collate_numpy_array_fn(batch, collate_fn_map=collate_fn_map)
 
     def new_shared(self, size: int, dtype) -> Any:
         """A storage of ``size`` elements in the current slot (where default_collate stacks
