@@ -43,13 +43,27 @@ def address_of(view: memoryview) -> int:
 
 
 class SlotArena:
-    """A slot's bytes as a bump allocator: what a worker lays out in it, in order."""
+    """A slot's bytes as a bump allocator: what a worker lays out in it, in order. ``known``
+    holds the references of tensors made over it by their maker, which knew them (see
+    remember()): pack() then need not ask torch where they lie."""
 
-    def __init__(self, view: memoryview):
+    def __init__(self, view: memoryview, addr: int | None = None):
         self.view = view
-        self.addr = address_of(view)
+        self.addr = address_of(view) if addr is None else addr
         self.size = len(view)
         self.used = 0
+        self.known: dict = {}
+
+    def remember(self, t: Any, off: int) -> None:
+        """``t`` is a C-contiguous tensor made over this arena at ``off`` (torch.from_numpy()
+        of an array made there): its reference, as persistent_id() would find it."""
+        shape = tuple(t.shape)
+        stride, step = [], 1
+        for n in reversed(shape):
+            stride.append(step)
+            step *= max(n, 1)
+        self.known[id(t)] = (t, f"t {_torch_dtype_name(t.dtype)} {off} {t.numel()} 0 {_ints(shape)} "
+                                f"{_ints(reversed(stride))}" if t.numel() else None)
 
     def alloc(self, nbytes: int) -> int | None:
         """The offset of ``nbytes`` new bytes, or None when they do not fit."""
@@ -113,6 +127,10 @@ class _Packer(pickle.Pickler):
     def persistent_id(self, obj: Any):
         if type(obj) in _PLAIN:
             return None
+        if self.arena is not None:
+            known = self.arena.known.get(id(obj))
+            if known is not None and known[0] is obj and known[1] is not None:
+                return known[1]
         if _numpy_ok(obj):
             a = obj
             if a.size == 0:

@@ -113,7 +113,9 @@ class _Out:
                 if self.done.is_set():
                     raise _Done from None
         self.gen = gen
-        self.arena = _slotpack.SlotArena(self.slot.buffer)
+        memory = pool._memory()
+        start = self.slot.offset
+        self.arena = _slotpack.SlotArena(memory.view[start:start + pool.slot_size], memory.addr + start)
         self.arena.alloc(HEADER.size)           # offset 0
 
     def collating(self, collate: Any) -> Any:
@@ -151,11 +153,17 @@ class _Out:
         dt, shape = elem.dtype, elem.shape
         if (self.arena is not None and dt in _TORCH_DTYPES and dt.isnative
                 and all(type(a) is np.ndarray and a.shape == shape and a.dtype == dt for a in batch)):
-            off = self.arena.alloc(len(batch) * elem.nbytes)
+            n = len(batch)
+            off = self.arena.alloc(n * elem.nbytes)
             if off is not None:
-                out = np.frombuffer(self.arena.view, dt, len(batch) * elem.size, off).reshape((len(batch),) + shape)
-                np.stack(batch, out=out)
-                return torch.from_numpy(out)
+                out = np.frombuffer(self.arena.view, dt, n * elem.size, off)
+                if shape:       # one after the other: the stack, laid out (and cheaper than np.stack)
+                    np.concatenate(batch, out=out.reshape((n * shape[0],) + shape[1:]))
+                else:
+                    np.stack(batch, out=out)
+                t = torch.from_numpy(out.reshape((n,) + shape))
+                self.arena.remember(t, off)
+                return t
         return torch_collate.collate_numpy_array_fn(batch, collate_fn_map=collate_fn_map)
 
     def new_shared(self, size: int, dtype) -> Any:
