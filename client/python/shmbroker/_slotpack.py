@@ -211,15 +211,34 @@ class _Unpacker(pickle.Unpickler):
         return _referenced(pid, self.buf, self.copy)
 
 
+_parsed: dict = {}          # reference -> its fields, parsed (a loader sends the same ones over and over)
+
+
+def _parse(pid: str) -> tuple:
+    """A reference's fields: (kind, dtype, offset, count, storage offset, shape, stride)."""
+    hit = _parsed.get(pid)
+    if hit is None:
+        words = pid.split(" ")
+        kind = words[0]
+        if kind in ("n0", "t0"):
+            hit = (kind, words[1], 0, 0, 0, _shape(words[2]), ())
+        elif kind == "n":
+            hit = (kind, np.dtype(words[1]), int(words[2]), 0, 0, _shape(words[3]), ())
+        else:
+            hit = (kind, words[1], int(words[2]), int(words[3]), int(words[4]), _shape(words[5]), _shape(words[6]))
+        if len(_parsed) >= 256:
+            _parsed.clear()
+        _parsed[pid] = hit
+    return hit
+
+
 def _referenced(pid: str, buf: Any, copy: bool) -> Any:
     """The array or tensor of reference ``pid`` (_Packer.persistent_id()): a view of ``buf``,
     or a copy."""
-    words = pid.split(" ")
-    kind = words[0]
+    kind, dtype, off, count, storage_offset, shape, stride = _parse(pid)
     if kind == "n0":
-        return np.empty(_shape(words[2]), np.dtype(words[1]))
+        return np.empty(shape, np.dtype(dtype))
     if kind == "n":
-        dtype, off, shape = np.dtype(words[1]), int(words[2]), _shape(words[3])
         count = 1
         for s in shape:
             count *= s
@@ -228,12 +247,10 @@ def _referenced(pid: str, buf: Any, copy: bool) -> Any:
     torch = _torch()
     if torch is None:
         import torch        # a tensor was sent: the worker had torch, so this process does too
-    dtype = getattr(torch, words[1])
+    dtype = getattr(torch, dtype)
     if kind == "t0":
-        return torch.empty(_shape(words[2]), dtype=dtype)
-    off, count, storage_offset = int(words[2]), int(words[3]), int(words[4])
-    t = torch.frombuffer(buf, dtype=dtype, count=count, offset=off)
-    t = t.as_strided(_shape(words[5]), _shape(words[6]), storage_offset)
+        return torch.empty(shape, dtype=dtype)
+    t = torch.frombuffer(buf, dtype=dtype, count=count, offset=off).as_strided(shape, stride, storage_offset)
     return t.clone() if copy else t
 
 
