@@ -659,3 +659,26 @@ def test_timeout_raises_on_time(daemon):
         with pytest.raises(RuntimeError, match="timed out after 1.0 seconds"):
             list(dl)
         assert time.monotonic() - start < 1.6
+
+
+@pytest.mark.parametrize("shape, dtype", [((4096,), np.uint8), ((2, 3), np.float64), ((3, 2, 5), np.int16),
+                                          ((), np.float32), ((0, 4), np.int32), ((4, 1, 3), np.int64)])
+def test_a_batch_stacked_in_the_slot_is_referenced_as_torch_lays_it_out(shape, dtype):
+    """A worker knows where the tensors it stacks lie (SlotArena.remember()) and sends that
+    reference without asking torch: it must be the one torch's own storage gives."""
+    from shmbroker import _slotpack
+    view = memoryview(bytearray(1 << 16))
+    for _ in range(2):                                  # made, then remembered
+        arena = _slotpack.SlotArena(view)
+        arena.alloc(8)
+        n, size = 4, int(np.prod(shape))
+        off = arena.alloc(n * size * np.dtype(dtype).itemsize)
+        t = torch.from_numpy(np.frombuffer(arena.view, dtype, n * size, off).reshape((n,) + shape))
+        arena.remember(t, off, (n,) + shape)
+        known = _slotpack.pack(t, arena)
+        arena.known.clear()
+        asked = _slotpack.pack(t, arena)
+        assert known == asked
+        again = _slotpack.unpack(view, known)
+        assert again.dtype == t.dtype and again.shape == t.shape and again.stride() == t.stride()
+        assert again.data_ptr() == t.data_ptr()

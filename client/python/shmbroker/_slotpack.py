@@ -54,16 +54,23 @@ class SlotArena:
         self.used = 0
         self.known: dict = {}
 
-    def remember(self, t: Any, off: int) -> None:
-        """``t`` is a C-contiguous tensor made over this arena at ``off`` (torch.from_numpy()
-        of an array made there): its reference, as persistent_id() would find it."""
-        shape = tuple(t.shape)
-        stride, step = [], 1
-        for n in reversed(shape):
-            stride.append(step)
-            step *= max(n, 1)
-        self.known[id(t)] = (t, f"t {_torch_dtype_name(t.dtype)} {off} {t.numel()} 0 {_ints(shape)} "
-                                f"{_ints(reversed(stride))}" if t.numel() else None)
+    def remember(self, t: Any, off: int, shape: tuple) -> None:
+        """``t`` is a C-contiguous tensor of ``shape`` made over this arena at ``off``
+        (torch.from_numpy() of an array made there): its reference, as persistent_id()
+        would find it. The same few, batch after batch: made once each."""
+        key = (t.dtype, shape, off)
+        pid = _contiguous.get(key)
+        if pid is None:
+            stride, step, count = [], 1, 1
+            for n in reversed(shape):
+                stride.append(step)
+                step *= max(n, 1)
+                count *= n
+            if len(_contiguous) >= 256:
+                _contiguous.clear()
+            pid = _contiguous[key] = (f"t {_torch_dtype_name(t.dtype)} {off} {count} 0 {_ints(shape)} "
+                                      f"{_ints(reversed(stride))}" if count else "")
+        self.known[id(t)] = (t, pid)
 
     def alloc(self, nbytes: int) -> int | None:
         """The offset of ``nbytes`` new bytes, or None when they do not fit."""
@@ -93,6 +100,8 @@ def _tensor_ok(t: Any) -> bool:
 def _torch_dtype_name(dtype) -> str:
     return str(dtype).rpartition(".")[2]
 
+
+_contiguous: dict = {}      # (torch dtype, shape, offset) -> SlotArena.remember()'s reference
 
 # Objects that are never arrays: the pickler's own business, with no look at them here.
 _PLAIN = frozenset({str, int, float, bool, type(None), tuple, list, dict, bytes})
@@ -129,7 +138,7 @@ class _Packer(pickle.Pickler):
             return None
         if self.arena is not None:
             known = self.arena.known.get(id(obj))
-            if known is not None and known[0] is obj and known[1] is not None:
+            if known is not None and known[0] is obj and known[1]:
                 return known[1]
         if _numpy_ok(obj):
             a = obj
@@ -174,6 +183,9 @@ def pack(obj: Any, arena: SlotArena) -> str:
     is the same, so the trainer's decode of the meta that carries it is a cache hit. Raises
     Overflow with the bytes it needs when it does not fit."""
     used = arena.used
+    known = arena.known.get(id(obj))
+    if known is not None and known[0] is obj and known[1]:
+        return "=" + known[1]
     if _numpy_ok(obj) or _tensor_ok(obj):
         try:
             return "=" + _Packer(io.BytesIO(), arena).persistent_id(obj)

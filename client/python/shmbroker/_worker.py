@@ -162,7 +162,7 @@ class _Out:
                 else:
                     np.stack(batch, out=out)
                 t = torch.from_numpy(out.reshape((n,) + shape))
-                self.arena.remember(t, off)
+                self.arena.remember(t, off, (n,) + shape)
                 return t
         return torch_collate.collate_numpy_array_fn(batch, collate_fn_map=collate_fn_map)
 
