@@ -34,12 +34,16 @@ import shmbroker  # noqa: E402
 
 BATCH_SAMPLES = 16
 WARMUP = 8        # batches before the clock starts, as in bench/move.c: first touches of memory
+TRIAL_SECONDS = 0.4     # main()'s trials, as bench/run.py's: each row's count sized to take about this
 
 
 def batch_count(size: int, quick: bool) -> int:
-    """Batches a trial at @size: about half a second for the shmbroker rows on this kind of
-    machine (bench/run.py shortens it for slower transports)."""
-    n = 3000 if size <= 64 << 10 else 1500 if size <= 1 << 20 else 240 if size <= 16 << 20 else 60
+    """The most batches a trial at @size takes: about half a second of the fastest Python
+    rows on this kind of machine. bench/run.py sizes each row's trials to its trial time
+    within that (a slower transport runs fewer batches); a trial much shorter than that is
+    decided by where the kernel happened to place its three processes at its start."""
+    n = 60000 if size <= 64 else 30000 if size <= 64 << 10 else 8000 if size <= 1 << 20 else \
+        400 if size <= 16 << 20 else 100
     return n // 2 if quick else n
 
 
@@ -304,9 +308,11 @@ def main() -> int:
         for size, count in sizes:
             results = {}
             for name, fn in rows:
-                fn(size, max(count // 10, 2 * WARMUP))       # warm-up
-                times = [fn(size, count) for _ in range(trials)]
-                rates = sorted(count / t for t in times)
+                warm = max(count // 100, 4 * WARMUP)
+                rate = warm / fn(size, warm)                 # warm-up, and the row's pace
+                n = max(4 * WARMUP, min(count, int(rate * TRIAL_SECONDS)))
+                times = [fn(size, n) for _ in range(trials)]
+                rates = sorted(n / t for t in times)
                 med = statistics.median(rates)
                 results[name] = med
                 figures.append({"system": name, "size": size, "median": med, "min": rates[0], "max": rates[-1]})
