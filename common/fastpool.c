@@ -846,8 +846,8 @@ int fp_wake_wait(Fp *f, uint32_t id, uint32_t v, int slice_ms, unsigned *yields)
          * Then give the CPU away a while before sleeping. A sleeper costs its waker a system
          * call, and where processes outnumber cores the kernel tends to wake it on its waker's
          * CPU and preempt the waker there (a producer woken by each release of its consumer's
-         * takes half of the consumer's CPU: make bench's Python rows at 64 B ran at half
-         * speed in one trial out of two). A waiter that yields stays runnable, so its waker
+         * takes half of the consumer's CPU: bench/preemption.py's trials at 64 B ran at
+         * half speed in 6 of 8). A waiter that yields stays runnable, so its waker
          * makes no call, and it hands its CPU to whoever shares it. But a waiter that yields
          * also keeps its CPU from looking idle, so the kernel does not move a busy process
          * there: the caller gives a budget that follows how its waits end (fast.c).
