@@ -20,12 +20,15 @@ COMMON = ["--steps", "2", "--warmup", "1", "--batch-size", "16", "--image-size",
           "--seed", "7", "--print-checksum"]
 
 
-def run(argv: list[str], daemon=None, timeout: float = 120) -> str:
-    """Run @argv with the source tree's shmbroker (and @daemon's socket); its output."""
+def run(argv: list[str], daemon=None, timeout: float = 120, tmp=None) -> str:
+    """Run @argv with the source tree's shmbroker (and @daemon's socket, and @tmp for its
+    temporary files); its output."""
     env = dict(os.environ, PYTHONPATH=str(ROOT / "client" / "python"))
     env.pop("SHMBROKER_SOCKET", None)
     if daemon is not None:
         env["SHMBROKER_SOCKET"] = daemon.path
+    if tmp is not None:
+        env["TMPDIR"] = str(tmp)
     r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
     assert r.returncode == 0, f"{' '.join(argv)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
     return r.stdout
@@ -69,13 +72,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_train_ddp_two_ranks_one_daemon(daemon):
+def test_train_ddp_two_ranks_one_daemon(daemon, tmp_path):
     # torchrun --standalone, on a port of its own: --standalone always takes 29400, which a
-    # run beside this one may hold.
+    # run beside this one may hold. Its log directory (a torchelastic_* that torch leaves
+    # behind) goes in the test's own temporary directory, not in /tmp.
     out = run([sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
                "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{free_port()}", "--redirects", "1", "--tee", "1",
                str(ROOT / "examples" / "train_ddp.py"), "--loader", "shmbroker", "--epochs", "2", "--steps", "3",
-               "--batch-size", "8", "--image-size", "32"], daemon, timeout=180)
+               "--batch-size", "8", "--image-size", "32"], daemon, timeout=180, tmp=tmp_path)
     assert f"every rank's loader uses the shmbrokerd of pid {daemon.proc.pid}" in out, out
     assert "epoch 1: 2 ranks saw disjoint samples" in out, out
     assert "OK: 2 ranks, 2 epochs" in out, out
+    assert any(p.name.startswith("torchelastic_") for p in tmp_path.iterdir())    # where it went
