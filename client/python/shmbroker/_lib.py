@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import importlib.util
 import os
 import sysconfig
 from pathlib import Path
+from typing import Any
 
 
 # enum sb_role, by the names the protocol gives the roles.
@@ -149,8 +151,48 @@ def load_hot(lib: ctypes.CDLL):
     return hot
 
 
+class CtypesCalls:
+    """shmbroker._hot's calls made through ctypes, for where the extension is not built:
+    the same arguments and the same results (_hot.c says what they are). Out-parameters
+    are made per call, so that the calls of several clients may run in several threads."""
+
+    NO_SLOT = 0xFFFFFFFF
+
+    def __init__(self, lib: ctypes.CDLL):
+        self.lib = lib
+
+    def acquire(self, pool: int, timeout_ms: int) -> int:
+        ptr, slot, cap = ctypes.c_void_p(), ctypes.c_uint32(), ctypes.c_size_t()
+        rc = self.lib.sb_acquire(pool, timeout_ms, ctypes.byref(ptr), ctypes.byref(slot), ctypes.byref(cap))
+        return rc if rc < 0 else slot.value
+
+    def publish_acquire(self, pool: int, client: int, slot: int, nbytes: int, seq: int, meta: bytes) -> tuple:
+        ptr, nxt, cap = ctypes.c_void_p(), ctypes.c_uint32(self.NO_SLOT), ctypes.c_size_t()
+        rc = self.lib.sb_publish_acquire(pool, slot, nbytes, seq, meta, 0, ctypes.byref(ptr), ctypes.byref(nxt),
+                                         ctypes.byref(cap))
+        if (rc == -errno.ETIMEDOUT and nxt.value == self.NO_SLOT
+                and self.lib.sb_code_name(self.lib.sb_client_code(client)) == b"timeout"):
+            rc = 0
+        return rc, nxt.value
+
+    def next_batch(self, pool: int, prev: int, timeout_ms: int) -> Any:
+        b = sb_batch()
+        if prev >= 0:
+            b.slot = prev
+            rc = self.lib.sb_release_consume(pool, ctypes.byref(b), timeout_ms)
+        else:
+            rc = self.lib.sb_consume(pool, timeout_ms, ctypes.byref(b))
+        if rc < 0:
+            return rc
+        if b.eof:
+            return None
+        return b.slot, b.nbytes, b.seq, b.stream, b.meta if b.meta is not None else b"{}"
+
+
 lib = load()
 hot = load_hot(lib)
+#: The per-batch calls client.py makes: the extension's, or ctypes' where it is not built.
+calls = hot if hot is not None else CtypesCalls(lib)
 libc = ctypes.CDLL(None, use_errno=True)
 libc.free.argtypes = [ctypes.c_void_p]
 libc.shutdown.argtypes = [ctypes.c_int, ctypes.c_int]

@@ -27,7 +27,7 @@ from typing import Iterator, Mapping, Union
 import numpy as np
 
 from . import _lib, _size, _slotpack, errors, layout
-from ._lib import DEFAULT_SOCKET, REPLY_FN, ROLES, lib, libc, sb_batch, sb_pool_options
+from ._lib import DEFAULT_SOCKET, REPLY_FN, ROLES, lib, libc, sb_pool_options
 
 NO_SLOT = 0xFFFFFFFF       # what an out-parameter slot keeps when no slot was taken
 VIEW_CACHE_MAX = 1024      # arrays kept per segment by _Segment.view_at()
@@ -350,12 +350,6 @@ class Pool:
         # Everything a call needs is reached through the segment, so that a closed pool
         # holds nothing that keeps the segment attached or the library's client alive.
         self._segment: _Segment | None = _Segment(attachment, self.stride * self.slots)
-        self._batch = sb_batch()
-        # The out-parameters of the per-batch calls, made once: a ctypes object and its
-        # byref() cost more than the call on the fast path. Read under the connection's lock.
-        self._batch_ref = ctypes.byref(self._batch)
-        self._out_ptr, self._out_slot, self._out_cap = ctypes.c_void_p(), ctypes.c_uint32(), ctypes.c_size_t()
-        self._out_refs = (ctypes.byref(self._out_ptr), ctypes.byref(self._out_slot), ctypes.byref(self._out_cap))
         # Slot.ndarray()'s arguments as seen before -> (shape, dtype, end in the slot).
         self._shapes: dict = {}
         # A slot taken in the same round trip as the previous publish (see Slot.publish):
@@ -406,16 +400,14 @@ class Pool:
             return Slot(self, index)
         segment = self._memory()
         ms = -1 if timeout is None else _timeout_ms(timeout)
-        hot = _lib.hot
         with segment.connection as conn:
-            if seq is None and hot is not None:
-                rc = index = hot.acquire(segment.pool, ms)
+            if seq is None:
+                rc = index = _lib.calls.acquire(segment.pool, ms)
             else:
-                if seq is None:
-                    rc = lib.sb_acquire(segment.pool, ms, *self._out_refs)
-                else:
-                    rc = lib.sb_acquire_seq(segment.pool, int(seq), ms, *self._out_refs)
-                index = self._out_slot.value
+                ptr, slot, cap = ctypes.c_void_p(), ctypes.c_uint32(), ctypes.c_size_t()
+                rc = lib.sb_acquire_seq(segment.pool, int(seq), ms, ctypes.byref(ptr), ctypes.byref(slot),
+                                        ctypes.byref(cap))
+                index = slot.value
             if rc < 0:
                 raise conn.refusal(rc, "acquire")
         return Slot(self, index)
@@ -480,24 +472,11 @@ class Pool:
         if self.pipelined:
             return self._publish_pipelined(index, nbytes, seq, meta)
         segment = self._memory()
-        hot = _lib.hot
-        if hot is not None:
-            with segment.connection as conn:
-                rc, nxt = hot.publish_acquire(segment.pool, conn.ptr, index, nbytes, seq, meta)
-                if nxt != NO_SLOT:
-                    self._reserve = nxt
-                if rc < 0:
-                    raise conn.refusal(rc, "publish")
-            return
-        nxt = self._out_slot
         with segment.connection as conn:
-            nxt.value = NO_SLOT
-            rc = lib.sb_publish_acquire(segment.pool, index, nbytes, seq, meta, 0, *self._out_refs)
-            if nxt.value != NO_SLOT:
-                self._reserve = nxt.value
-            # The acquire does not wait: no free slot now is no failure.
-            if rc < 0 and not (rc == -errno.ETIMEDOUT and nxt.value == NO_SLOT
-                               and conn.code() == errors.Timeout.code):
+            rc, nxt = _lib.calls.publish_acquire(segment.pool, conn.ptr, index, nbytes, seq, meta)
+            if nxt != NO_SLOT:
+                self._reserve = nxt
+            if rc < 0:
                 raise conn.refusal(rc, "publish")
 
     def _drop_reserve(self) -> None:
@@ -530,35 +509,17 @@ class Pool:
         trip to the daemon: the steady state of a consumer. Raises as get() does."""
         segment = self._memory()
         ms = -1 if timeout is None else _timeout_ms(timeout)
-        hot = _lib.hot
-        if hot is not None:
-            with segment.connection as conn:
-                if prev is not None and not prev.released:
-                    prev.released = True
-                    r, what = hot.next_batch(segment.pool, prev.slot, ms), "release and consume"
-                else:
-                    r, what = hot.next_batch(segment.pool, -1, ms), "consume"
-                if type(r) is int:
-                    raise conn.refusal(r, what)
-            if r is None:
-                raise errors.EndOfStream(f"end of stream in pool {self.name}")
-            slot, nbytes, seq, stream, text = r
-            parsed, meta = layout.decode_meta(text)
-            return Batch(self, slot, nbytes, seq, stream, meta, parsed)
-        b = self._batch
         with segment.connection as conn:
             if prev is not None and not prev.released:
                 prev.released = True
-                b.slot, b.eof = prev.slot, False
-                rc, what = lib.sb_release_consume(segment.pool, self._batch_ref, ms), "release and consume"
+                r, what = _lib.calls.next_batch(segment.pool, prev.slot, ms), "release and consume"
             else:
-                rc, what = lib.sb_consume(segment.pool, ms, self._batch_ref), "consume"
-            if rc < 0:
-                raise conn.refusal(rc, what)
-            # Read while the connection is held: the next call on it reuses the struct.
-            if b.eof:
-                raise errors.EndOfStream(f"end of stream in pool {self.name}")
-            slot, nbytes, seq, stream, text = b.slot, b.nbytes, b.seq, b.stream, b.meta
+                r, what = _lib.calls.next_batch(segment.pool, -1, ms), "consume"
+            if type(r) is int:
+                raise conn.refusal(r, what)
+        if r is None:
+            raise errors.EndOfStream(f"end of stream in pool {self.name}")
+        slot, nbytes, seq, stream, text = r
         parsed, meta = layout.decode_meta(text)
         return Batch(self, slot, nbytes, seq, stream, meta, parsed)
 
